@@ -1,0 +1,83 @@
+# Build, boot and test the hypervisor. `make run` and `make test` are the two
+# entry points; both install the Debian packages they need.
+
+BUILD      := build
+SWIFTC     ?= swiftc
+ENGINE     ?= auto
+LIB_SRC    := $(wildcard Sources/X86VCPU/*.swift)
+KERNEL_SRC := $(wildcard Kernel/*.swift)
+ASM_SRC    := $(wildcard Boot/*.asm)
+ASM_OBJ    := $(patsubst Boot/%.asm,$(BUILD)/boot/%.o,$(ASM_SRC))
+KERNEL     := $(BUILD)/kernel.elf
+ISO        := $(BUILD)/hypervisor.iso
+
+BUILD_PKGS := nasm binutils grub-pc-bin grub-common xorriso mtools
+QEMU_PKGS  := qemu-system-x86
+BOCHS_PKGS := bochs bochsbios vgabios bochs-term
+
+# Embedded Swift for a freestanding x86-64 kernel (see shared PLATFORM-NOTES):
+# no red zone (interrupts), no stack protector, no heap at all.
+EMBEDDED := -target x86_64-unknown-none-elf -swift-version 6 \
+    -enable-experimental-feature Embedded -enable-experimental-feature Extern \
+    -wmo -parse-as-library -Osize -Xcc -mno-red-zone \
+    -Xfrontend -disable-stack-protector -Xfrontend -function-sections \
+    -no-allocations -warnings-as-errors
+
+.PHONY: all kernel iso run test unit-test embedded-check system-test debug bench clean deps-build deps-qemu deps-bochs
+
+all: kernel
+
+deps-build:
+	@Tests/scripts/ensure-packages.sh $(BUILD_PKGS)
+deps-qemu:
+	@Tests/scripts/ensure-packages.sh $(QEMU_PKGS)
+deps-bochs:
+	@Tests/scripts/ensure-packages.sh $(BOCHS_PKGS)
+
+kernel: $(KERNEL)
+
+# The library alone, in Embedded mode: the check that it stays inside the subset.
+embedded-check: $(BUILD)/X86VCPU.o
+
+$(BUILD)/X86VCPU.o: $(LIB_SRC) Makefile
+	@mkdir -p $(BUILD)
+	$(SWIFTC) $(EMBEDDED) -module-name X86VCPU -emit-module \
+	    -emit-module-path $(BUILD)/X86VCPU.swiftmodule -c $(LIB_SRC) -o $@
+
+$(BUILD)/Kernel.o: $(KERNEL_SRC) $(BUILD)/X86VCPU.o
+	$(SWIFTC) $(EMBEDDED) -module-name Kernel -I $(BUILD) -c $(KERNEL_SRC) -o $@
+
+$(BUILD)/boot/%.o: Boot/%.asm | deps-build
+	@mkdir -p $(dir $@)
+	nasm -f elf64 -w+all -w-unknown-warning -w+error -o $@ $<
+
+$(KERNEL): $(ASM_OBJ) $(BUILD)/Kernel.o $(BUILD)/X86VCPU.o linker.ld
+	ld -n -nostdlib -static --gc-sections -z noexecstack -T linker.ld -o $@ \
+	    $(ASM_OBJ) $(BUILD)/Kernel.o $(BUILD)/X86VCPU.o
+	@grub-file --is-x86-multiboot2 $@ || { echo "$@ is not a multiboot2 kernel"; exit 1; }
+	@size $@ | awk 'NR==2 { printf "kernel: text %d bytes, data %d, bss %d\n", $$1, $$2, $$3 }'
+
+iso: $(ISO)
+
+$(ISO): $(KERNEL) Tests/scripts/mkiso.sh
+	Tests/scripts/mkiso.sh $@ $(KERNEL) user
+
+run: $(ISO) deps-qemu deps-bochs
+	Tests/scripts/boot.sh --engine $(ENGINE) --interactive $(ISO)
+
+debug: $(ISO) deps-qemu
+	@echo "QEMU waits for gdb on localhost:1234. In another terminal:"
+	@echo "  gdb $(KERNEL) -ex 'target remote localhost:1234'"
+	qemu-system-x86_64 -accel tcg -m 256 -cdrom $(ISO) -serial stdio -display none \
+	    -no-reboot -monitor none -device isa-debug-exit,iobase=0xf4,iosize=0x04 -s -S
+
+unit-test:
+	Tests/scripts/unit-tests.sh
+
+system-test: $(KERNEL) deps-qemu deps-bochs
+	Tests/system/run.sh $(KERNEL)
+
+test: deps-build unit-test embedded-check system-test
+
+clean:
+	rm -rf $(BUILD)
