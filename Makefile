@@ -19,7 +19,7 @@ BOCHS_PKGS := bochs bochsbios vgabios bochs-term
 # no red zone (interrupts), no stack protector, no heap at all.
 EMBEDDED := -target x86_64-unknown-none-elf -swift-version 6 \
     -enable-experimental-feature Embedded -enable-experimental-feature Extern \
-    -wmo -parse-as-library -Osize -Xcc -mno-red-zone \
+    -wmo -parse-as-library -Osize -Xcc -mno-red-zone -Xcc -mno-sse -Xcc -mno-mmx -Xcc -msoft-float \
     -Xfrontend -disable-stack-protector -Xfrontend -function-sections \
     -no-allocations -warnings-as-errors
 

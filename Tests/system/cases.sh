@@ -1,0 +1,31 @@
+# The system-test cases (sourced by run.sh). Each boots the kernel and matches
+# its transcript. Statuses: QEMU exits with (status << 1) | 1.
+
+# QEMU TCG has no VMX: banner, memory summary, the one clear line, status 2.
+boot_case qemu-no-vmx qemu 30 5 --entry qemu "log=info" -- \
+    'X86VCPU hypervisor' \
+    'memory: [0-9]+ MiB usable' \
+    'VMX is not available' \
+    'power off: status 2'
+
+# Bochs Skylake-X: a VMX summary that names EPT and unrestricted guest.
+boot_case bochs-vmx-summary bochs 60 - --entry bochs "log=info" -- \
+    'X86VCPU hypervisor' \
+    'memory: [0-9]+ MiB usable' \
+    'VMX: revision [0-9a-fx]+' \
+    'EPT: yes' \
+    'unrestricted guest: yes' \
+    'power off: status 0'
+
+# A kernel fault becomes a readable report and a failure status.
+boot_case ud2-report qemu 30 7 --entry ud2 "test=ud2" -- \
+    'FATAL: CPU exception 6 \(#UD invalid opcode\)' \
+    'RIP=0x0000000000[0-9a-f]+' \
+    'RAX=0x' \
+    'power off: status 3' \
+    '!power off: status 0'
+
+# An unknown option is a warning, not a failure.
+boot_case unknown-option qemu 30 5 --entry opt "log=info frobnicate=3" -- \
+    '\[warn\].*frobnicate' \
+    'VMX is not available'

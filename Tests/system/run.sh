@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# System tests: build an ISO per case, boot it with a wall-clock limit, and
+# decide from the serial transcript (and QEMU's port-0xF4 status where it
+# applies), never from the emulator's exit status alone.
+#   run.sh KERNEL [CASE...]    (no CASE: all of them)
+set -uo pipefail
+kernel=$1; shift
+only=("$@")
+here=$(cd "$(dirname "$0")" && pwd)
+scripts=$here/../scripts
+out=build/systest
+mkdir -p "$out"
+passed=0; failed=0; failures=()
+
+# check CASE TRANSCRIPT PATTERN...: every pattern (grep -E) must match a line;
+# a pattern starting with '!' must match none.
+check() {
+    local name=$1 file=$2 ok=1; shift 2
+    for p in "$@"; do
+        if [ "${p:0:1}" = "!" ]; then
+            if grep -aqE -- "${p:1}" "$file"; then echo "  $name: unexpected: ${p:1}"; ok=0; fi
+        elif ! grep -aqE -- "$p" "$file"; then
+            echo "  $name: missing: $p"; ok=0
+        fi
+    done
+    [ $ok = 1 ]
+}
+
+# boot_case NAME ENGINE LIMIT QEMU_STATUS ISO_ARGS... -- PATTERNS...
+# QEMU_STATUS: the exit code QEMU must give ((status << 1) | 1), or - to skip.
+boot_case() {
+    local name=$1 engine=$2 limit=$3 want=$4; shift 4
+    if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " =~ " $name " ]]; then return; fi
+    local iso_args=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do iso_args+=("$1"); shift; done
+    shift
+    local iso=$out/$name.iso log=$out/$name.txt start rc ok=1
+    rm -f "$log"
+    if ! "$scripts/mkiso.sh" "$iso" "$kernel" "${iso_args[@]}"; then
+        echo "FAIL $name: could not build the ISO"; failed=$((failed + 1)); failures+=("$name"); return
+    fi
+    start=$(date +%s.%N)
+    "$scripts/boot.sh" --engine "$engine" --serial "$log" --timeout "$limit" "$iso" >/dev/null 2>&1
+    rc=$?
+    local secs; secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+    touch "$log"
+    if [ $rc = 124 ] || [ $rc = 137 ]; then echo "  $name: timed out after ${limit}s"; ok=0; fi
+    if [ "$want" != - ] && [ "$rc" != "$want" ]; then echo "  $name: QEMU exit status $rc, expected $want"; ok=0; fi
+    check "$name" "$log" "$@" || ok=0
+    if [ $ok = 1 ]; then
+        echo "PASS $name (${engine}, ${secs}s)"; passed=$((passed + 1))
+    else
+        echo "FAIL $name (${engine}, ${secs}s); transcript tail ($log):"
+        tail -n 25 "$log" | tr -d '\r' | sed 's/\x1b\[[0-9;]*[A-Za-z]//g; s/^/    | /'
+        failed=$((failed + 1)); failures+=("$name")
+    fi
+}
+
+source "$here/cases.sh"
+
+echo "system tests: $passed passed, $failed failed"
+[ $failed = 0 ] || { echo "failed: ${failures[*]}"; exit 1; }
