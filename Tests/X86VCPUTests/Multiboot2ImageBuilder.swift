@@ -90,6 +90,7 @@ struct MBIBuilder {
 /// Runs `body` over `image` copied into 8-byte aligned host memory, optionally
 /// starting `shift` bytes into the allocation (to misalign it) and with `slack`
 /// extra bytes after it.
+@discardableResult
 func withImage<R>(
     _ image: [UInt8], shift: Int = 0, slack: Int = 0, _ body: (UnsafeRawBufferPointer) throws -> R
 ) rethrows -> R {
@@ -112,6 +113,7 @@ func mapImage(_ entries: [(UInt64, UInt64, UInt32)], modules: [(UInt32, UInt32)]
 }
 
 /// Parses `image` placed at physical address `at` and runs `body` on the result.
+@discardableResult
 func withInfo<R>(
     _ image: [UInt8], at physical: UInt64 = 0x10_0000_0000, _ body: (Multiboot2Info) throws -> R
 ) throws -> R {
