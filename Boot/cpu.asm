@@ -170,3 +170,12 @@ FUNC cpu_magic_break
 FUNC cpu_ud2
     ud2
     ret
+
+; The kernel image's extent, from the linker script.
+extern _kernel_start, _kernel_end
+FUNC kernel_image_start
+    mov rax, _kernel_start
+    ret
+FUNC kernel_image_end
+    mov rax, _kernel_end
+    ret

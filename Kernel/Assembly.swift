@@ -38,9 +38,9 @@
 @_extern(c, "cpu_magic_break") func cpu_magic_break()
 @_extern(c, "cpu_ud2") func cpu_ud2()
 
-/// Linker-script symbols: the kernel image's physical extent.
-@_extern(c, "_kernel_start") nonisolated(unsafe) var _kernel_start: UInt8
-@_extern(c, "_kernel_end") nonisolated(unsafe) var _kernel_end: UInt8
+/// The kernel image's physical extent (linker-script symbols).
+@_extern(c, "kernel_image_start") func kernel_image_start() -> UInt64
+@_extern(c, "kernel_image_end") func kernel_image_end() -> UInt64
 
 /// CPUID as one value.
 func cpuid(_ leaf: UInt32, _ subleaf: UInt32 = 0) -> (eax: UInt32, ebx: UInt32, ecx: UInt32, edx: UInt32) {

@@ -1,9 +1,12 @@
 // The console: COM1 (16550, polled) mirrored to the VGA text screen. Messages
 // are formatted into a fixed buffer by string interpolation: no heap.
 
-enum LogLevel: UInt8 {
-    case error = 0, warn, info, debug
 
+import X86VCPU
+
+typealias LogLevel = KernelCommandLine.LogLevel
+
+extension LogLevel {
     var tag: StaticString {
         switch self {
         case .error: "[error] "

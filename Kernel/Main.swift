@@ -1,10 +1,76 @@
-// The kernel's entry from Boot/entry.asm.
+// The kernel's entry from Boot/entry.asm: boot info, memory, then VMX.
+import X86VCPU
+
+/// Largest boot information block accepted; GRUB's is a few KiB.
+let bootInfoLimit = 64 << 10
 
 @c(kmain)
-func kmain(_ magic: UInt32, _ info: UInt64) {
+func kmain(_ magic: UInt32, _ infoAddress: UInt64) {
     Serial.initialize()
     Screen.clear()
-    Console.line("X86VCPU hypervisor (Embedded Swift) starting")
-    logInfo("multiboot2 magic \(hex: magic), boot info at \(hex: info)")
+    Console.line("X86VCPU hypervisor (Embedded Swift), multiboot2 kernel")
+
+    let info = parseBootInfo(magic, infoAddress)
+    var options = KernelCommandLine(info.commandLine ?? UnsafeRawBufferPointer(start: nil, count: 0)) { warning in
+        logWarn("command line: \(warning.message): '\(bytes: warning.token)' ignored")
+    }
+    Console.level = options.logLevel
+    Screen.enabled = !options.noscreen
+    if let line = info.commandLine { logInfo("command line: '\(bytes: line)'") }
+    if let loader = info.bootLoaderName { logDebug("boot loader: \(bytes: loader)") }
+
+    if options.isTest("ud2") {
+        logInfo("self-test: executing ud2")
+        cpu_ud2()
+    }
+
+    let memory: PhysicalMemoryMap
+    do {
+        memory = try initializeFrameAllocator(info)
+    } catch {
+        logError("memory map: \(error.message)")
+        powerOff(.badBootInfo)
+    }
+    reportMemory(info, memory)
+    options = options  // the parsed options stay available to later stages
+
+    guard let vmx = detectVMX() else { powerOff(.vmxUnavailable) }
+    reportVMX(vmx)
     powerOff(.success)
+}
+
+func parseBootInfo(_ magic: UInt32, _ address: UInt64) -> Multiboot2Info {
+    do {
+        try Multiboot2Info.checkMagic(magic)
+        guard address != 0, address < identityMappedEnd,
+              let base = UnsafeRawPointer(bitPattern: UInt(address)) else {
+            throw BootInfoError(.bufferTooSmall, at: 0)
+        }
+        // Bound the buffer before trusting total_size: the parser checks the rest.
+        let claimed = Int(base.loadUnaligned(as: UInt32.self))
+        let buffer = UnsafeRawBufferPointer(start: base, count: min(max(claimed, 8), bootInfoLimit))
+        return try Multiboot2Info(buffer, physicalAddress: address)
+    } catch {
+        logError("boot information: \(error.message) (byte offset \(error.offset), at \(hex: address))")
+        powerOff(.badBootInfo)
+    }
+}
+
+func reportMemory(_ info: Multiboot2Info, _ memory: PhysicalMemoryMap) {
+    if let map = info.memoryMap {
+        map.forEach { region in
+            logDebug("  e820 \(hex: region.base, width: 9)..\(hex: region.base &+ region.length, width: 9) type \(region.type)")
+        }
+    }
+    let frames = frameBitmap?.freeFrames ?? 0
+    logInfo("memory: \(memory.usableBytes >> 20) MiB usable of \(memory.totalAvailableBytes >> 20) MiB available, \(frames) free frames")
+    info.forEachModule { module in
+        logInfo("module \(hex: module.start)..\(hex: module.end) (\(module.size) bytes) '\(bytes: module.string)'")
+    }
+    if let fb = info.framebuffer {
+        logDebug("framebuffer \(hex: fb.address) \(fb.width)x\(fb.height)x\(fb.bitsPerPixel)")
+    }
+    if let rsdp = info.acpiRSDP {
+        logDebug("ACPI RSDP revision \(rsdp.revision), checksum valid: \(rsdp.checksumValid)")
+    }
 }

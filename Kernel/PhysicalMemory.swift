@@ -1,0 +1,60 @@
+// The page-frame allocator: the library's FrameBitmap bound to real RAM. The
+// boot stub identity-maps the first 4 GiB, so physical == virtual below it
+// and RAM above it is left out.
+import X86VCPU
+
+let identityMappedEnd: UInt64 = 4 << 30
+
+/// The one frame bitmap. Set once at boot, before any allocation.
+nonisolated(unsafe) var frameBitmap: FrameBitmap?
+
+/// The kernel's conformance to the frame interface: an empty handle over
+/// `frameBitmap`, so every generic user specializes to direct calls.
+struct KernelFrames: FrameAllocator {
+    func allocateFrame() -> UInt64? {
+        guard let address = frameBitmap?.allocate() else { return nil }
+        pointer(to: address).initializeMemory(as: UInt8.self, repeating: 0, count: Int(frameSize))
+        return address
+    }
+
+    func allocateContiguous(count: Int, alignment: UInt64) -> UInt64? {
+        guard let address = frameBitmap?.allocateContiguous(count: count, alignment: alignment) else { return nil }
+        pointer(to: address).initializeMemory(as: UInt8.self, repeating: 0, count: count * Int(frameSize))
+        return address
+    }
+
+    func freeFrame(_ address: UInt64) { freeContiguous(address, count: 1) }
+
+    func freeContiguous(_ address: UInt64, count: Int) {
+        do {
+            try frameBitmap?.free(address, count: count)
+        } catch {
+            // A bad free is a hypervisor bug, never guest-reachable: report it loudly.
+            logError("frame allocator: \(error.message) at \(hex: address) (\(count) frames)")
+            powerOff(.hypervisorFailure)
+        }
+    }
+
+    func pointer(to address: UInt64) -> UnsafeMutableRawPointer {
+        // Identity map; physical page 0 is never handed out or mapped to a guest.
+        UnsafeMutableRawPointer(bitPattern: UInt(address)).unsafelyUnwrapped
+    }
+}
+
+/// Builds the frame bitmap from the boot memory map: usable RAM above 1 MiB
+/// and below the identity-mapped limit, less the kernel, boot info and modules.
+func initializeFrameAllocator(_ info: Multiboot2Info) throws(PhysicalMemoryMapError) -> PhysicalMemoryMap {
+    var extra = PhysicalMemoryMap.ReservedRanges()
+    try extra.append(PhysicalMemoryMap.Range(start: identityMappedEnd, end: UInt64.max))
+    let kernel = PhysicalMemoryMap.Range(start: kernel_image_start(), end: kernel_image_end())
+    var map = try PhysicalMemoryMap(info: info, kernelImage: kernel, extra: extra)
+    let need = FrameBitmap.bytesNeeded(covering: map)
+    guard let storage = map.takeFirstFit(byteCount: UInt64(need)) else { throw .noUsableMemory }
+    do {
+        frameBitmap = try FrameBitmap(covering: map, storage: KernelFrames().pointer(to: storage), capacity: need)
+    } catch {
+        logError("frame bitmap: \(error.message)")
+        throw .noUsableMemory
+    }
+    return map
+}
