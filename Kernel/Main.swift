@@ -11,7 +11,7 @@ func kmain(_ magic: UInt32, _ infoAddress: UInt64) {
     Console.line("X86VCPU hypervisor (Embedded Swift), multiboot2 kernel")
 
     let info = parseBootInfo(magic, infoAddress)
-    var options = KernelCommandLine(info.commandLine ?? UnsafeRawBufferPointer(start: nil, count: 0)) { warning in
+    let options = KernelCommandLine(info.commandLine ?? UnsafeRawBufferPointer(start: nil, count: 0)) { warning in
         logWarn("command line: \(warning.message): '\(bytes: warning.token)' ignored")
     }
     Console.level = options.logLevel
@@ -32,7 +32,6 @@ func kmain(_ magic: UInt32, _ infoAddress: UInt64) {
         powerOff(.badBootInfo)
     }
     reportMemory(info, memory)
-    options = options  // the parsed options stay available to later stages
 
     guard let vmx = detectVMX() else { powerOff(.vmxUnavailable) }
     reportVMX(vmx)
@@ -40,7 +39,7 @@ func kmain(_ magic: UInt32, _ infoAddress: UInt64) {
 }
 
 func parseBootInfo(_ magic: UInt32, _ address: UInt64) -> Multiboot2Info {
-    do {
+    do throws(BootInfoError) {
         try Multiboot2Info.checkMagic(magic)
         guard address != 0, address < identityMappedEnd,
               let base = UnsafeRawPointer(bitPattern: UInt(address)) else {

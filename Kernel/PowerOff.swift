@@ -1,5 +1,6 @@
 // Power-off that ends every engine: QEMU's isa-debug-exit, Bochs, and on real
 // hardware a halt with the last message left on the screen.
+import X86VCPU
 
 /// Why the machine stopped. The number is what QEMU reports as (status << 1) | 1.
 enum ExitStatus: UInt8 {
