@@ -261,6 +261,7 @@ public struct CPUIDPolicy: Sendable {
     @inlinable
     func xsaveLeaf(subleaf: UInt32, host: CPUIDValues, guest: CPUIDGuestState) -> CPUIDValues {
         let supported = supportedXCR0
+        guard supported != 0 else { return .zero }  // no XSAVE: no leaf 0xD
         switch subleaf {
         case 0:
             return CPUIDValues(eax: UInt32(truncatingIfNeeded: supported),

@@ -211,6 +211,17 @@ public struct VMExitInterruptionInfo: Equatable, Sendable {
     /// VMM does not re-execute that IRET it must set blocking by NMI.
     // SDM 28.2.3 "Information About NMI Unblocking Due to IRET"
     @inlinable public var nmiUnblockingDueToIRET: Bool { (raw >> 12) & 1 != 0 }
+
+    /// True when the guest's IRET unblocked NMIs and then faulted: the IRET
+    /// will not complete as executed, so before resuming the guest the VMM must
+    /// set blocking by NMI in the interruptibility state. Bit 12 is undefined
+    /// for #DF and is not reported when the exit happened during event delivery.
+    // SDM 28.2.3 "Information About NMI Unblocking Due to IRET"
+    @inlinable
+    public func requiresNMIBlocking(idtVectoring: IDTVectoringInfo) -> Bool {
+        guard isValid, nmiUnblockingDueToIRET, !idtVectoring.isValid else { return false }
+        return !(type == .hardwareException && vector == 8)
+    }
 }
 
 /// The IDT-vectoring information field: the event whose delivery the VM exit

@@ -187,6 +187,8 @@ import X86VCPU
         #expect(p.xsaveLayout.compactedSize(for: 0x27) == 576 + 256 + 64)  // opmask aligned at 832
         let none = CPUIDPolicy(querying: { leaf, _ in leaf == 0 ? CPUIDValues(eax: 0xD, ebx: 0, ecx: 0, edx: 0) : .zero })
         #expect(none.supportedXCR0 == 0)
+        let leafD = CPUIDValues(eax: 3, ebx: 576, ecx: 576, edx: 0)
+        #expect(none.guestView(leaf: 0xD, subleaf: 0, host: leafD, guest: Self.guestNoOSXSAVE) == .zero)
         #expect(XSETBV.validate(ecx: 0, value: 3, supported: none.supportedXCR0) == .generalProtection(.reservedBits(2)))
     }
 }

@@ -96,6 +96,19 @@ import X86VCPU
         #expect(!VMExitInterruptionInfo(raw: 0x0000_0B0E).isValid)
     }
 
+    /// SDM 28.2.3: NMI blocking must be restored after a fault in an IRET that
+    /// unblocked NMIs, except for #DF (bit undefined) and faults during delivery.
+    @Test func nmiBlockingRestoreAfterFaultingIRET() {
+        let none = IDTVectoringInfo(raw: 0)
+        #expect(VMExitInterruptionInfo(raw: 0x8000_1B0E).requiresNMIBlocking(idtVectoring: none))
+        #expect(!VMExitInterruptionInfo(raw: 0x8000_0B0E).requiresNMIBlocking(idtVectoring: none))
+        #expect(!VMExitInterruptionInfo(raw: 0x8000_1B08).requiresNMIBlocking(idtVectoring: none))
+        #expect(!VMExitInterruptionInfo(raw: 0x8000_1B0E).requiresNMIBlocking(idtVectoring: IDTVectoringInfo(raw: 0x8000_0030)))
+        #expect(!VMExitInterruptionInfo(raw: 0x0000_1B0E).requiresNMIBlocking(idtVectoring: none))
+        // A software #BP (INT3) reported with bit 12 still needs it.
+        #expect(VMExitInterruptionInfo(raw: 0x8000_1603).requiresNMIBlocking(idtVectoring: none))
+    }
+
     @Test func idtVectoringExternalInterruptIsReinjectedAsIs() {
         let idt = IDTVectoringInfo(raw: 0x8000_0030)
         let inj = idt.reinjection(errorCode: 0xDEAD, instructionLength: 3)
