@@ -1,0 +1,291 @@
+// What the guest sees when it executes CPUID (an unconditional VM exit): the
+// host's answer, filtered so the guest is told only about features this
+// hypervisor lets it use, plus a hypervisor leaf range at 0x4000_0000.
+//
+// Topology (leaves 4, 0xB, 0x1F and CPUID.1:EBX[31:16]) passes through: the
+// guest sees the host package's topology but there is only one vCPU; a guest
+// finds its CPUs through ACPI/MP tables, so it runs with one.
+
+/// The four registers CPUID returns.
+@frozen
+public struct CPUIDValues: Equatable, Sendable {
+    public var eax: UInt32
+    public var ebx: UInt32
+    public var ecx: UInt32
+    public var edx: UInt32
+
+    @inlinable
+    public init(eax: UInt32, ebx: UInt32, ecx: UInt32, edx: UInt32) {
+        self.eax = eax
+        self.ebx = ebx
+        self.ecx = ecx
+        self.edx = edx
+    }
+
+    /// All four registers zero: what CPUID reports for an absent feature leaf.
+    public static var zero: CPUIDValues { CPUIDValues(eax: 0, ebx: 0, ecx: 0, edx: 0) }
+}
+
+/// The guest state some CPUID bits mirror: they describe the guest's
+/// configuration, not the host's.
+@frozen
+public struct CPUIDGuestState: Equatable, Sendable {
+    /// The guest's CR4 (what the guest believes it wrote, i.e. the read shadow
+    /// merged with the real bits): OSXSAVE (bit 18) and PKE (bit 22) matter.
+    public var cr4: UInt64
+    /// The guest's XCR0.
+    public var xcr0: UInt64
+    /// The guest's IA32_XSS (0 unless XSAVES is exposed).
+    public var xss: UInt64
+    /// IA32_APIC_BASE global enable (bit 11) as the guest set it: CPUID.1:EDX.APIC follows it.
+    public var apicGloballyEnabled: Bool
+
+    @inlinable
+    public init(cr4: UInt64, xcr0: UInt64, xss: UInt64 = 0, apicGloballyEnabled: Bool = true) {
+        self.cr4 = cr4
+        self.xcr0 = xcr0
+        self.xss = xss
+        self.apicGloballyEnabled = apicGloballyEnabled
+    }
+}
+
+/// Where each XSAVE state component lives, read once from the host's CPUID
+/// leaf 0xD subleaves 2...31, so the XSAVE-area sizes reported to the guest can
+/// be computed for the guest's XCR0 rather than the host's.
+// SDM 13.2 "Enumeration of CPU Support for XSAVE Instructions and XSAVE-Supported Features";
+// 13.4.3 "Extended Region of an XSAVE Area"
+@frozen
+public struct XSAVELayout: Sendable {
+    /// Bytes of the legacy region (512) plus the XSAVE header (64).
+    public static var legacyAndHeaderSize: UInt32 { 576 }
+
+    @usableFromInline var sizes: InlineArray<32, UInt32>
+    @usableFromInline var offsets: InlineArray<32, UInt32>
+    /// Bit i: component i is 64-byte aligned in the compacted format.
+    @usableFromInline var aligned: UInt32
+
+    /// No component beyond x87 and SSE known.
+    @inlinable
+    public init() {
+        sizes = InlineArray(repeating: 0)
+        offsets = InlineArray(repeating: 0)
+        aligned = 0
+    }
+
+    /// The layout the host reports: `cpuid(0xD, i)` for i in 2...31 gives
+    /// component i's size (EAX), standard-format offset (EBX) and compacted
+    /// alignment (ECX bit 1).
+    @inlinable
+    public init(querying cpuid: (_ leaf: UInt32, _ subleaf: UInt32) -> CPUIDValues) {
+        self.init()
+        for i in 2 ..< 32 {
+            let v = cpuid(0xD, UInt32(i))
+            setComponent(i, size: v.eax, offset: v.ebx, alignedTo64: (v.ecx >> 1) & 1 != 0)
+        }
+    }
+
+    /// Records component `index` (2...31; other indices are ignored).
+    @inlinable
+    public mutating func setComponent(_ index: Int, size: UInt32, offset: UInt32, alignedTo64: Bool) {
+        guard index >= 2, index < 32 else { return }
+        sizes[index] = size
+        offsets[index] = offset
+        if alignedTo64 { aligned |= 1 << UInt32(index) } else { aligned &= ~(1 << UInt32(index)) }
+    }
+
+    /// Bytes XSAVE needs (standard format) for the components in `mask`:
+    /// the end of the furthest enabled component, at least 576.
+    @inlinable
+    public func standardSize(for mask: UInt64) -> UInt32 {
+        var size = Self.legacyAndHeaderSize
+        for i in 2 ..< 32 where (mask >> UInt64(i)) & 1 != 0 {
+            let end = offsets[i] &+ sizes[i]
+            if end > size { size = end }
+        }
+        return size
+    }
+
+    /// Bytes XSAVEC/XSAVES need (compacted format) for the components in
+    /// `mask`: enabled components packed in order after the header, each
+    /// 64-byte-aligned one rounded up first.
+    @inlinable
+    public func compactedSize(for mask: UInt64) -> UInt32 {
+        var size = Self.legacyAndHeaderSize
+        for i in 2 ..< 32 where (mask >> UInt64(i)) & 1 != 0 {
+            if (aligned >> UInt32(i)) & 1 != 0 { size = (size &+ 63) & ~63 }
+            size = size &+ sizes[i]
+        }
+        return size
+    }
+}
+
+/// The CPUID filter. Its properties are the configuration: each `hidden`
+/// mask lists the bits cleared from the host's answer; the defaults hide what
+/// this hypervisor does not virtualize.
+public struct CPUIDPolicy: Sendable {
+    /// CPUID.1:ECX bits hidden. VMX (bit 5) is hidden whatever this says.
+    /// Default: MONITOR/MWAIT 3, DS-CPL 4, SMX 6, EST 7, TM2 8, SDBG 11,
+    /// PDCM 15, DCA 18, x2APIC 21 (until x2APIC is emulated).
+    public var leaf1ECXHidden: UInt32
+    /// CPUID.1:EDX bits hidden. Default: DS 21, ACPI thermal 22, TM 29, PBE 31.
+    public var leaf1EDXHidden: UInt32
+    /// CPUID.(7,0):EBX bits hidden. Default: SGX 2, INVPCID 10 (needs the
+    /// "enable INVPCID" control), PQM 12, MPX 14, PQE 15, Intel PT 25.
+    public var leaf7EBXHidden: UInt32
+    /// CPUID.(7,0):ECX bits hidden. Default: WAITPKG 5 (needs "enable user
+    /// wait and pause"), CET shadow stack 7, SGX launch control 30, PKS 31.
+    public var leaf7ECXHidden: UInt32
+    /// CPUID.(7,0):EDX bits hidden. Default: CET IBT 20, AMX-BF16 22,
+    /// AMX-TILE 24, AMX-INT8 25.
+    public var leaf7EDXHidden: UInt32
+    /// CPUID.(0xD,1):EAX bits hidden. Default: XSAVES 3 (needs "enable
+    /// XSAVES/XRSTORS" and IA32_XSS), XFD 4 (needs IA32_XFD handling).
+    public var xsaveFeaturesHidden: UInt32
+    /// CPUID.0x80000001:ECX bits hidden. Default: none.
+    public var extended1ECXHidden: UInt32
+    /// CPUID.0x80000001:EDX bits hidden. Default: RDTSCP 27 (needs "enable RDTSCP").
+    public var extended1EDXHidden: UInt32
+    /// Bit n set: basic leaf n (0...31) reads as all zeros. Default: 5
+    /// (MONITOR), 0xA (performance monitoring), 0x12 (SGX), 0x14 (Intel PT):
+    /// the leaves describing hidden features.
+    public var zeroedBasicLeaves: UInt32
+    /// The XCR0 bits the guest may enable (besides what the host lacks).
+    /// Default 0x2E7: x87, SSE, AVX, AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM), PKRU;
+    /// not MPX (no BNDCFGS handling) and not AMX (no XFD).
+    public var allowedXCR0: UInt64
+    /// The IA32_XSS bits the guest may enable when XSAVES is exposed. Default 0.
+    public var allowedXSS: UInt64
+    /// The XCR0 bits the host supports: CPUID.(0xD,0) EDX:EAX, 0 without XSAVE.
+    public var hostXCR0: UInt64
+    /// The host's XSAVE component layout.
+    public var xsaveLayout: XSAVELayout
+
+    /// The highest hypervisor leaf: 0x4000_0000 (signature) and 0x4000_0001
+    /// (paravirtual features: none, all zero).
+    public static var maxHypervisorLeaf: UInt32 { 0x4000_0001 }
+
+    /// The hypervisor signature in leaf 0x4000_0000 EBX, ECX, EDX: the 12 bytes
+    /// "SwiftVMXhv\0\0" in little-endian register order ("Swif", "tVMX", "hv\0\0").
+    public static var signature: (ebx: UInt32, ecx: UInt32, edx: UInt32) {
+        (0x6669_7753, 0x584D_5674, 0x0000_7668)
+    }
+
+    /// The default policy (see each property) for a host whose XSAVE support
+    /// is `hostXCR0` (CPUID.(0xD,0) EDX:EAX) laid out as `xsaveLayout`.
+    @inlinable
+    public init(hostXCR0: UInt64, xsaveLayout: XSAVELayout) {
+        leaf1ECXHidden = 1 << 3 | 1 << 4 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 11 | 1 << 15 | 1 << 18 | 1 << 21
+        leaf1EDXHidden = 1 << 21 | 1 << 22 | 1 << 29 | 1 << 31
+        leaf7EBXHidden = 1 << 2 | 1 << 10 | 1 << 12 | 1 << 14 | 1 << 15 | 1 << 25
+        leaf7ECXHidden = 1 << 5 | 1 << 7 | 1 << 30 | 1 << 31
+        leaf7EDXHidden = 1 << 20 | 1 << 22 | 1 << 24 | 1 << 25
+        xsaveFeaturesHidden = 1 << 3 | 1 << 4
+        extended1ECXHidden = 0
+        extended1EDXHidden = 1 << 27
+        zeroedBasicLeaves = 1 << 0x5 | 1 << 0xA | 1 << 0x12 | 1 << 0x14
+        allowedXCR0 = 0x2E7
+        allowedXSS = 0
+        self.hostXCR0 = hostXCR0
+        self.xsaveLayout = xsaveLayout
+    }
+
+    /// The default policy for the host that answers `cpuid(leaf, subleaf)`:
+    /// reads its XSAVE support (when leaf 0xD exists and CPUID.1:ECX.XSAVE is set).
+    @inlinable
+    public init(querying cpuid: (_ leaf: UInt32, _ subleaf: UInt32) -> CPUIDValues) {
+        let hasXSAVE = cpuid(0, 0).eax >= 0xD && (cpuid(1, 0).ecx >> 26) & 1 != 0
+        if hasXSAVE {
+            let d = cpuid(0xD, 0)
+            self.init(hostXCR0: UInt64(d.edx) << 32 | UInt64(d.eax), xsaveLayout: XSAVELayout(querying: cpuid))
+        } else {
+            self.init(hostXCR0: 0, xsaveLayout: XSAVELayout())
+        }
+    }
+
+    /// The XCR0 bits the guest may set: those the host supports that the
+    /// policy allows, always including x87 (bit 0, which XCR0 requires) when
+    /// the host has XSAVE at all. Pass it to `XSETBV.validate`.
+    @inlinable
+    public var supportedXCR0: UInt64 { hostXCR0 & (allowedXCR0 | 1) }
+
+    /// True when the policy exposes XSAVES (so IA32_XSS is meaningful).
+    @inlinable
+    func exposesXSAVES(hostLeafD1EAX: UInt32) -> Bool {
+        hostLeafD1EAX & ~xsaveFeaturesHidden & (1 << 3) != 0
+    }
+
+    /// What the guest's CPUID(`leaf`, `subleaf`) returns, given the host's
+    /// answer to the same query and the guest state some bits mirror.
+    @inlinable
+    public func guestView(leaf: UInt32, subleaf: UInt32, host: CPUIDValues,
+                          guest: CPUIDGuestState) -> CPUIDValues {
+        var v = host
+        if leaf < 32, (zeroedBasicLeaves >> leaf) & 1 != 0 { return .zero }
+        switch leaf {
+        case 1:
+            // SDM CPUID, Table "Feature Information Returned in the ECX Register";
+            // EAX (family, model, stepping) passes through unchanged.
+            v.ecx &= ~(leaf1ECXHidden | 1 << 5)
+            v.ecx |= 1 << 31  // hypervisor present
+            let osxsave = v.ecx & (1 << 26) != 0 && (guest.cr4 >> 18) & 1 != 0
+            v.ecx = osxsave ? v.ecx | 1 << 27 : v.ecx & ~(1 << 27)
+            v.edx &= ~leaf1EDXHidden
+            if !guest.apicGloballyEnabled { v.edx &= ~(1 << 9) }
+        case 7:
+            if subleaf == 0 {
+                v.ebx &= ~leaf7EBXHidden
+                v.ecx &= ~leaf7ECXHidden
+                v.edx &= ~leaf7EDXHidden
+                // OSPKE (ECX bit 4) mirrors the guest's CR4.PKE, like OSXSAVE.
+                let ospke = v.ecx & (1 << 3) != 0 && (guest.cr4 >> 22) & 1 != 0
+                v.ecx = ospke ? v.ecx | 1 << 4 : v.ecx & ~(1 << 4)
+            }
+        case 0xD:
+            v = xsaveLeaf(subleaf: subleaf, host: host, guest: guest)
+        case 0x4000_0000:
+            let s = Self.signature
+            v = CPUIDValues(eax: Self.maxHypervisorLeaf, ebx: s.ebx, ecx: s.ecx, edx: s.edx)
+        case 0x4000_0001 ... 0x4FFF_FFFF:
+            v = .zero
+        case 0x8000_0001:
+            v.ecx &= ~extended1ECXHidden
+            v.edx &= ~extended1EDXHidden
+        default:
+            break
+        }
+        return v
+    }
+
+    /// Leaf 0xD, kept consistent with the XCR0 the guest may set.
+    // SDM 13.2 "Enumeration of CPU Support for XSAVE Instructions and XSAVE-Supported Features"
+    @inlinable
+    func xsaveLeaf(subleaf: UInt32, host: CPUIDValues, guest: CPUIDGuestState) -> CPUIDValues {
+        let supported = supportedXCR0
+        guard supported != 0 else { return .zero }  // no XSAVE: no leaf 0xD
+        switch subleaf {
+        case 0:
+            return CPUIDValues(eax: UInt32(truncatingIfNeeded: supported),
+                               ebx: xsaveLayout.standardSize(for: guest.xcr0 & supported),
+                               ecx: xsaveLayout.standardSize(for: supported),
+                               edx: UInt32(truncatingIfNeeded: supported >> 32))
+        case 1:
+            let features = host.eax & ~xsaveFeaturesHidden
+            let xsaves = exposesXSAVES(hostLeafD1EAX: host.eax)
+            let supportedXSS = xsaves ? (UInt64(host.edx) << 32 | UInt64(host.ecx)) & allowedXSS : 0
+            let compactedMask = (guest.xcr0 & supported) | (guest.xss & supportedXSS)
+            let compacting = features & (1 << 1 | 1 << 3) != 0  // XSAVEC or XSAVES
+            return CPUIDValues(eax: features,
+                               ebx: compacting ? xsaveLayout.compactedSize(for: compactedMask) : 0,
+                               ecx: UInt32(truncatingIfNeeded: supportedXSS),
+                               edx: UInt32(truncatingIfNeeded: supportedXSS >> 32))
+        case 2 ..< 64:
+            // A component the guest can never enable is reported as absent:
+            // user components (ECX bit 0 clear) need the supported XCR0 bit,
+            // supervisor components (ECX bit 0 set) need `allowedXSS`.
+            let mask = host.ecx & 1 != 0 ? allowedXSS : supported
+            return (mask >> UInt64(subleaf)) & 1 != 0 ? host : .zero
+        default:
+            return .zero
+        }
+    }
+}
