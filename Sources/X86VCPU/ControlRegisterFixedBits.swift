@@ -1,0 +1,141 @@
+// Bits of CR0 and CR4 that VMX operation fixes, and the guest's view of them.
+// SDM A.7 "VMX-Fixed Bits in CR0", A.8 "VMX-Fixed Bits in CR4", 24.8
+// "Restrictions on VMX Operation", 26.3.1.1 "Checks on Guest Control
+// Registers, Debug Registers, and MSRs", 26.6.3 "Guest/Host Masks and Read
+// Shadows for CR0 and CR4".
+
+/// CR0 bits. SDM Vol. 3A 2.5 "Control Registers".
+@frozen
+public struct CR0Bits: BitFlags {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public static let pe = Self(rawValue: 1 << 0)
+    public static let mp = Self(rawValue: 1 << 1)
+    public static let em = Self(rawValue: 1 << 2)
+    public static let ts = Self(rawValue: 1 << 3)
+    public static let et = Self(rawValue: 1 << 4)
+    public static let ne = Self(rawValue: 1 << 5)
+    public static let wp = Self(rawValue: 1 << 16)
+    public static let am = Self(rawValue: 1 << 18)
+    public static let nw = Self(rawValue: 1 << 29)
+    public static let cd = Self(rawValue: 1 << 30)
+    public static let pg = Self(rawValue: 1 << 31)
+}
+
+/// CR4 bits. SDM Vol. 3A 2.5 "Control Registers".
+@frozen
+public struct CR4Bits: BitFlags {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public static let vme = Self(rawValue: 1 << 0)
+    public static let pvi = Self(rawValue: 1 << 1)
+    public static let tsd = Self(rawValue: 1 << 2)
+    public static let de = Self(rawValue: 1 << 3)
+    public static let pse = Self(rawValue: 1 << 4)
+    public static let pae = Self(rawValue: 1 << 5)
+    public static let mce = Self(rawValue: 1 << 6)
+    public static let pge = Self(rawValue: 1 << 7)
+    public static let pce = Self(rawValue: 1 << 8)
+    public static let osfxsr = Self(rawValue: 1 << 9)
+    public static let osxmmexcpt = Self(rawValue: 1 << 10)
+    public static let umip = Self(rawValue: 1 << 11)
+    public static let la57 = Self(rawValue: 1 << 12)
+    public static let vmxe = Self(rawValue: 1 << 13)
+    public static let smxe = Self(rawValue: 1 << 14)
+    public static let fsgsbase = Self(rawValue: 1 << 16)
+    public static let pcide = Self(rawValue: 1 << 17)
+    public static let osxsave = Self(rawValue: 1 << 18)
+    public static let kl = Self(rawValue: 1 << 19)
+    public static let smep = Self(rawValue: 1 << 20)
+    public static let smap = Self(rawValue: 1 << 21)
+    public static let pke = Self(rawValue: 1 << 22)
+    public static let cet = Self(rawValue: 1 << 23)
+    public static let pks = Self(rawValue: 1 << 24)
+    public static let uintr = Self(rawValue: 1 << 25)
+    public static let lass = Self(rawValue: 1 << 27)
+    public static let lamSupervisor = Self(rawValue: 1 << 28)
+    public static let fred = Self(rawValue: 1 << 32)
+}
+
+/// An IA32_VMX_CRn_FIXED0/FIXED1 pair: a bit that is 1 in FIXED0 must be 1,
+/// a bit that is 0 in FIXED1 must be 0, the rest are free. SDM A.7/A.8.
+@frozen
+public struct FixedBits: Equatable, Sendable {
+    /// Bits that must be 1.
+    public let fixed0: UInt64
+    /// Bits that may be 1 (a 0 here means the bit must be 0).
+    public let fixed1: UInt64
+
+    public init(fixed0: UInt64, fixed1: UInt64) { self.fixed0 = fixed0; self.fixed1 = fixed1 }
+
+    /// Bits whose value is fixed one way or the other.
+    public var fixedMask: UInt64 { fixed0 | ~fixed1 }
+
+    /// Bits of `value` that break the rule: must-be-1 bits that are 0 and
+    /// must-be-0 bits that are 1. Zero means valid.
+    public func violations(in value: UInt64) -> UInt64 { (fixed0 & ~value) | (value & ~fixed1) }
+
+    public func isValid(_ value: UInt64) -> Bool { violations(in: value) == 0 }
+
+    /// `value` with every fixed bit forced to its required setting.
+    public func forced(_ value: UInt64) -> UInt64 { (value | fixed0) & fixed1 }
+
+    /// The same rule with `bits` released from must-be-1 (used for CR0.PE/PG
+    /// with unrestricted guest).
+    public func exempting(mustBeOne bits: UInt64) -> FixedBits {
+        FixedBits(fixed0: fixed0 & ~bits, fixed1: fixed1)
+    }
+}
+
+/// How a guest sees one control register while VMX fixes some of its bits:
+/// the real register (guest-state field) satisfies the fixed bits; bits the
+/// guest may not own are set in the guest/host mask, so the guest's reads of
+/// them come from the read shadow and its writes to them cause VM exits.
+/// SDM 26.6.3 "Guest/Host Masks and Read Shadows for CR0 and CR4".
+public struct GuestControlRegisterView: Equatable, Sendable {
+    /// The rule the guest-state field must satisfy at VM entry.
+    public let fixed: FixedBits
+    /// Bits owned by the hypervisor (the VMCS CRn guest/host mask).
+    public let guestHostMask: UInt64
+    /// Bits the guest always reads as 0 although they are 1 in the real register.
+    public let hiddenBits: UInt64
+
+    public init(fixed: FixedBits, guestHostMask: UInt64, hiddenBits: UInt64) {
+        self.fixed = fixed; self.guestHostMask = guestHostMask; self.hiddenBits = hiddenBits
+    }
+
+    /// CR0 for a guest. Every fixed bit is host-owned. With "unrestricted
+    /// guest", PE and PG may be 0 in the guest (SDM 26.3.1.1), so they leave
+    /// the must-be-1 set and, unless FIXED1 forbids them, the mask.
+    public static func cr0(fixed: FixedBits, unrestrictedGuest: Bool) -> GuestControlRegisterView {
+        let rule = unrestrictedGuest ? fixed.exempting(mustBeOne: CR0Bits.pe.rawValue | CR0Bits.pg.rawValue) : fixed
+        return GuestControlRegisterView(fixed: rule, guestHostMask: rule.fixedMask, hiddenBits: 0)
+    }
+
+    /// CR4 for a guest. Every fixed bit is host-owned, and CR4.VMXE (which VMX
+    /// operation forces to 1) is hidden: masked, and shadowed as 0.
+    public static func cr4(fixed: FixedBits) -> GuestControlRegisterView {
+        let vmxe = CR4Bits.vmxe.rawValue
+        return GuestControlRegisterView(fixed: fixed, guestHostMask: fixed.fixedMask | vmxe, hiddenBits: vmxe)
+    }
+
+    /// The guest-state field value for the value the guest wants.
+    public func realValue(forGuestValue value: UInt64) -> UInt64 { fixed.forced(value) }
+
+    /// The read-shadow value for the value the guest wants: its own value,
+    /// except hidden bits read as 0.
+    public func readShadow(forGuestValue value: UInt64) -> UInt64 { value & ~hiddenBits }
+
+    /// What a guest MOV from CRn returns for a given real value and shadow.
+    public func guestVisibleValue(real: UInt64, readShadow: UInt64) -> UInt64 {
+        (real & ~guestHostMask) | (readShadow & guestHostMask)
+    }
+
+    /// Whether a guest MOV to CRn of `value` must exit: it changes a masked
+    /// bit away from the shadow. SDM 26.1.3 "Instructions That Cause VM Exits Conditionally".
+    public func writeCausesExit(_ value: UInt64, readShadow: UInt64) -> Bool {
+        (value ^ readShadow) & guestHostMask != 0
+    }
+}
