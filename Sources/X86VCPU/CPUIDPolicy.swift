@@ -6,24 +6,12 @@
 // guest sees the host package's topology but there is only one vCPU; a guest
 // finds its CPUs through ACPI/MP tables, so it runs with one.
 
-/// The four registers CPUID returns.
-@frozen
-public struct CPUIDValues: Equatable, Sendable {
-    public var eax: UInt32
-    public var ebx: UInt32
-    public var ecx: UInt32
-    public var edx: UInt32
+/// The policy speaks of the same four registers the CPU seam returns.
+public typealias CPUIDValues = CPUIDResult
 
-    @inlinable
-    public init(eax: UInt32, ebx: UInt32, ecx: UInt32, edx: UInt32) {
-        self.eax = eax
-        self.ebx = ebx
-        self.ecx = ecx
-        self.edx = edx
-    }
-
+extension CPUIDResult {
     /// All four registers zero: what CPUID reports for an absent feature leaf.
-    public static var zero: CPUIDValues { CPUIDValues(eax: 0, ebx: 0, ecx: 0, edx: 0) }
+    public static var zero: CPUIDResult { CPUIDResult() }
 }
 
 /// The guest state some CPUID bits mirror: they describe the guest's
