@@ -56,7 +56,22 @@ boot_case() {
     fi
 }
 
+# The kernel must not reach the heap or reference counting: no call to the
+# Swift runtime's allocation or retain/release entry points anywhere.
+static_case() {
+    local calls
+    calls=$(objdump -d --no-show-raw-insn "$kernel" | grep -E 'call.*<(swift_allocObject|swift_retain|swift_release|swift_slowAlloc|posix_memalign|malloc)' || true)
+    if [ -z "$calls" ] && ! nm "$kernel" | grep -qE ' U '; then
+        echo "PASS kernel-no-heap (no allocation or refcount calls, no undefined symbols)"; passed=$((passed + 1))
+    else
+        echo "FAIL kernel-no-heap:"; echo "$calls" | head; nm "$kernel" | grep ' U '
+        failed=$((failed + 1)); failures+=(kernel-no-heap)
+    fi
+}
+if [ ${#only[@]} -eq 0 ]; then static_case; fi
+
 source "$here/cases.sh"
+[ -f "$here/guest-cases.sh" ] && source "$here/guest-cases.sh"
 
 echo "system tests: $passed passed, $failed failed"
 [ $failed = 0 ] || { echo "failed: ${failures[*]}"; exit 1; }
