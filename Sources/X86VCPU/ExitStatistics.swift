@@ -1,0 +1,35 @@
+// Exits per basic reason, and the TSC cycles the hypervisor spent on each:
+// the table printed when the guest stops, and the input to the benchmarks.
+
+public struct ExitStatistics: Sendable {
+    /// Reasons 0 ..< tracked have their own slot; larger numbers share the last.
+    public static let tracked = 96
+    var counts = InlineArray<96, UInt64>(repeating: 0)
+    var cycles = InlineArray<96, UInt64>(repeating: 0)
+
+    public init() {}
+
+    static func slot(_ reason: ExitReason) -> Int { min(Int(reason.rawValue), tracked - 1) }
+
+    public mutating func record(_ reason: ExitReason, cycles spent: UInt64) {
+        let i = Self.slot(reason)
+        counts[i] &+= 1
+        cycles[i] &+= spent
+    }
+
+    public func count(of reason: ExitReason) -> UInt64 { counts[Self.slot(reason)] }
+    public func cycles(of reason: ExitReason) -> UInt64 { cycles[Self.slot(reason)] }
+
+    public var totalExits: UInt64 {
+        var total: UInt64 = 0
+        for i in 0..<Self.tracked { total &+= counts[i] }
+        return total
+    }
+
+    /// Each reason that occurred, in reason order.
+    public func forEach(_ body: (ExitReason, _ count: UInt64, _ cycles: UInt64) -> Void) {
+        for i in 0..<Self.tracked where counts[i] != 0 {
+            body(ExitReason(rawValue: UInt16(i)), counts[i], cycles[i])
+        }
+    }
+}

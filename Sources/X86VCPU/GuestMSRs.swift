@@ -1,0 +1,86 @@
+// The guest's view of the MSRs that exit. Every MSR the host depends on is
+// either swapped by VM entry/exit (EFER, PAT, SYSENTER, FS/GS base through the
+// VMCS; STAR, LSTAR, CSTAR, FMASK, KERNEL_GS_BASE, TSC_AUX through the MSR
+// lists, see VCPU.swift) or emulated here; anything else raises #GP, as an
+// unimplemented MSR does on hardware. The Rust reference let the guest write
+// the host's LSTAR and friends.
+
+extension VCPU {
+    /// The value RDMSR returns, or nil for #GP.
+    func readGuestMSR<H: VMXHardware>(_ hw: H, _ msr: UInt32) throws(VMXError) -> UInt64? {
+        switch msr {
+        case MSR.ia32EFER.address: return try hw.read(VMCSFields.Guest64.ia32EFER)
+        case MSR.ia32PAT.address: return try hw.read(VMCSFields.Guest64.ia32PAT)
+        case MSR.ia32DebugCtl.address: return try hw.read(VMCSFields.Guest64.ia32DebugCtl)
+        case MSR.ia32FSBase.address: return try hw.read(VMCSFields.GuestNatural.fsBase)
+        case MSR.ia32GSBase.address: return try hw.read(VMCSFields.GuestNatural.gsBase)
+        case MSR.ia32SysenterCS.address: return UInt64(try hw.read(VMCSFields.Guest32.ia32SysenterCS))
+        case MSR.ia32SysenterESP.address: return try hw.read(VMCSFields.GuestNatural.ia32SysenterESP)
+        case MSR.ia32SysenterEIP.address: return try hw.read(VMCSFields.GuestNatural.ia32SysenterEIP)
+        case MSR.ia32TimeStampCounter.address:
+            return hw.readTSC() &+ (features.tscOffsetting ? try hw.read(VMCSFields.Control64.tscOffset) : 0)
+        // Locked, VMX off: the guest sees a CPU without VMX (CPUID agrees).
+        case MSR.ia32FeatureControl.address: return FeatureControl.lockBit
+        case MSR.ia32APICBase.address: return apicBase
+        case MSR.ia32MiscEnable.address: return miscEnable
+        case MSR.ia32MTRRCap.address: return 0
+        case MSR.ia32MTRRDefType.address: return mtrrDefType
+        case MSR.ia32SpecCtrl.address: return specCtrl
+        case MSR.ia32PlatformID.address, MSR.ia32BIOSSignID.address: return 0
+        default: return nil
+        }
+    }
+
+    /// Performs WRMSR for the guest; false for #GP.
+    mutating func writeGuestMSR<H: VMXHardware>(_ hw: H, _ msr: UInt32, _ value: UInt64) throws(VMXError) -> Bool {
+        switch msr {
+        case MSR.ia32EFER.address: return try writeGuestEFER(hw, value)
+        case MSR.ia32PAT.address:
+            // SDM 13.12.2: each entry a valid memory type (0, 1, 4, 5, 6, 7).
+            for i in 0..<8 {
+                let type = (value >> UInt64(8 * i)) & 0xFF
+                if type == 2 || type == 3 || type > 7 { return false }
+            }
+            try hw.write(VMCSFields.Guest64.ia32PAT, value)
+        case MSR.ia32DebugCtl.address:
+            // Only LBR and BTF may be set; they are kept but not acted on.
+            guard value & ~0x3 == 0 else { return false }
+            try hw.write(VMCSFields.Guest64.ia32DebugCtl, value)
+        case MSR.ia32FSBase.address: try hw.write(VMCSFields.GuestNatural.fsBase, value)
+        case MSR.ia32GSBase.address: try hw.write(VMCSFields.GuestNatural.gsBase, value)
+        case MSR.ia32SysenterCS.address: try hw.write(VMCSFields.Guest32.ia32SysenterCS, UInt32(truncatingIfNeeded: value))
+        case MSR.ia32SysenterESP.address: try hw.write(VMCSFields.GuestNatural.ia32SysenterESP, value)
+        case MSR.ia32SysenterEIP.address: try hw.write(VMCSFields.GuestNatural.ia32SysenterEIP, value)
+        case MSR.ia32TimeStampCounter.address:
+            // The host's TSC is never written: the guest's moves by the offset.
+            guard features.tscOffsetting else { return true }
+            try hw.write(VMCSFields.Control64.tscOffset, value &- hw.readTSC())
+        case MSR.ia32APICBase.address:
+            // Bochs ignores re-enabling a disabled APIC, so the guest's view is ours.
+            guard value & 0x2FF == 0 else { return false }
+            apicBase = value
+        case MSR.ia32MiscEnable.address: miscEnable = value
+        case MSR.ia32MTRRDefType.address:
+            guard value & ~0xCFF == 0 else { return false }
+            mtrrDefType = value
+        case MSR.ia32SpecCtrl.address: specCtrl = value
+        case MSR.ia32PredCmd.address, MSR.ia32BIOSSignID.address, 0x79 /* BIOS update trigger */: break
+        default: return false
+        }
+        return true
+    }
+
+    /// SDM 2.2.1 "Extended Feature Enable Register": SCE, LME, NXE are the
+    /// guest's; LMA is read-only (it follows paging, see writeGuestCR0); LME
+    /// cannot change while paging is on.
+    mutating func writeGuestEFER<H: VMXHardware>(_ hw: H, _ value: UInt64) throws(VMXError) -> Bool {
+        let writable = EFER.sce.rawValue | EFER.lme.rawValue | EFER.nxe.rawValue
+        let lma = EFER.lma.rawValue
+        guard value & ~(writable | lma) == 0 else { return false }
+        let old = try hw.read(VMCSFields.Guest64.ia32EFER)
+        let paging = try guestCR0(hw) & CR0Bits.pg.rawValue != 0
+        if paging && (old ^ value) & EFER.lme.rawValue != 0 { return false }
+        try hw.write(VMCSFields.Guest64.ia32EFER, (value & writable) | (old & lma))
+        return true
+    }
+}

@@ -1,0 +1,392 @@
+// The virtual CPU (the seed's VmxVcpu): its VMCS, bitmaps and MSR lists, the
+// guest's register file, and the VMCS setup for the three kinds of start.
+// SDM 25 "Virtual Machine Control Structures", 27 "VM Entries".
+
+/// The processor mode a guest starts in.
+public enum GuestStartMode: Sendable {
+    /// Real mode through unrestricted guest (as after reset, CS:IP from `rip`).
+    case real
+    /// 32-bit protected mode, flat segments, paging off.
+    case protected32
+    /// 64-bit mode with the guest's page tables at `cr3`.
+    case long64
+}
+
+/// Where and how the guest begins.
+public struct GuestStart: Sendable {
+    public var mode: GuestStartMode
+    public var rip: UInt64
+    public var rsp: UInt64 = 0
+    public var rflags: UInt64 = 0x2
+    /// Page-table root (long64); also used by protected32 when paging is off (ignored).
+    public var cr3: UInt64 = 0
+    public var gdtrBase: UInt64 = 0
+    public var gdtrLimit: UInt32 = 0xFFFF
+    public var idtrBase: UInt64 = 0
+    public var idtrLimit: UInt32 = 0x3FF
+    /// Selectors loaded for protected32 and long64 (the loader's GDT must hold them).
+    public var codeSelector: UInt16 = 0x08
+    public var dataSelector: UInt16 = 0x10
+    public var registers = GeneralRegisters()
+
+    public init(mode: GuestStartMode, rip: UInt64) { self.mode = mode; self.rip = rip }
+}
+
+/// Why `VCPU.run` returned to the kernel: the guest stopped, or something the
+/// vCPU does not handle itself happened.
+public enum VCPUExit: Sendable {
+    /// The guest asked to power off (its exit port or the power-off hypercall).
+    case powerOff(status: UInt8)
+    /// HLT with nothing that could ever wake the guest.
+    case halted(rip: UInt64)
+    /// A guest access outside its memory, with no device behind it.
+    case eptViolation(guestPhysical: UInt64, qualification: EPTViolationQualification, rip: UInt64)
+    case eptMisconfiguration(guestPhysical: UInt64, rip: UInt64)
+    case tripleFault(rip: UInt64)
+    /// VM entry failed its guest-state or MSR-loading checks (exit reason bit 31).
+    case entryFailure(ExitReasonField, qualification: UInt64)
+    /// A VMX instruction of the hypervisor failed (VMLAUNCH, VMREAD, ...).
+    case instructionFailure(VMXError)
+    /// An exit this vCPU has no handler for: the guest is stopped, not the hypervisor.
+    case unhandled(reason: ExitReason, qualification: UInt64, rip: UInt64)
+    /// String I/O or a hypercall touched a guest address that does not translate.
+    case badGuestAddress(linear: UInt64, rip: UInt64)
+}
+
+/// The devices behind the guest's I/O ports and console: the kernel's side.
+/// Called from inside the run loop, so a port access costs one exit and no
+/// return to the kernel's loop.
+public protocol GuestPlatform {
+    /// IN: the value, all ones when no device claims the port.
+    mutating func portIn(_ port: UInt16, width: OperandWidth) -> UInt32
+    /// OUT: nil to continue, or why the guest stops (e.g. its power-off port).
+    mutating func portOut(_ port: UInt16, width: OperandWidth, value: UInt32) -> VCPUExit?
+    /// Bytes from the console hypercall.
+    mutating func consoleWrite(_ bytes: UnsafeRawBufferPointer)
+}
+
+/// What the vCPU was built with, and which optional controls it got.
+public struct VCPUFeatures: Sendable {
+    public var preemptionTimer = false
+    public var virtualNMIs = false
+    public var vpid = false
+    public var rdtscp = false
+    public var invpcid = false
+    public var xsaves = false
+    public var tscOffsetting = false
+    public var activityHLT = false
+    public var switchesTSCAux = false
+    public init() {}
+}
+
+/// The MSRs the guest uses directly and the CPU swaps at every entry and exit
+/// through the VM-entry MSR-load / VM-exit MSR-store lists (guest values) and
+/// the VM-exit MSR-load list (host values). SDM 25.7.2 "VM-Exit Controls for
+/// MSRs", 25.8.2 "VM-Entry Controls for MSRs".
+let switchedMSRs: [6 of UInt32] = [0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084, 0xC000_0102, 0xC000_0103]
+
+/// Runs an allocation, reporting exhaustion as the VMX layer's error.
+func outOfMemoryAsVMXError<T: ~Copyable>(_ body: () throws(FrameError) -> T) throws(VMXError) -> T {
+    do { return try body() } catch { throw .outOfMemory }
+}
+
+public struct VCPU<A: FrameAllocator>: ~Copyable {
+    let vmcs: PhysFrame<A>
+    public var ioBitmap: IOBitmap<A>
+    public var msrBitmap: MSRBitmap<A>
+    /// Guest MSR list at offset 0, host MSR list at offset 2048.
+    let msrLists: PhysFrame<A>
+    let msrCount: Int
+
+    public var registers = GeneralRegisters()
+    public var statistics = ExitStatistics()
+    public var events = EventQueue()
+    public let capabilities: VMXCapabilities
+    public let features: VCPUFeatures
+    public let ram: GuestRAM
+    public var cpuidPolicy: CPUIDPolicy
+    let cr0View: GuestControlRegisterView
+    let cr4View: GuestControlRegisterView
+    /// The adjusted controls; `primaryControls` tracks the window bits since.
+    let controls: VMXControlSettings
+    var primaryControls: PrimaryProcessorBasedControls
+    var launched = false
+
+    // Emulated guest state.
+    public internal(set) var xcr0: UInt64 = 1
+    var apicBase: UInt64 = 0xFEE0_0900
+    var mtrrDefType: UInt64 = 0
+    var miscEnable: UInt64 = 1
+    var specCtrl: UInt64 = 0
+    var tpr: UInt64 = 0
+    var timerVector: UInt8 = 0
+    var timerPeriod: UInt64 = 0
+    var timerDeadline: UInt64 = 0
+    /// The event the last exit interrupted (IDT-vectoring information): it is
+    /// delivered again before anything else. The Rust reference lost it.
+    var reinjection: EventInjection?
+    var lastExitTSC: UInt64 = 0
+    var lastExitReason = ExitReason(rawValue: 0)
+
+    /// Creation: allocates the VMCS, bitmaps and MSR lists and decides the
+    /// controls. `setup` then writes the VMCS.
+    public init<H: VMXHardware>(_ hw: H, allocator: A, capabilities caps: VMXCapabilities, ram: GuestRAM) throws(VMXError) {
+        // Everything that can fail before `self` is whole happens on locals:
+        // a noncopyable value cannot be half-built when an init throws.
+        let vmcsFrame = try outOfMemoryAsVMXError { () throws(FrameError) in try PhysFrame(from: allocator) }
+        let io = try outOfMemoryAsVMXError { () throws(FrameError) in try IOBitmap(from: allocator, interceptAll: true) }
+        var msrs = try outOfMemoryAsVMXError { () throws(FrameError) in try MSRBitmap(from: allocator, interceptAll: true) }
+        let lists = try outOfMemoryAsVMXError { () throws(FrameError) in try PhysFrame(from: allocator) }
+        let settings = try Self.controlSettings(caps)
+        let f = Self.features(hw, caps, settings)
+        var policy = CPUIDPolicy(querying: { leaf, subleaf in hw.cpuid(leaf: leaf, subleaf: subleaf) })
+        // Instructions the controls let the guest run are the ones CPUID may show.
+        if f.rdtscp { policy.extended1EDXHidden &= ~(1 << 27) }
+        if f.invpcid { policy.leaf7EBXHidden &= ~(1 << 10) }
+        if f.xsaves { policy.xsaveFeaturesHidden &= ~(1 << 3) }
+        let count = Self.fillMSRLists(hw, lists.pointer, &msrs, f)
+
+        vmcs = vmcsFrame
+        ioBitmap = io
+        msrBitmap = msrs
+        msrLists = lists
+        msrCount = count
+        capabilities = caps
+        features = f
+        self.ram = ram
+        cpuidPolicy = policy
+        cr0View = .cr0(fixed: caps.cr0Fixed, unrestrictedGuest: true)
+        cr4View = .cr4(fixed: caps.cr4Fixed)
+        controls = settings
+        primaryControls = settings.primary
+        // SDM 25.2 "Format of the VMCS Region": the revision identifier first.
+        vmcs.pointer.storeBytes(of: caps.basic.revisionID, as: UInt32.self)
+    }
+
+    /// Makes this VMCS current on this CPU (VMPTRLD).
+    public func bind<H: VMXHardware>(_ hw: H) throws(VMXError) { try hw.vmptrld(vmcs.address) }
+
+    /// Writes the VMCS back to memory and makes it inactive (VMCLEAR); the
+    /// next entry after `bind` is a VMLAUNCH again.
+    public mutating func unbind<H: VMXHardware>(_ hw: H) throws(VMXError) {
+        try hw.vmclear(vmcs.address)
+        launched = false
+    }
+
+    /// Setup: VMCLEAR and VMPTRLD, then controls (with the EPT root), host
+    /// state, and guest state for `start`.
+    public mutating func setup<H: VMXHardware>(_ hw: H, eptPointer: UInt64, start: GuestStart) throws(VMXError) {
+        try unbind(hw)
+        try bind(hw)
+        var settings = controls
+        if start.mode == .long64 { settings.entry.insert(.ia32eModeGuest) }
+        registers = start.registers
+        try writeControls(hw, settings, eptPointer: eptPointer)
+        try writeHostState(hw)
+        try writeGuestState(hw, start)
+    }
+
+    /// What the vCPU relies on is required; the rest is taken when offered.
+    /// SDM Appendix A.3-A.5 for the allowed settings.
+    static func controlSettings(_ caps: VMXCapabilities) throws(VMXError) -> VMXControlSettings {
+        let required = VMXControlSettings(
+            pinBased: .externalInterruptExiting,
+            primary: .hltExiting | .useIOBitmaps | .useMSRBitmaps | .activateSecondaryControls,
+            secondary: .enableEPT | .unrestrictedGuest,
+            exit: .hostAddressSpaceSize | .acknowledgeInterruptOnExit | .saveIA32EFER | .loadIA32EFER
+                | .saveIA32PAT | .loadIA32PAT,
+            entry: .loadIA32EFER | .loadIA32PAT)
+        let optional = VMXControlSettings(
+            pinBased: .nmiExiting | .virtualNMIs | .activatePreemptionTimer,
+            primary: .mwaitExiting | .monitorExiting | .useTSCOffsetting,
+            secondary: .enableVPID | .enableRDTSCP | .enableINVPCID | .enableXSAVES,
+            exit: .saveDebugControls, entry: .loadDebugControls)
+        var settings: VMXControlSettings
+        do { settings = try caps.adjust(required: required, optional: optional) } catch { throw .controlsUnsupported(error) }
+        // Virtual NMIs need NMI exiting (SDM 27.2.1.1 "VM-Execution Control Fields").
+        if !settings.pinBased.contains(.nmiExiting) { settings.pinBased.remove(.virtualNMIs) }
+        // The preemption timer is switched on only while the guest's timer is armed.
+        if !caps.pinBased.mustBeOne.contains(.activatePreemptionTimer) {
+            settings.pinBased.remove(.activatePreemptionTimer)
+        }
+        return settings
+    }
+
+    static func features<H: VMXHardware>(_ hw: H, _ caps: VMXCapabilities, _ settings: VMXControlSettings) -> VCPUFeatures {
+        var f = VCPUFeatures()
+        f.preemptionTimer = caps.pinBased.allows(.activatePreemptionTimer)
+        f.virtualNMIs = settings.pinBased.contains(.virtualNMIs)
+        f.vpid = settings.secondary.contains(.enableVPID)
+        f.rdtscp = settings.secondary.contains(.enableRDTSCP)
+        f.invpcid = settings.secondary.contains(.enableINVPCID)
+        f.xsaves = settings.secondary.contains(.enableXSAVES)
+        f.tscOffsetting = settings.primary.contains(.useTSCOffsetting)
+        f.activityHLT = caps.misc.supportsActivityHLT
+        f.switchesTSCAux = (hw.cpuid(leaf: 0x8000_0001, subleaf: 0).edx >> 27) & 1 != 0
+        return f
+    }
+
+    /// Fills the MSR lists and opens the bitmap for the MSRs the CPU swaps or
+    /// the VMCS holds. Returns the number of swapped MSRs.
+    static func fillMSRLists<H: VMXHardware>(_ hw: H, _ lists: UnsafeMutableRawPointer,
+                                             _ bitmap: inout MSRBitmap<A>, _ f: VCPUFeatures) -> Int {
+        var count = 0
+        for i in 0..<switchedMSRs.count {
+            let msr = switchedMSRs[i]
+            if msr == MSR.ia32TSCAux.address && !f.switchesTSCAux { continue }
+            lists.storeBytes(of: UInt64(msr), toByteOffset: count * 16, as: UInt64.self)
+            lists.storeBytes(of: UInt64(0), toByteOffset: count * 16 + 8, as: UInt64.self)
+            lists.storeBytes(of: UInt64(msr), toByteOffset: 2048 + count * 16, as: UInt64.self)
+            lists.storeBytes(of: hw.readMSR(msr), toByteOffset: 2048 + count * 16 + 8, as: UInt64.self)
+            // The guest reads and writes them directly: the CPU swaps them.
+            try? bitmap.setReadIntercept(msr: msr, false)
+            try? bitmap.setWriteIntercept(msr: msr, false)
+            count += 1
+        }
+        let vmcsHeld: [7 of MSR] = [.ia32FSBase, .ia32GSBase, .ia32SysenterCS, .ia32SysenterESP,
+                                     .ia32SysenterEIP, .ia32PAT, .ia32TimeStampCounter]
+        for i in 0..<vmcsHeld.count {
+            try? bitmap.setReadIntercept(msr: vmcsHeld[i].address, false)
+            // Writing the TSC would change the host's; a PAT write is validated.
+            let address = vmcsHeld[i].address
+            if address != MSR.ia32TimeStampCounter.address && address != MSR.ia32PAT.address {
+                try? bitmap.setWriteIntercept(msr: address, false)
+            }
+        }
+        return count
+    }
+
+    func writeControls<H: VMXHardware>(_ hw: H, _ settings: VMXControlSettings, eptPointer: UInt64) throws(VMXError) {
+        try hw.write(VMCSFields.Control32.pinBasedControls, settings.pinBased.rawValue)
+        try hw.write(VMCSFields.Control32.primaryProcessorBasedControls, settings.primary.rawValue)
+        try hw.write(VMCSFields.Control32.secondaryProcessorBasedControls, settings.secondary.rawValue)
+        try hw.write(VMCSFields.Control32.primaryExitControls, settings.exit.rawValue)
+        try hw.write(VMCSFields.Control32.entryControls, settings.entry.rawValue)
+        try hw.write(VMCSFields.Control32.exceptionBitmap, 0)
+        try hw.write(VMCSFields.Control32.pageFaultErrorCodeMask, 0)
+        try hw.write(VMCSFields.Control32.pageFaultErrorCodeMatch, 0)
+        try hw.write(VMCSFields.Control32.cr3TargetCount, 0)
+        try hw.write(VMCSFields.Control32.entryInterruptionInformation, 0)
+        try hw.write(VMCSFields.Control64.ioBitmapA, ioBitmap.addressA)
+        try hw.write(VMCSFields.Control64.ioBitmapB, ioBitmap.addressB)
+        try hw.write(VMCSFields.Control64.msrBitmaps, msrBitmap.address)
+        try hw.write(VMCSFields.Control64.eptPointer, eptPointer)
+        try hw.write(VMCSFields.Control64.tscOffset, 0)
+        if features.vpid { try hw.write(VMCSFields.Control16.virtualProcessorID, 1) }
+        try hw.write(VMCSFields.ControlNatural.cr0GuestHostMask, cr0View.guestHostMask)
+        try hw.write(VMCSFields.ControlNatural.cr4GuestHostMask, cr4View.guestHostMask)
+        // The same list is the exit store and the entry load list, so what the
+        // guest left is what it gets back; the host list restores the host.
+        try hw.write(VMCSFields.Control64.exitMSRStoreAddress, msrLists.address)
+        try hw.write(VMCSFields.Control64.entryMSRLoadAddress, msrLists.address)
+        try hw.write(VMCSFields.Control64.exitMSRLoadAddress, msrLists.address + 2048)
+        try hw.write(VMCSFields.Control32.exitMSRStoreCount, UInt32(msrCount))
+        try hw.write(VMCSFields.Control32.entryMSRLoadCount, UInt32(msrCount))
+        try hw.write(VMCSFields.Control32.exitMSRLoadCount, UInt32(msrCount))
+    }
+
+    /// SDM 25.5 "Host-State Area": what a VM exit loads.
+    func writeHostState<H: VMXHardware>(_ hw: H) throws(VMXError) {
+        let s = hw.hostSegments()
+        try hw.write(VMCSFields.HostNatural.cr0, hw.readCR0())
+        try hw.write(VMCSFields.HostNatural.cr3, hw.readCR3())
+        try hw.write(VMCSFields.HostNatural.cr4, hw.readCR4())
+        try hw.write(VMCSFields.Host16.csSelector, s.cs)
+        try hw.write(VMCSFields.Host16.ssSelector, s.ss)
+        try hw.write(VMCSFields.Host16.dsSelector, s.ds)
+        try hw.write(VMCSFields.Host16.esSelector, s.es)
+        try hw.write(VMCSFields.Host16.fsSelector, s.fs)
+        try hw.write(VMCSFields.Host16.gsSelector, s.gs)
+        try hw.write(VMCSFields.Host16.trSelector, s.tr)
+        try hw.write(VMCSFields.HostNatural.fsBase, s.fsBase)
+        try hw.write(VMCSFields.HostNatural.gsBase, s.gsBase)
+        try hw.write(VMCSFields.HostNatural.trBase, s.trBase)
+        try hw.write(VMCSFields.HostNatural.gdtrBase, s.gdtrBase)
+        try hw.write(VMCSFields.HostNatural.idtrBase, s.idtrBase)
+        try hw.write(VMCSFields.Host32.ia32SysenterCS, UInt32(truncatingIfNeeded: hw.readMSR(.ia32SysenterCS)))
+        try hw.write(VMCSFields.HostNatural.ia32SysenterESP, hw.readMSR(.ia32SysenterESP))
+        try hw.write(VMCSFields.HostNatural.ia32SysenterEIP, hw.readMSR(.ia32SysenterEIP))
+        try hw.write(VMCSFields.Host64.ia32EFER, hw.readMSR(.ia32EFER))
+        try hw.write(VMCSFields.Host64.ia32PAT, hw.readMSR(.ia32PAT))
+        try hw.write(VMCSFields.HostNatural.rip, hw.exitEntryPoint)
+    }
+
+    /// SDM 25.4 "Guest-State Area", with the start's mode.
+    func writeGuestState<H: VMXHardware>(_ hw: H, _ start: GuestStart) throws(VMXError) {
+        var cr0: UInt64 = CR0Bits.et.rawValue
+        var cr4: UInt64 = 0
+        var efer: UInt64 = 0
+        // Access rights (SDM 25.4.1 Table 25-2): type | S | DPL | P | L | D/B | G.
+        var codeRights: UInt32 = 0x9B, dataRights: UInt32 = 0x93
+        var codeSelector: UInt16 = UInt16(truncatingIfNeeded: (start.rip >> 4) & 0xF000)
+        var dataSelector: UInt16 = 0
+        var limit: UInt32 = 0xFFFF
+        var codeBase: UInt64 = UInt64(codeSelector) << 4
+        switch start.mode {
+        case .real:
+            break
+        case .protected32:
+            cr0 |= CR0Bits.pe.rawValue
+            codeRights = 0xC09B; dataRights = 0xC093
+            codeSelector = start.codeSelector; dataSelector = start.dataSelector
+            limit = 0xFFFF_FFFF; codeBase = 0
+        case .long64:
+            cr0 |= CR0Bits.pe.rawValue | CR0Bits.pg.rawValue | CR0Bits.wp.rawValue
+            cr4 = CR4Bits.pae.rawValue
+            efer = EFER.lme.rawValue | EFER.lma.rawValue
+            codeRights = 0xA09B; dataRights = 0xC093
+            codeSelector = start.codeSelector; dataSelector = start.dataSelector
+            limit = 0xFFFF_FFFF; codeBase = 0
+        }
+        try hw.write(VMCSFields.GuestNatural.cr0, cr0View.realValue(forGuestValue: cr0))
+        try hw.write(VMCSFields.ControlNatural.cr0ReadShadow, cr0View.readShadow(forGuestValue: cr0))
+        try hw.write(VMCSFields.GuestNatural.cr4, cr4View.realValue(forGuestValue: cr4))
+        try hw.write(VMCSFields.ControlNatural.cr4ReadShadow, cr4View.readShadow(forGuestValue: cr4))
+        try hw.write(VMCSFields.GuestNatural.cr3, start.cr3)
+        try hw.write(VMCSFields.GuestNatural.dr7, 0x400)
+        try hw.write(VMCSFields.GuestNatural.rsp, start.rsp)
+        try hw.write(VMCSFields.GuestNatural.rip, start.rip - codeBase)
+        try hw.write(VMCSFields.GuestNatural.rflags, start.rflags | 0x2)
+        try hw.write(VMCSFields.Guest64.ia32EFER, efer)
+        try hw.write(VMCSFields.Guest64.ia32PAT, 0x0007_0406_0007_0406)
+        try hw.write(VMCSFields.Guest64.ia32DebugCtl, 0)
+        try hw.write(VMCSFields.Guest64.vmcsLinkPointer, UInt64.max)
+        try hw.write(VMCSFields.Guest32.ia32SysenterCS, 0)
+        try hw.write(VMCSFields.GuestNatural.ia32SysenterESP, 0)
+        try hw.write(VMCSFields.GuestNatural.ia32SysenterEIP, 0)
+        try hw.write(VMCSFields.Guest32.interruptibilityState, 0)
+        try hw.write(VMCSFields.Guest32.activityState, 0)
+        try hw.write(VMCSFields.GuestNatural.pendingDebugExceptions, 0)
+
+        try hw.write(VMCSFields.Guest16.csSelector, codeSelector)
+        try hw.write(VMCSFields.GuestNatural.csBase, codeBase)
+        try hw.write(VMCSFields.Guest32.csLimit, limit)
+        try hw.write(VMCSFields.Guest32.csAccessRights, codeRights)
+        let data: [5 of (VMCSField16, VMCSFieldNatural, VMCSField32, VMCSField32)] = [
+            (VMCSFields.Guest16.ssSelector, VMCSFields.GuestNatural.ssBase, VMCSFields.Guest32.ssLimit, VMCSFields.Guest32.ssAccessRights),
+            (VMCSFields.Guest16.dsSelector, VMCSFields.GuestNatural.dsBase, VMCSFields.Guest32.dsLimit, VMCSFields.Guest32.dsAccessRights),
+            (VMCSFields.Guest16.esSelector, VMCSFields.GuestNatural.esBase, VMCSFields.Guest32.esLimit, VMCSFields.Guest32.esAccessRights),
+            (VMCSFields.Guest16.fsSelector, VMCSFields.GuestNatural.fsBase, VMCSFields.Guest32.fsLimit, VMCSFields.Guest32.fsAccessRights),
+            (VMCSFields.Guest16.gsSelector, VMCSFields.GuestNatural.gsBase, VMCSFields.Guest32.gsLimit, VMCSFields.Guest32.gsAccessRights),
+        ]
+        for i in 0..<data.count {
+            try hw.write(data[i].0, dataSelector)
+            try hw.write(data[i].1, 0)
+            try hw.write(data[i].2, limit)
+            try hw.write(data[i].3, dataRights)
+        }
+        // LDTR unusable (bit 16); TR a busy 32/64-bit TSS, as VM entry requires.
+        try hw.write(VMCSFields.Guest16.ldtrSelector, 0)
+        try hw.write(VMCSFields.GuestNatural.ldtrBase, 0)
+        try hw.write(VMCSFields.Guest32.ldtrLimit, 0)
+        try hw.write(VMCSFields.Guest32.ldtrAccessRights, 0x1_0000)
+        try hw.write(VMCSFields.Guest16.trSelector, 0)
+        try hw.write(VMCSFields.GuestNatural.trBase, 0)
+        try hw.write(VMCSFields.Guest32.trLimit, 0xFFFF)
+        try hw.write(VMCSFields.Guest32.trAccessRights, 0x8B)
+        try hw.write(VMCSFields.GuestNatural.gdtrBase, start.gdtrBase)
+        try hw.write(VMCSFields.Guest32.gdtrLimit, start.gdtrLimit)
+        try hw.write(VMCSFields.GuestNatural.idtrBase, start.idtrBase)
+        try hw.write(VMCSFields.Guest32.idtrLimit, start.idtrLimit)
+    }
+}
