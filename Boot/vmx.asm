@@ -183,3 +183,8 @@ vmx_exit_entry:
     pop rbp
     xor eax, eax
     ret
+
+; uint64 vmx_exit_entry_address(void): HOST_RIP for the VMCS setup.
+FUNC vmx_exit_entry_address
+    lea rax, [rel vmx_exit_entry]
+    ret

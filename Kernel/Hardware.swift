@@ -2,7 +2,10 @@
 // instruction wrapper from Boot/, so the generic vCPU specializes to direct calls.
 import X86VCPU
 
-struct HardwareCPU: CPUAccess {
+/// This CPU: its registers and MSRs, its current VMCS, and the VMX
+/// instructions. An empty handle, so generic library code specializes to
+/// direct calls of the wrappers.
+struct Hardware: VMXHardware {
     func cpuid(leaf: UInt32, subleaf: UInt32) -> CPUIDResult {
         let r = X86VCPU_cpuid(leaf, subleaf)
         return CPUIDResult(eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx)
@@ -16,15 +19,7 @@ struct HardwareCPU: CPUAccess {
     func writeCR4(_ value: UInt64) { cpu_write_cr4(value) }
     func readXCR0() -> UInt64 { cpu_xgetbv(0) }
     func writeXCR0(_ value: UInt64) { cpu_xsetbv(0, value) }
-}
 
-/// CPUID under a name that does not collide with the protocol requirement.
-func X86VCPU_cpuid(_ leaf: UInt32, _ subleaf: UInt32) -> (eax: UInt32, ebx: UInt32, ecx: UInt32, edx: UInt32) {
-    cpuid(leaf, subleaf)
-}
-
-/// The current VMCS of this CPU.
-struct HardwareVMCS: VMCSAccess {
     func vmread(_ encoding: UInt32) throws(VMXError) -> UInt64 {
         var value: UInt64 = 0
         try check(vmx_read(UInt64(encoding), &value))
@@ -33,6 +28,41 @@ struct HardwareVMCS: VMCSAccess {
 
     func vmwrite(_ encoding: UInt32, _ value: UInt64) throws(VMXError) {
         try check(vmx_write(UInt64(encoding), value))
+    }
+
+    func vmxon(_ region: UInt64) throws(VMXError) { try check(vmx_on(region)) }
+    func vmxoff() throws(VMXError) { try check(vmx_off()) }
+    func vmclear(_ vmcs: UInt64) throws(VMXError) { try check(vmx_clear(vmcs)) }
+    func vmptrld(_ vmcs: UInt64) throws(VMXError) { try check(vmx_ptrld(vmcs)) }
+    /// Single-context INVEPT (type 1). SDM 31.3 "INVEPT".
+    func invept(_ eptPointer: UInt64) throws(VMXError) { try check(vmx_invept(1, eptPointer)) }
+
+    func enterGuest(_ registers: inout GeneralRegisters, resume: Bool) throws(VMXError) {
+        let status = withUnsafeMutablePointer(to: &registers) { vmx_run(UnsafeMutableRawPointer($0), resume ? 1 : 0) }
+        try check(status)
+    }
+
+    func readTSC() -> UInt64 { cpu_rdtsc() }
+    var exitEntryPoint: UInt64 { vmx_exit_entry_address() }
+
+    func hostSegments() -> HostSegments {
+        var gdtr = (UInt16(0), UInt64(0))
+        var idtr = (UInt16(0), UInt64(0))
+        withUnsafeMutableBytes(of: &gdtr) { cpu_sgdt($0.baseAddress.unsafelyUnwrapped) }
+        withUnsafeMutableBytes(of: &idtr) { cpu_sidt($0.baseAddress.unsafelyUnwrapped) }
+        // SGDT stores a 2-byte limit then an 8-byte base: the tuple's layout
+        // pads the base to offset 8, so read it from offset 2.
+        let gdtBase = withUnsafeBytes(of: &gdtr) { $0.loadUnaligned(fromByteOffset: 2, as: UInt64.self) }
+        let idtBase = withUnsafeBytes(of: &idtr) { $0.loadUnaligned(fromByteOffset: 2, as: UInt64.self) }
+        let tr = cpu_read_tr()
+        // SDM 8.2.3 "TSS Descriptor in 64-bit mode": base 15:0, 23:16, 31:24, 63:32.
+        let d = UnsafeRawPointer(bitPattern: UInt(gdtBase + UInt64(tr & ~7))).unsafelyUnwrapped
+        let low = d.loadUnaligned(as: UInt64.self), high = d.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        let trBase = (low >> 16) & 0xFF_FFFF | ((low >> 56) & 0xFF) << 24 | (high & 0xFFFF_FFFF) << 32
+        return HostSegments(cs: cpu_read_cs(), ss: cpu_read_ss(), ds: cpu_read_ds(), es: cpu_read_es(),
+                            fs: cpu_read_fs(), gs: cpu_read_gs(), tr: tr,
+                            fsBase: cpu_rdmsr(0xC000_0100), gsBase: cpu_rdmsr(0xC000_0101),
+                            trBase: trBase, gdtrBase: gdtBase, idtrBase: idtBase)
     }
 
     /// SDM 31.2 "Conventions": VMfailValid leaves its number in the current VMCS.
@@ -48,6 +78,12 @@ struct HardwareVMCS: VMCSAccess {
     }
 }
 
+/// CPUID under a name that does not collide with the protocol requirement.
+func X86VCPU_cpuid(_ leaf: UInt32, _ subleaf: UInt32) -> (eax: UInt32, ebx: UInt32, ecx: UInt32, edx: UInt32) {
+    cpuid(leaf, subleaf)
+}
+
+@_extern(c, "vmx_exit_entry_address") func vmx_exit_entry_address() -> UInt64
 @_extern(c, "vmx_on") func vmx_on(_ region: UInt64) -> Int32
 @_extern(c, "vmx_off") func vmx_off() -> Int32
 @_extern(c, "vmx_clear") func vmx_clear(_ vmcs: UInt64) -> Int32

@@ -8,6 +8,7 @@ let bootInfoLimit = 64 << 10
 func kmain(_ magic: UInt32, _ infoAddress: UInt64) {
     Serial.initialize()
     Screen.clear()
+    prepareCPU()
     Console.line("X86VCPU hypervisor (Embedded Swift), multiboot2 kernel")
 
     let info = parseBootInfo(magic, infoAddress)
@@ -35,7 +36,7 @@ func kmain(_ magic: UInt32, _ infoAddress: UInt64) {
 
     guard let vmx = detectVMX() else { powerOff(.vmxUnavailable) }
     reportVMX(vmx)
-    powerOff(.success)
+    runGuest(info, options, vmx)
 }
 
 func parseBootInfo(_ magic: UInt32, _ address: UInt64) -> Multiboot2Info {
@@ -72,4 +73,13 @@ func reportMemory(_ info: Multiboot2Info, _ memory: PhysicalMemoryMap) {
     if let rsdp = info.acpiRSDP {
         logDebug("ACPI RSDP revision \(rsdp.revision), checksum valid: \(rsdp.checksumValid)")
     }
+}
+
+/// The host never takes device interrupts (external interrupts reach the
+/// guest's side through VM exits), so the legacy PICs are masked; and
+/// CR4.OSXSAVE is set so the guest's XSETBV can be carried out for it.
+func prepareCPU() {
+    port_out8(0x21, 0xFF)
+    port_out8(0xA1, 0xFF)
+    if cpuid(1).ecx & (1 << 26) != 0 { cpu_write_cr4(cpu_read_cr4() | (1 << 18)) }
 }

@@ -10,6 +10,8 @@ enum ExitStatus: UInt8 {
     case cpuException = 3
     case badBootInfo = 4
     case hypervisorFailure = 5
+    /// The hypervisor stopped a guest that misbehaved (triple fault, bad access, ...).
+    case guestStopped = 6
 }
 
 func powerOff(_ status: ExitStatus) -> Never { powerOff(code: status.rawValue) }

@@ -2,7 +2,7 @@
 import X86VCPU
 
 func detectVMX() -> VMXCapabilities? {
-    let cpu = HardwareCPU()
+    let cpu = Hardware()
     do {
         let caps = try VMXCapabilities.read(from: cpu)
         let control = FeatureControl(rawValue: cpu.readMSR(.ia32FeatureControl))

@@ -1,0 +1,142 @@
+// The one guest: its RAM under EPT, its image, VMX root mode, the vCPU, and
+// what happens when it stops.
+import X86VCPU
+
+/// Where a boot-sector image is loaded and entered, as a BIOS would.
+let bootSectorAddress: UInt64 = 0x7C00
+
+/// Runs the guest named by the first module and powers off when it stops.
+func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXCapabilities) -> Never {
+    let hw = Hardware()
+    let frames = KernelFrames()
+    guard let module = info.module(at: 0) else {
+        logError("no guest: the boot entry has no module2 line naming a guest image")
+        powerOff(.failure)
+    }
+    let image = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(module.start)), count: Int(module.size))
+    guard module.size >= 512, image[510] == 0x55, image[511] == 0xAA else {
+        logError("guest image '\(bytes: module.string)' (\(module.size) bytes) is not a boot-sector image (no 55 AA at offset 510)")
+        powerOff(.failure)
+    }
+
+    // Guest RAM: whole 2 MiB pages, host-contiguous, so EPT can use large pages.
+    let twoMiB: UInt64 = 2 << 20
+    let size = (options.guestMemory + twoMiB - 1) & ~(twoMiB - 1)
+    guard bootSectorAddress + module.size <= size else {
+        logError("guest image of \(module.size) bytes does not fit in guest_mem=\(size >> 20)M")
+        powerOff(.failure)
+    }
+    guard let hostPhysical = frames.allocateContiguous(count: Int(size / frameSize), alignment: twoMiB) else {
+        logError("guest_mem=\(size >> 20)M: not enough free contiguous memory (\(frameBitmap?.freeFrames ?? 0) frames free)")
+        powerOff(.failure)
+    }
+    let ram = GuestRAM(hostPhysical: hostPhysical, base: frames.pointer(to: hostPhysical), size: size)
+    _ = ram.copy(image, to: bootSectorAddress)
+
+    let eptCaps = caps.eptVPID ?? EPTVPIDCapabilities(rawValue: 0)
+    let features = EPTFeatures(supports4LevelWalk: eptCaps.pageWalkLength4, supports2MiBPages: eptCaps.pages2MiB,
+                               supports1GiBPages: eptCaps.pages1GiB, supportsAccessedDirty: eptCaps.accessedDirtyFlags,
+                               supportsWriteBack: eptCaps.writeBack, supportsUncacheable: eptCaps.uncacheable,
+                               supportsExecuteOnly: eptCaps.executeOnly)
+    let addressBits = Int(cpuid(0x8000_0008).eax & 0xFF)
+    var ept: ExtendedPageTable<KernelFrames>
+    do {
+        ept = try ExtendedPageTable(allocator: frames, features: features, physicalAddressBits: addressBits)
+        try ept.map(guestPhysical: 0, hostPhysical: hostPhysical, size: size, permissions: .readWriteExecute,
+                    memoryType: .writeBack)
+    } catch {
+        logError("EPT: cannot map guest RAM (\(hex: hostPhysical), \(size >> 20) MiB)")
+        powerOff(.hypervisorFailure)
+    }
+    logInfo("guest: '\(bytes: module.string)' (\(module.size) bytes, boot sector) in \(size >> 20) MiB at host \(hex: hostPhysical)")
+
+    let root: VMXRoot<KernelFrames>
+    do {
+        root = try VMXRoot(enabling: hw, allocator: frames)
+    } catch {
+        reportVMXError("VMXON", error)
+        powerOff(.hypervisorFailure)
+    }
+    var vcpu: VCPU<KernelFrames>
+    do {
+        vcpu = try VCPU(hw, allocator: frames, capabilities: root.capabilities, ram: ram)
+        var start = GuestStart(mode: .real, rip: bootSectorAddress)
+        start.rsp = bootSectorAddress
+        start.registers.rdx = 0x80   // the boot drive, as a BIOS passes it
+        try vcpu.setup(hw, eptPointer: ept.eptPointer(enableAccessedDirty: false), start: start)
+    } catch {
+        reportVMXError("vCPU setup", error)
+        powerOff(.hypervisorFailure)
+    }
+    logInfo("VMX root mode on; entering the guest at 0000:\(hex: bootSectorAddress)")
+
+    var platform = KernelPlatform()
+    let exit = vcpu.run(hw, &platform)
+    platform.flush()
+    let status = reportGuestExit(exit, hw)
+    reportStatistics(vcpu.statistics)
+    do { try root.disable(hw) } catch { reportVMXError("VMXOFF", error) }
+    _ = ept
+    powerOff(code: status)
+}
+
+/// One line (or a few) saying why the guest stopped; the power-off status.
+func reportGuestExit(_ exit: VCPUExit, _ hw: Hardware) -> UInt8 {
+    switch exit {
+    case .powerOff(let status):
+        logInfo("guest powered off with status \(status)")
+        return status
+    case .halted(let rip):
+        logError("guest stopped: HLT at RIP \(hex: rip) with nothing to wake it (interrupts off, no timer)")
+    case .eptViolation(let gpa, let q, let rip):
+        let access: StaticString = q.isWrite ? "write" : q.isInstructionFetch ? "instruction fetch" : "read"
+        logError("guest stopped: EPT violation at GPA \(hex: gpa) (\(access), outside guest RAM) at RIP \(hex: rip)")
+    case .eptMisconfiguration(let gpa, let rip):
+        logError("guest stopped: EPT misconfiguration at GPA \(hex: gpa), RIP \(hex: rip)")
+    case .tripleFault(let rip):
+        logError("guest stopped: triple fault at RIP \(hex: rip)")
+        reportGuestState(hw)
+    case .entryFailure(let field, let qualification):
+        logError("VM entry failed: exit reason \(field.basicReason.rawValue) (\(field.basicReason.name)), qualification \(hex: qualification)")
+        reportGuestState(hw)
+        return ExitStatus.hypervisorFailure.rawValue
+    case .instructionFailure(let error):
+        reportVMXError("VM entry", error)
+        return ExitStatus.hypervisorFailure.rawValue
+    case .unhandled(let reason, let qualification, let rip):
+        logError("guest stopped: unhandled exit reason \(reason.rawValue) (\(reason.name)), qualification \(hex: qualification), RIP \(hex: rip)")
+        reportGuestState(hw)
+    case .badGuestAddress(let linear, let rip):
+        logError("guest stopped: guest address \(hex: linear) does not translate to guest RAM, RIP \(hex: rip)")
+    }
+    return ExitStatus.guestStopped.rawValue
+}
+
+func reportVMXError(_ what: StaticString, _ error: VMXError) {
+    switch error {
+    case .vmFailValid(let number):
+        logError("\(what) failed: VMfailValid, VM-instruction error \(number.rawValue): \(number.description)")
+    case .controlsUnsupported(let missing):
+        logError("\(what) failed: the CPU lacks required \(missing.kind.name) (bits \(hex: missing.missing))")
+    case .fixedBitsViolated(let register, let bits):
+        logError("\(what) failed: \(register == .cr0 ? "CR0" : "CR4") bits \(hex: bits) violate the VMX fixed bits")
+    default:
+        logError("\(what) failed: \(error.summary)")
+    }
+}
+
+/// The guest's registers and the key VMCS guest-state fields.
+func reportGuestState(_ hw: Hardware) {
+    func field<F: VMCSReadableField>(_ f: F) -> UInt64 { UInt64((try? hw.read(f)) ?? 0) }
+    logError("  guest RIP=\(hex: field(VMCSFields.GuestNatural.rip)) RSP=\(hex: field(VMCSFields.GuestNatural.rsp)) RFLAGS=\(hex: field(VMCSFields.GuestNatural.rflags))")
+    logError("  guest CR0=\(hex: field(VMCSFields.GuestNatural.cr0)) CR3=\(hex: field(VMCSFields.GuestNatural.cr3)) CR4=\(hex: field(VMCSFields.GuestNatural.cr4)) EFER=\(hex: field(VMCSFields.Guest64.ia32EFER))")
+    logError("  guest CS=\(hex: field(VMCSFields.Guest16.csSelector)) base \(hex: field(VMCSFields.GuestNatural.csBase)) rights \(hex: field(VMCSFields.Guest32.csAccessRights)); SS=\(hex: field(VMCSFields.Guest16.ssSelector)) rights \(hex: field(VMCSFields.Guest32.ssAccessRights))")
+    logError("  guest interruptibility \(hex: field(VMCSFields.Guest32.interruptibilityState)), activity \(field(VMCSFields.Guest32.activityState)), entry controls \(hex: field(VMCSFields.Control32.entryControls))")
+}
+
+func reportStatistics(_ stats: ExitStatistics) {
+    logInfo("exit statistics: \(stats.totalExits) exits")
+    stats.forEach { reason, count, cycles in
+        logInfo("  \(reason.rawValue) \(reason.name): \(count) exits, \(cycles) cycles, \(cycles / max(count, 1)) per exit")
+    }
+}
