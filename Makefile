@@ -9,6 +9,7 @@ KERNEL_SRC := $(wildcard Kernel/*.swift)
 ASM_SRC    := $(wildcard Boot/*.asm)
 ASM_OBJ    := $(patsubst Boot/%.asm,$(BUILD)/boot/%.o,$(ASM_SRC))
 KERNEL     := $(BUILD)/kernel.elf
+GUESTS     := $(patsubst Tests/guests/%.asm,$(BUILD)/guests/%.bin,$(wildcard Tests/guests/*.asm))
 ISO        := $(BUILD)/hypervisor.iso
 
 BUILD_PKGS := nasm binutils grub-pc-bin grub-common xorriso mtools
@@ -23,7 +24,10 @@ EMBEDDED := -target x86_64-unknown-none-elf -swift-version 6 \
     -Xfrontend -disable-stack-protector -Xfrontend -function-sections \
     -no-allocations -warnings-as-errors
 
-.PHONY: all kernel iso run test unit-test embedded-check system-test debug bench clean deps-build deps-qemu deps-bochs
+# Keep built guests: they are prerequisites of the test ISOs.
+.SECONDARY:
+
+.PHONY: all kernel guests iso run test unit-test embedded-check system-test debug bench clean deps-build deps-qemu deps-bochs
 
 all: kernel
 
@@ -57,6 +61,13 @@ $(KERNEL): $(ASM_OBJ) $(BUILD)/Kernel.o $(BUILD)/X86VCPU.o linker.ld
 	@grub-file --is-x86-multiboot2 $@ || { echo "$@ is not a multiboot2 kernel"; exit 1; }
 	@size $@ | awk 'NR==2 { printf "kernel: text %d bytes, data %d, bss %d\n", $$1, $$2, $$3 }'
 
+# Test guests: boot-sector images (see Tests/guests/README.md).
+guests: $(GUESTS)
+
+$(BUILD)/guests/%.bin: Tests/guests/%.asm Tests/guests/lib.inc | deps-build
+	@mkdir -p $(dir $@)
+	nasm -f bin -w+all -w+error -I Tests/guests/ -o $@ $<
+
 iso: $(ISO)
 
 $(ISO): $(KERNEL) Tests/scripts/mkiso.sh
@@ -74,7 +85,7 @@ debug: $(ISO) deps-qemu
 unit-test:
 	Tests/scripts/unit-tests.sh
 
-system-test: $(KERNEL) deps-qemu deps-bochs
+system-test: $(KERNEL) $(GUESTS) deps-qemu deps-bochs
 	Tests/system/run.sh $(KERNEL)
 
 test: deps-build unit-test embedded-check system-test
