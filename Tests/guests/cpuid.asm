@@ -2,7 +2,7 @@
 ; printed as-is; leaf 1 ECX must show the hypervisor bit (31) and hide VMX
 ; (5); leaf 0x40000000 must give max leaf 0x40000001 and "SwiftVMXhv\0\0".
 %define GUEST "cpuid"
-%include "lib.inc"
+%include "Tests/guests/lib.inc"           ; assemble from the repository root
         GUEST_ENTRY
         call init_ivt
 

@@ -3,7 +3,7 @@
 ; the EPT violation (GPA 0xc0000000) and stop the guest with a non-zero
 ; status. Nothing after the read may run.
 %define GUEST "ept"
-%include "lib.inc"
+%include "Tests/guests/lib.inc"           ; assemble from the repository root
 HOLE            equ 0xC0000000
 
         GUEST_ENTRY

@@ -1,6 +1,6 @@
 ; hello: the smallest guest. Real mode, one line on COM1, power off with 0.
 %define GUEST "hello"
-%include "lib.inc"
+%include "Tests/guests/lib.inc"           ; assemble from the repository root
         GUEST_ENTRY
         PRINT s_hello
         EXIT 0

@@ -3,7 +3,7 @@
 ; and string I/O with non-zero segment bases: REP OUTSB forwards and
 ; backwards (DF=1), REP INSB into ES=1000h.
 %define GUEST "io"
-%include "lib.inc"
+%include "Tests/guests/lib.inc"           ; assemble from the repository root
 UNCLAIMED       equ 0x2F0
 INS_SEG         equ 0x1000
 INS_OFF         equ 0x0100

@@ -5,7 +5,7 @@
 ; all-vectors "unexpected" handler table. From 64-bit code: EFER.LMA, the
 ; control registers, and a 64-bit store/load through the new page tables.
 %define GUEST "mode"
-%include "lib.inc"
+%include "Tests/guests/lib.inc"           ; assemble from the repository root
 
 PML4            equ 0x10000
 PDPT            equ 0x11000

@@ -4,7 +4,7 @@
 ; and an MSR that does not exist must raise #GP in the guest (IVT entry 13,
 ; fault16 resumes after the 2-byte RDMSR/WRMSR).
 %define GUEST "msr"
-%include "lib.inc"
+%include "Tests/guests/lib.inc"           ; assemble from the repository root
         GUEST_ENTRY
         call init_ivt
         SET_IVT 13, fault16

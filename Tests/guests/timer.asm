@@ -5,7 +5,7 @@
 ; after STI, and none after the timer is disarmed. Loops are bounded by
 ; iteration counts or by TSC time (RDTSC), never unbounded.
 %define GUEST "timer"
-%include "lib.inc"
+%include "Tests/guests/lib.inc"           ; assemble from the repository root
 VECTOR          equ 0x20
 PERIOD          equ 200000
 IDLE_LIMIT      equ 10000           ; HLT wake-ups without a new interrupt

@@ -3,7 +3,7 @@
 ; a triple fault. The hypervisor must report it and power off with a
 ; non-zero status. Nothing after UD2 may run.
 %define GUEST "triple"
-%include "lib.inc"
+%include "Tests/guests/lib.inc"           ; assemble from the repository root
         GUEST_ENTRY
         PRINT s_empty
         lidt [empty_idt]

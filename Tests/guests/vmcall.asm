@@ -3,7 +3,7 @@
 ; (0) and the registers it must preserve, read TSC (3), an unknown number,
 ; and power off (2) with status 0 as the last act.
 %define GUEST "vmcall"
-%include "lib.inc"
+%include "Tests/guests/lib.inc"           ; assemble from the repository root
         GUEST_ENTRY
         call init_ivt
 

@@ -3,7 +3,7 @@
 ; gate 6 (fault32) checks the fault came from the instruction tried and
 ; resumes after it. CR4.VMXE is left clear, as the hypervisor masks it.
 %define GUEST "vmx"
-%include "lib.inc"
+%include "Tests/guests/lib.inc"           ; assemble from the repository root
 VMX_REGION      equ 0x20000             ; 4 KiB-aligned free RAM
 
 ; EXPECT_UD name, instruction: try it, report "vmx: #UD on name".

@@ -4,7 +4,7 @@
 ; guest's own IVT entry 13, whose handler (fault16) resumes after the 3-byte
 ; XSETBV; XCR0 must be unchanged afterwards.
 %define GUEST "xsetbv"
-%include "lib.inc"
+%include "Tests/guests/lib.inc"           ; assemble from the repository root
         GUEST_ENTRY
         call init_ivt
         SET_IVT 13, fault16

@@ -8,10 +8,11 @@
 set -uo pipefail
 name=$1; engine=${2:-qemu}; limit=${3:-20}
 here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../../.."                     # the guests include Tests/guests/lib.inc
 tmp=$(mktemp -d)
 [ -n "${KEEP:-}" ] && echo "smoke: keeping $tmp" || trap 'rm -rf "$tmp"' EXIT
 nasm -f bin -w+all -w+error -o "$tmp/loader.bin" "$here/loader.asm" || exit 2
-nasm -f bin -w+all -w+error -I "$here/../" -o "$tmp/guest.bin" "$here/../$name.asm" || exit 2
+nasm -f bin -w+all -w+error -o "$tmp/guest.bin" "Tests/guests/$name.asm" || exit 2
 size=$(stat -c %s "$tmp/guest.bin")
 [ "$size" -le 8704 ] || { echo "smoke: $name is $size bytes, the loader reads 8704" >&2; exit 2; }
 cat "$tmp/loader.bin" "$tmp/guest.bin" > "$tmp/floppy.img"

@@ -1,0 +1,117 @@
+# The test-guest cases (sourced by run.sh after cases.sh). Each boots the
+# kernel in Bochs with one guest from Tests/guests as its module2 (built to
+# build/guests/NAME.bin) and matches the transcript: the guest's own lines,
+# echoed by the hypervisor as "[guest] ...", and the hypervisor's last line.
+# No case may show FAIL anywhere.
+
+# guest_case NAME LIMIT PATTERN...: case guest-NAME, GRUB entry NAME.
+guest_case() {
+    local name=$1 limit=$2; shift 2
+    boot_case "guest-$name" bochs "$limit" - \
+        --entry "$name" "log=info" --module "build/guests/$name.bin" "" -- \
+        '!FAIL' "$@"
+}
+
+guest_case hello 90 \
+    '\[guest\] Hello from a real-mode guest' \
+    'power off: status 0'
+
+guest_case cpuid 90 \
+    '\[guest\] cpuid: vendor GenuineIntel' \
+    '\[guest\] cpuid: hypervisor bit set' \
+    '\[guest\] cpuid: VMX hidden' \
+    '\[guest\] cpuid: max hypervisor leaf 0x40000001' \
+    '\[guest\] cpuid: signature SwiftVMXhv' \
+    '\[guest\] cpuid: all checks passed' \
+    'power off: status 0'
+
+guest_case xsetbv 90 \
+    '\[guest\] xsetbv: CR4\.OSXSAVE set, CPUID\.1:ECX\.OSXSAVE=1' \
+    '\[guest\] xsetbv: XCR0=3 accepted' \
+    '\[guest\] xsetbv: #GP for invalid XCR0=0 \(x87 clear\)' \
+    '\[guest\] xsetbv: #GP for invalid XCR0=5 \(AVX without SSE\)' \
+    '\[guest\] xsetbv: XCR0 still 3' \
+    '\[guest\] xsetbv: all checks passed' \
+    'power off: status 0'
+
+guest_case modeswitch 90 \
+    '\[guest\] mode: protected' \
+    '\[guest\] mode: long mode, EFER\.LMA=1' \
+    '\[guest\] mode: CR0, CR3, CR4 read back' \
+    '\[guest\] mode: 64-bit store and load at 8 MiB' \
+    '\[guest\] mode: all checks passed' \
+    'power off: status 0'
+
+guest_case msr 90 \
+    '\[guest\] msr: switched MSRs read back' \
+    '\[guest\] msr: FS_BASE read back' \
+    '\[guest\] msr: TSC advances' \
+    '\[guest\] msr: #GP on non-canonical LSTAR, value kept' \
+    '\[guest\] msr: #GP on unknown MSR read' \
+    '\[guest\] msr: #GP on unknown MSR write' \
+    '\[guest\] msr: all checks passed' \
+    'power off: status 0'
+
+guest_case io 90 \
+    '\[guest\] io: scratch register reads back 0x5a' \
+    '\[guest\] io: unclaimed port reads 0xff([^f]|$)' \
+    '\[guest\] io: unclaimed port reads 0xffff([^f]|$)' \
+    '\[guest\] io: unclaimed port reads 0xffffffff' \
+    '\[guest\] io: rep outsb line \(DS=07C0\)' \
+    '\[guest\] io: rep outsb left CX=0 and SI past the line' \
+    '\[guest\] io: rep outsb line backwards \(DF=1\)' \
+    '\[guest\] io: rep outsb with DF=1 left CX=0 and SI below the line' \
+    '\[guest\] io: rep insb filled 4 bytes at 1000:0100' \
+    '\[guest\] io: all checks passed' \
+    'power off: status 0'
+
+guest_case vmcall 90 \
+    '\[guest\] vmcall: console write([^ ]|$)' \
+    '\[guest\] vmcall: console write returned its length' \
+    '\[guest\] vmcall: console write of 4097 bytes returns -2' \
+    '\[guest\] vmcall: null returns 0' \
+    '\[guest\] vmcall: EDX, ESI, EDI, EBP preserved' \
+    '\[guest\] vmcall: TSC advances' \
+    '\[guest\] vmcall: unknown returns -1' \
+    '\[guest\] vmcall: power off' \
+    'power off: status 0'
+
+guest_case timer 120 \
+    '\[guest\] timer: vector 31 refused with -2' \
+    '\[guest\] timer: armed vector 0x20, period 200000' \
+    '\[guest\] timer: 10 interrupts' \
+    '\[guest\] timer: none delivered while IF=0' \
+    '\[guest\] timer: held interrupt delivered after STI' \
+    '\[guest\] timer: disarmed' \
+    '\[guest\] timer: no interrupts after disarm' \
+    '\[guest\] timer: all checks passed' \
+    'power off: status 0'
+
+# The guest reads GPA 0xc0000000, outside its RAM: reported, guest stopped.
+guest_case ept 90 \
+    '\[guest\] ept: touching 0xC0000000' \
+    'EPT violation.*0x0*[cC]0000000' \
+    'power off: status [1-9]' \
+    '!power off: status 0'
+
+guest_case triplefault 90 \
+    '\[guest\] triple: loading an empty IDT' \
+    '[Tt]riple fault' \
+    'power off: status [1-9]' \
+    '!power off: status 0'
+
+guest_case vmxguest 90 \
+    '\[guest\] vmx: CPUID hides VMX' \
+    '\[guest\] vmx: #UD on VMXON' \
+    '\[guest\] vmx: #UD on VMCLEAR' \
+    '\[guest\] vmx: #UD on VMPTRLD' \
+    '\[guest\] vmx: #UD on VMPTRST' \
+    '\[guest\] vmx: #UD on VMREAD' \
+    '\[guest\] vmx: #UD on VMWRITE' \
+    '\[guest\] vmx: #UD on VMLAUNCH' \
+    '\[guest\] vmx: #UD on VMRESUME' \
+    '\[guest\] vmx: #UD on INVEPT' \
+    '\[guest\] vmx: #UD on INVVPID' \
+    '\[guest\] vmx: #UD on VMXOFF' \
+    '\[guest\] vmx: all checks passed' \
+    'power off: status 0'
