@@ -70,7 +70,7 @@ $(BUILD)/guests/%.bin: Tests/guests/%.asm Tests/guests/lib.inc | deps-build
 
 iso: $(ISO)
 
-$(ISO): $(KERNEL) Tests/scripts/mkiso.sh
+$(ISO): $(KERNEL) $(GUESTS) Tests/scripts/mkiso.sh
 	Tests/scripts/mkiso.sh $@ $(KERNEL) user
 
 run: $(ISO) deps-qemu deps-bochs

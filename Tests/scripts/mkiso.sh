@@ -7,9 +7,13 @@
 set -euo pipefail
 out=$1; kernel=$2; shift 2
 if [ "${1:-}" = user ]; then
+    g=$(dirname "$kernel")/guests
     set -- --timeout 2 \
-        --entry "X86VCPU hypervisor" "log=info" \
-        --entry "X86VCPU hypervisor (debug log)" "log=debug"
+        --entry "X86VCPU: hello guest (real mode)" "log=info" --module "$g/hello.bin" "" \
+        --entry "X86VCPU: mode-switch guest (real -> long mode)" "log=info" --module "$g/modeswitch.bin" "" \
+        --entry "X86VCPU: timer guest (injected interrupts)" "log=info" --module "$g/timer.bin" "" \
+        --entry "X86VCPU: CPUID guest" "log=info" --module "$g/cpuid.bin" "" \
+        --entry "X86VCPU hypervisor alone (debug log)" "log=debug"
 fi
 timeout=0
 root=$(mktemp -d)

@@ -8,14 +8,22 @@ boot_case qemu-no-vmx qemu 30 5 --entry qemu "log=info" -- \
     'VMX is not available' \
     'power off: status 2'
 
-# Bochs Skylake-X: a VMX summary that names EPT and unrestricted guest.
+# Bochs Skylake-X: a VMX summary that names EPT and unrestricted guest; with
+# no module2 line there is no guest, which is said and is a failure.
 boot_case bochs-vmx-summary bochs 60 - --entry bochs "log=info" -- \
     'X86VCPU hypervisor' \
     'memory: [0-9]+ MiB usable' \
     'VMX: revision [0-9a-fx]+' \
     'EPT: yes' \
     'unrestricted guest: yes' \
-    'power off: status 0'
+    'no guest: the boot entry has no module2 line' \
+    'power off: status 1'
+
+# A module that is not a guest image: a clear error, nothing run.
+boot_case bad-guest-image bochs 60 - --entry bad "log=info" --module README.md "" -- \
+    'is not a boot-sector image' \
+    '!VMX root mode on' \
+    'power off: status 1'
 
 # A kernel fault becomes a readable report and a failure status.
 boot_case ud2-report qemu 30 7 --entry ud2 "test=ud2" -- \
