@@ -99,6 +99,9 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     let msrCount: Int
 
     public var registers = GeneralRegisters()
+    /// When the guest owns the interrupt controller (passed-through PIC), an
+    /// interrupt that arrives while it runs is its own: it is re-injected.
+    public var reflectsExternalInterrupts = false
     public var statistics = ExitStatistics()
     public var events = EventQueue()
     public let capabilities: VMXCapabilities

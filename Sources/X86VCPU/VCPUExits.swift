@@ -65,7 +65,7 @@ extension VCPU {
     mutating func handleExit<H: VMXHardware, P: GuestPlatform>(_ reason: ExitReason, _ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
         switch reason {
         case .exceptionOrNMI: return try handleExceptionOrNMI(hw)
-        case .externalInterrupt: return .resume
+        case .externalInterrupt: return try handleExternalInterrupt(hw)
         case .tripleFault: return .stop(.tripleFault(rip: try hw.read(VMCSFields.GuestNatural.rip)))
         case .initSignal: return try handleINIT(hw)
         case .startupIPI: return try handleSIPI(hw)
@@ -217,6 +217,15 @@ extension VCPU {
         if info.type == .nmi { _ = queue(.nmi); return .resume }
         let code: UInt32? = info.hasErrorCode ? try hw.read(VMCSFields.ReadOnly32.exitInterruptionErrorCode) : nil
         _ = queue(PendingEvent(vector: info.vector, type: info.type, errorCode: code))
+        return .resume
+    }
+
+    /// "Acknowledge interrupt on exit" leaves the vector in the exit
+    /// interruption information (SDM 28.2.2); the guest gets it when it can.
+    mutating func handleExternalInterrupt<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+        guard reflectsExternalInterrupts else { return .resume }
+        let info = VMExitInterruptionInfo(raw: try hw.read(VMCSFields.ReadOnly32.exitInterruptionInformation))
+        if info.isValid { _ = queue(.externalInterrupt(info.vector)) }
         return .resume
     }
 
