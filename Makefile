@@ -68,6 +68,15 @@ $(BUILD)/guests/%.bin: Tests/guests/%.asm Tests/guests/lib.inc | deps-build
 	@mkdir -p $(dir $@)
 	nasm -f bin -w+all -w+error -I Tests/guests/ -o $@ $<
 
+# The benchmark kernel: multiboot v1 (ELF32), runs bare and as the guest.
+$(BUILD)/bench.elf: Tests/bench/bench.asm Tests/bench/bench.ld | deps-build
+	@mkdir -p $(BUILD)/bench
+	nasm -f elf32 -w+all -w-unknown-warning -w+error -o $(BUILD)/bench/bench.o $<
+	ld -m elf_i386 --no-warn-rwx-segments -T Tests/bench/bench.ld -o $@ $(BUILD)/bench/bench.o
+
+bench: $(KERNEL) $(BUILD)/bench.elf deps-bochs
+	Tests/bench/run.sh $(KERNEL) $(BUILD)/bench.elf
+
 iso: $(ISO)
 
 $(ISO): $(KERNEL) $(GUESTS) Tests/scripts/mkiso.sh

@@ -179,3 +179,9 @@ FUNC kernel_image_start
 FUNC kernel_image_end
     mov rax, _kernel_end
     ret
+
+; uint64 kernel_entry_tsc(void): the TSC at the first instruction of _start.
+extern boot_entry_tsc
+FUNC kernel_entry_tsc
+    mov rax, [rel boot_entry_tsc]
+    ret

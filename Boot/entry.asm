@@ -9,7 +9,7 @@ KERNEL_DS        equ 0x10
 KERNEL_TSS       equ 0x18
 COM1             equ 0x3F8
 
-global _start, boot_gdtr, boot_idtr, boot_tss, boot_pml4
+global _start, boot_entry_tsc, boot_gdtr, boot_idtr, boot_tss, boot_pml4
 extern kmain, trap_handler
 
 ; --- Multiboot2 header (Multiboot2 spec 3.1 "OS image format") ---------------
@@ -30,6 +30,9 @@ mb2_header_end:
 section .text
 bits 32
 _start:
+    rdtsc                               ; the boot-cost benchmark starts here
+    mov [boot_entry_tsc], eax
+    mov [boot_entry_tsc + 4], edx
     cli
     cld
     mov esp, boot_stack_top
@@ -280,6 +283,8 @@ boot_idtr:
     dw 256 * 16 - 1
     dq boot_idt
 saved_info: dd 0
+align 8
+boot_entry_tsc: dq 0
 
 section .bss
 alignb 4096

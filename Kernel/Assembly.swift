@@ -41,6 +41,7 @@
 /// The kernel image's physical extent (linker-script symbols).
 @_extern(c, "kernel_image_start") func kernel_image_start() -> UInt64
 @_extern(c, "kernel_image_end") func kernel_image_end() -> UInt64
+@_extern(c, "kernel_entry_tsc") func kernel_entry_tsc() -> UInt64
 
 /// CPUID as one value.
 func cpuid(_ leaf: UInt32, _ subleaf: UInt32 = 0) -> (eax: UInt32, ebx: UInt32, ecx: UInt32, edx: UInt32) {

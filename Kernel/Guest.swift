@@ -69,6 +69,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         powerOff(.hypervisorFailure)
     }
     logInfo("VMX root mode on; entering the guest at 0000:\(hex: bootSectorAddress)")
+    logInfo("boot: entry-tsc \(kernel_entry_tsc()) now-tsc \(cpu_rdtsc())")
 
     var platform = KernelPlatform()
     let exit = vcpu.run(hw, &platform)

@@ -1,0 +1,251 @@
+; The exit benchmark: a multiboot v1 kernel, so one binary runs bare from
+; GRUB (`multiboot`) and as the hypervisor's guest. It times each operation
+; ITER times with RDTSC around it and prints the median in TSC ticks; under
+; Bochs the TSC counts instructions, so the figures are deterministic.
+;
+; Output lines (COM1):  bench: mode hypervisor|native
+;                       bench: first-tsc <decimal>
+;                       bench: <op> <median>
+; then it powers off: port 0xF4 (the hypervisor, QEMU), else Bochs's magic
+; breakpoint (xchg bx, bx) ends a bare Bochs run.
+
+bits 32
+ITER    equ 101
+COM1    equ 0x3F8
+SCRATCH equ 0x3FF                       ; COM1 scratch register: emulated, or real bare
+MSR_MISC_ENABLE equ 0x1A0
+
+; BENCH name, op: times op ITER times, prints "bench: name median".
+%macro BENCH 2
+    mov esi, %1
+    mov edi, %2
+    call bench_one
+%endmacro
+
+section .multiboot progbits alloc align=4
+    dd 0x1BADB002
+    dd 0x00000003                       ; page-align modules, memory info
+    dd -(0x1BADB002 + 0x00000003)
+
+section .text
+global _start
+_start:
+    rdtsc                               ; first: the boot-cost figure
+    mov [first_tsc], eax
+    mov [first_tsc + 4], edx
+    mov esp, stack_top
+    cld
+
+    mov eax, 1
+    cpuid
+    bt ecx, 31                          ; CPUID.1:ECX.hypervisor
+    setc [under_hv]
+
+    mov esi, s_mode
+    call puts
+    mov esi, s_native
+    cmp byte [under_hv], 0
+    je .m
+    mov esi, s_hv
+.m: call puts
+    mov esi, s_first
+    call puts
+    mov eax, [first_tsc]
+    mov edx, [first_tsc + 4]
+    call putdec64
+    call newline
+
+    BENCH s_empty, op_empty
+    BENCH s_cpuid, op_cpuid
+    BENCH s_in, op_in
+    BENCH s_out, op_out
+    BENCH s_rdmsr, op_rdmsr
+    BENCH s_wrmsr, op_wrmsr
+    cmp byte [under_hv], 0
+    je .done
+    BENCH s_vmcall, op_vmcall
+.done:
+    mov esi, s_end
+    call puts
+    mov dx, 0xF4
+    xor eax, eax
+    out dx, al
+    xchg bx, bx
+.halt:
+    cli
+    hlt
+    jmp .halt
+
+; --- the operations: each preserves nothing the harness needs -------------
+op_empty:
+    ret
+op_cpuid:
+    xor eax, eax
+    xor ecx, ecx
+    cpuid
+    ret
+op_in:
+    mov dx, SCRATCH
+    in al, dx
+    ret
+op_out:
+    mov dx, SCRATCH
+    mov al, 0x5A
+    out dx, al
+    ret
+op_rdmsr:
+    mov ecx, MSR_MISC_ENABLE
+    rdmsr
+    ret
+op_wrmsr:
+    mov ecx, MSR_MISC_ENABLE
+    mov eax, [misc_enable]
+    mov edx, [misc_enable + 4]
+    wrmsr
+    ret
+op_vmcall:
+    xor eax, eax                        ; hypercall 0: null
+    vmcall
+    ret
+
+; --- harness ----------------------------------------------------------------
+
+bench_one:
+    push esi
+    mov ecx, MSR_MISC_ENABLE            ; the value WRMSR writes back
+    rdmsr
+    mov [misc_enable], eax
+    mov [misc_enable + 4], edx
+    xor ebx, ebx
+.loop:
+    push ebx
+    push edi
+    rdtsc
+    mov [t0], eax
+    call edi
+    rdtsc
+    sub eax, [t0]
+    pop edi
+    pop ebx
+    mov [samples + ebx * 4], eax
+    inc ebx
+    cmp ebx, ITER
+    jne .loop
+    ; insertion sort of the samples, then the middle one
+    mov ecx, 1
+.outer:
+    cmp ecx, ITER
+    jae .sorted
+    mov eax, [samples + ecx * 4]
+    mov edx, ecx
+.inner:
+    test edx, edx
+    jz .place
+    mov ebx, [samples + edx * 4 - 4]
+    cmp ebx, eax
+    jbe .place
+    mov [samples + edx * 4], ebx
+    dec edx
+    jmp .inner
+.place:
+    mov [samples + edx * 4], eax
+    inc ecx
+    jmp .outer
+.sorted:
+    mov esi, s_prefix
+    call puts
+    pop esi
+    call puts
+    mov al, ' '
+    call putc
+    mov eax, [samples + (ITER / 2) * 4]
+    xor edx, edx
+    call putdec64
+    call newline
+    ret
+
+; putc(al): polls the transmitter, then writes.
+putc:
+    push edx
+    push eax
+    mov dx, COM1 + 5
+.w: in al, dx
+    test al, 0x20
+    jz .w
+    pop eax
+    mov dx, COM1
+    out dx, al
+    pop edx
+    ret
+
+puts:                                   ; esi = NUL-terminated string
+    lodsb
+    test al, al
+    jz .r
+    call putc
+    jmp puts
+.r: ret
+
+newline:
+    mov al, 10
+    jmp putc
+
+; putdec64(edx:eax): unsigned decimal.
+putdec64:
+    push ebx
+    push ecx
+    push esi
+    mov esi, digits_end
+    mov ecx, 10
+.d: ; divide edx:eax by 10 in two steps
+    mov ebx, eax
+    mov eax, edx
+    xor edx, edx
+    div ecx
+    xchg eax, ebx                       ; ebx = high quotient
+    div ecx                             ; edx = remainder
+    add dl, '0'
+    dec esi
+    mov [esi], dl
+    mov edx, ebx
+    mov ebx, eax
+    or ebx, edx
+    jnz .d
+.p: mov al, [esi]
+    call putc
+    inc esi
+    cmp esi, digits_end
+    jne .p
+    pop esi
+    pop ecx
+    pop ebx
+    ret
+
+section .rodata
+s_mode:   db "bench: mode ", 0
+s_hv:     db "hypervisor", 10, 0
+s_native: db "native", 10, 0
+s_first:  db "bench: first-tsc ", 0
+s_prefix: db "bench: ", 0
+s_empty:  db "empty", 0
+s_cpuid:  db "cpuid", 0
+s_in:     db "in", 0
+s_out:    db "out", 0
+s_rdmsr:  db "rdmsr", 0
+s_wrmsr:  db "wrmsr", 0
+s_vmcall: db "vmcall", 0
+s_end:    db "bench: done", 10, 0
+
+section .bss
+alignb 8
+first_tsc:   resq 1
+misc_enable: resq 1
+t0:          resd 1
+under_hv:    resb 1
+alignb 4
+samples:     resd ITER
+digits:      resb 24
+digits_end:
+alignb 16
+stack:       resb 4096
+stack_top:

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# make bench: the benchmark kernel booted bare from GRUB and as the guest,
+# both in Bochs (whose TSC counts instructions), side by side. Prints one
+# table, writes build/bench.json, and fails when a figure exceeds its budget.
+#   run.sh KERNEL BENCH_ELF
+set -uo pipefail
+kernel=$1; bench=$2
+here=$(cd "$(dirname "$0")" && pwd)
+scripts=$here/../scripts
+out=build/bench
+mkdir -p "$out"
+
+# Budgets, in Bochs instructions (issue: benchmarks).
+budget_cpuid=100; budget_vmcall=80; budget_boot=2000000; budget_text=131072
+
+# The bare ISO: GRUB's multiboot (v1) command loads the same ELF.
+iso_dir=$(mktemp -d); trap 'rm -rf "$iso_dir"' EXIT
+mkdir -p "$iso_dir/boot/grub"
+cp "$bench" "$iso_dir/boot/bench.elf"
+cat > "$iso_dir/boot/grub/grub.cfg" <<CFG
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+set timeout=0
+menuentry "bench (bare)" {
+    multiboot /boot/bench.elf
+    boot
+}
+CFG
+grub-mkrescue -o "$out/bare.iso" "$iso_dir" >/dev/null 2>&1 || { echo "bench: grub-mkrescue failed"; exit 1; }
+"$scripts/mkiso.sh" "$out/hv.iso" "$kernel" --entry bench "log=info guest_mem=256M" --module "$bench" "" || exit 1
+
+for run in bare hv; do
+    rm -f "$out/$run.txt"
+    "$scripts/boot.sh" --engine bochs --megs 512 --serial "$out/$run.txt" --timeout 300 "$out/$run.iso" >/dev/null 2>&1
+    tr -d '\r' < "$out/$run.txt" > "$out/$run.clean.txt" 2>/dev/null
+    grep -q 'bench: done' "$out/$run.clean.txt" || {
+        echo "bench: the $run run did not finish; transcript tail:"; tail -n 20 "$out/$run.clean.txt"; exit 1; }
+done
+
+text_size=$(size "$kernel" | awk 'NR==2 { print $1 }')
+data_size=$(size "$kernel" | awk 'NR==2 { print $2 }')
+bss_size=$(size "$kernel" | awk 'NR==2 { print $3 }')
+
+awk -v text="$text_size" -v data="$data_size" -v bss="$bss_size" \
+    -v bc="$budget_cpuid" -v bv="$budget_vmcall" -v bb="$budget_boot" -v bt="$budget_text" \
+    -v json="$out/../bench.json" '
+    FNR == 1 { run = (FILENAME ~ /bare/) ? "bare" : "hv" }
+    /bench: first-tsc/ { first[run] = $NF }
+    /boot: entry-tsc/ { for (i = 1; i <= NF; i++) if ($i == "entry-tsc") entry = $(i + 1) }
+    /bench: (empty|cpuid|in|out|rdmsr|wrmsr|vmcall) [0-9]+/ {
+        for (i = 1; i <= NF; i++) if ($i == "bench:") { op = $(i + 1); v = $(i + 2) }
+        cost[run, op] = v; if (run == "hv") order[++n] = op
+    }
+    END {
+        fail = 0
+        printf "%-8s %12s %12s %14s %10s\n", "exit", "hypervisor", "native", "hypervisor's", "budget"
+        printf "%-8s %12s %12s %14s %10s\n", "", "(median)", "(median)", "own cost", ""
+        printf "{\n  \"unit\": \"Bochs instructions (TSC ticks)\",\n  \"operations\": {\n" > json
+        for (k = 1; k <= n; k++) {
+            op = order[k]; h = cost["hv", op]
+            # VMCALL has no native form: its native figure is the empty round trip.
+            nat = (op == "vmcall") ? cost["bare", "empty"] : cost["bare", op]
+            d = h - nat; b = (op == "cpuid") ? bc : (op == "vmcall") ? bv : "-"
+            over = (b != "-" && d > b)
+            if (over) fail = 1
+            printf "%-8s %12d %12d %14d %10s%s\n", op, h, nat, d, b, over ? "  OVER" : ""
+            printf "    \"%s\": {\"hypervisor\": %d, \"native\": %d, \"cost\": %d}%s\n", op, h, nat, d, (k < n ? "," : "") >> json
+        }
+        boot = first["hv"] - entry
+        overb = (boot > bb); overt = (text > bt)
+        if (overb || overt) fail = 1
+        printf "\n%-40s %12d %10d%s\n", "boot: hypervisor entry -> first guest instr", boot, bb, overb ? "  OVER" : ""
+        printf "%-40s %12d %10d%s\n", "kernel text bytes", text, bt, overt ? "  OVER" : ""
+        printf "%-40s %12d\n%-40s %12d\n", "kernel data bytes", data, "kernel bss bytes", bss
+        printf "  },\n  \"boot_entry_to_first_guest_instruction\": %d,\n  \"kernel\": {\"text\": %d, \"data\": %d, \"bss\": %d},\n  \"over_budget\": %s\n}\n", boot, text, data, bss, fail ? "true" : "false" >> json
+        exit fail
+    }' "$out/bare.clean.txt" "$out/hv.clean.txt"
+status=$?
+echo "figures written to build/bench.json"
+[ $status = 0 ] || echo "bench: a figure exceeds its budget (marked OVER)"
+exit $status
