@@ -97,6 +97,19 @@ FUNC vmx_invvpid
     add rsp, 16
     ret
 
+; Undoes vmx_run's prologue: drops the regs pointer, restores the host's
+; RFLAGS and callee-saved registers.
+%macro RESTORE_HOST 0
+    add rsp, 8                          ; regs
+    popfq
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbx
+    pop rbp
+%endmacro
+
 ; int vmx_run(GeneralRegisters *regs, uint64 launched)
 ; Enters the guest with its GPRs from *regs (VMLAUNCH when launched == 0, else
 ; VMRESUME). Returns 0 after a VM exit with the guest GPRs stored back into
@@ -142,14 +155,7 @@ FUNC vmx_run
     ; Still in the host, guest values in the GPRs; *regs is unchanged.
 .setup_failed:
     VMX_STATUS
-    add rsp, 8                          ; regs
-    popfq
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop rbx
-    pop rbp
+    RESTORE_HOST
     ret
 
 ; HOST_RIP: the VMCS setup writes this address once.
@@ -173,14 +179,7 @@ vmx_exit_entry:
     mov [rdi + R_R15], r15
     pop rax
     mov [rdi + R_RDI], rax
-    add rsp, 8                          ; regs
-    popfq
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop rbx
-    pop rbp
+    RESTORE_HOST
     xor eax, eax
     ret
 
