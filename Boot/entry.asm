@@ -30,9 +30,11 @@ mb2_header_end:
 section .text
 bits 32
 _start:
+    mov esi, eax                        ; the loader's magic; RDTSC clobbers EAX
     rdtsc                               ; the boot-cost benchmark starts here
     mov [boot_entry_tsc], eax
     mov [boot_entry_tsc + 4], edx
+    mov eax, esi
     cli
     cld
     mov esp, boot_stack_top
