@@ -246,6 +246,13 @@ extension VCPU {
         _ = try advance(hw)
         let interruptsOn = try hw.read(VMCSFields.GuestNatural.rflags) & (1 << 9) != 0
         if !events.isEmpty { return .resume }
+        // With interrupts on, a device interrupt can wake the guest when it owns
+        // the interrupt controller: wait in the HLT state for its exit. When the
+        // activity state is unsupported, resuming past HLT is a busy wait.
+        if interruptsOn && reflectsExternalInterrupts {
+            if features.activityHLT { try hw.write(VMCSFields.Guest32.activityState, 1) }
+            return .resume
+        }
         guard interruptsOn, timerPeriod != 0 else {
             return .stop(.halted(rip: try hw.read(VMCSFields.GuestNatural.rip)))
         }
