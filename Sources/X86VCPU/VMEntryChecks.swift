@@ -729,7 +729,7 @@ public struct VMEntryChecker<V: VMCSAccess> {
             let functions = try read(field)
             try require(functions & ~(capabilities.vmFunctions ?? 0) == 0, .vmFunctionControlsUnsupported, field, functions)
             if functions & 1 != 0 {
-                try require(ept, .eptpSwitchingWithoutEPT, field, functions)
+                try require(ept, .eptpSwitchingWithoutEPT, secondaryField, secondary.rawValue)
                 let list = try read(VMCSFields.Control64.eptpListAddress)
                 try require(isPageAddress(list), .eptpListAddressInvalid, VMCSFields.Control64.eptpListAddress, list)
             }
@@ -967,7 +967,7 @@ public struct VMEntryChecker<V: VMCSAccess> {
         let cr4 = try read(GN.cr4)
         try require(capabilities.cr4Fixed.isValid(cr4), .guestCR4FixedBits, GN.cr4, cr4)
         try require(cr4 & CR4Bits.cet.rawValue == 0 || cr0 & CR0Bits.wp.rawValue != 0, .guestCETWithoutWriteProtect,
-                    GN.cr4, cr4)
+                    GN.cr0, cr0)
         if ia32e {
             try require(cr0 & pg != 0, .guestIA32eModeWithoutPaging, GN.cr0, cr0)
             try require(cr4 & CR4Bits.pae.rawValue != 0, .guestIA32eModeWithoutPAE, GN.cr4, cr4)
