@@ -4,10 +4,13 @@
 // name instead of by number. SDM 27.2 "Checks on VMX Controls and Host-State
 // Area" and 27.3 "Checking and Loading Guest State".
 //
-// Not exhaustive: checks that need guest memory (the virtual-APIC page, the
-// revision identifier at the VMCS link pointer, the PDPTEs in memory when EPT
-// is off), SMM, CET, PKRS, FRED, LBR and Intel PT state are left out. Every
-// check that is here states an SDM rule exactly, and they run roughly in the
+// Not exhaustive. Left out: checks that need memory (the TPR threshold against
+// the virtual-APIC page, the revision identifier at the VMCS link pointer, the
+// PDPTEs in memory when EPT is off, the MSR-load lists' contents); model-specific
+// reserved bits (IA32_DEBUGCTL, pending-debug RTM bit 16, enclave interruption);
+// tertiary controls; SMM, CET, PKRS, PERF_GLOBAL_CTRL, FRED, LBR, UINV and
+// Intel PT state; CR3 bits 62:61 (LAM), which this checker treats as reserved.
+// Every check that is here states an SDM rule exactly, and they run in the
 // SDM's order, so the first violation reported is the one to fix first.
 
 /// Which part of VM entry rejects a violation, and so what the CPU reports.
@@ -167,7 +170,7 @@ public enum VMEntryRule: Sendable, Equatable {
 
     // 27.3.1.4 Checks on Guest RIP, RFLAGS, and SSP
     case guestRIPUpperBits
-    case guestRIPNotCanonical
+    case guestRIPHighBitsNotIdentical
     case guestRFLAGSReservedBits
     case guestRFLAGSVirtual8086
     case guestRFLAGSInterruptFlag
@@ -310,7 +313,7 @@ public enum VMEntryRule: Sendable, Equatable {
         case .guestDescriptorTableBaseNotCanonical: return "guest GDTR and IDTR bases must be canonical"
         case .guestDescriptorTableLimit: return "guest GDTR and IDTR limits: bits 31:16 must be 0"
         case .guestRIPUpperBits: return "guest RIP: bits 63:32 must be 0 when IA-32e mode guest is 0 or CS.L is 0"
-        case .guestRIPNotCanonical: return "guest RIP must be canonical when IA-32e mode guest is 1 and CS.L is 1"
+        case .guestRIPHighBitsNotIdentical: return "guest RIP: bits 63:N (N = linear-address width) must be identical when IA-32e mode guest is 1 and CS.L is 1"
         case .guestRFLAGSReservedBits: return "guest RFLAGS: bits 63:22, 15, 5 and 3 must be 0 and bit 1 must be 1"
         case .guestRFLAGSVirtual8086: return "guest RFLAGS.VM must be 0 when IA-32e mode guest is 1 or CR0.PE is 0"
         case .guestRFLAGSInterruptFlag: return "guest RFLAGS.IF must be 1 when an external interrupt is injected"
@@ -391,7 +394,7 @@ public enum VMEntryRule: Sendable, Equatable {
             return .guestSegments
         case .guestDescriptorTableBaseNotCanonical, .guestDescriptorTableLimit:
             return .guestDescriptorTables
-        case .guestRIPUpperBits, .guestRIPNotCanonical, .guestRFLAGSReservedBits, .guestRFLAGSVirtual8086,
+        case .guestRIPUpperBits, .guestRIPHighBitsNotIdentical, .guestRFLAGSReservedBits, .guestRFLAGSVirtual8086,
              .guestRFLAGSInterruptFlag:
             return .guestRIPAndRFLAGS
         case .guestActivityStateInvalid, .guestActivityHLTWithSSDPL, .guestActivityHLTWithBlocking,
@@ -524,8 +527,9 @@ public struct VMEntryChecker<V: VMCSAccess> {
     public init(vmcs: V, capabilities: VMXCapabilities, physicalAddressWidth: Int = 52,
                 linearAddressWidth: Int = 48, processorInIA32eMode: Bool = true) {
         self.vmcs = vmcs; self.capabilities = capabilities
-        self.physicalAddressWidth = physicalAddressWidth
-        self.linearAddressWidth = linearAddressWidth
+        // Kept within 1...64 so that no shift or conversion below can trap.
+        self.physicalAddressWidth = max(1, min(64, physicalAddressWidth))
+        self.linearAddressWidth = max(1, min(64, linearAddressWidth))
         self.processorInIA32eMode = processorInIA32eMode
     }
 
@@ -1066,7 +1070,10 @@ public struct VMEntryChecker<V: VMCSAccess> {
         // SDM 27.3.1.4 "Checks on Guest RIP, RFLAGS, and SSP".
         let rip = try read(GN.rip)
         if ia32e && cs.rights.isLong {
-            try require(isCanonical(rip), .guestRIPNotCanonical, GN.rip, rip)
+            // Bits 63:N, not 63:N-1: a RIP with only bit N-1 wrong enters and faults on the fetch.
+            let high = rip >> UInt64(linearAddressWidth)
+            try require(high == 0 || high == UInt64.max >> UInt64(linearAddressWidth), .guestRIPHighBitsNotIdentical,
+                        GN.rip, rip)
         } else {
             try require(rip >> 32 == 0, .guestRIPUpperBits, GN.rip, rip)
         }

@@ -283,7 +283,8 @@ private let guestRegisterCases: [Breakage] = [
     brk("IDTR limit 10000H", .real, G32.idtrLimit, 0x1_0000, .guestDescriptorTableLimit),
     // 27.3.1.4 RIP and RFLAGS.
     brk("real-mode RIP above 4 GiB", .real, GN.rip, 0x1_0000_7C00, .guestRIPUpperBits),
-    brk("64-bit RIP not canonical", .long, GN.rip, 0x0000_8000_0000_0000, .guestRIPNotCanonical),
+    brk("64-bit RIP with bit 48 alone set", .long, GN.rip, 0x0001_0000_0000_0000, .guestRIPHighBitsNotIdentical),
+    brk("64-bit RIP with bit 63 alone set", .long, GN.rip, 0x8000_0000_0000_0000, .guestRIPHighBitsNotIdentical),
     brk("compatibility-mode RIP above 4 GiB", .long, GN.rip, 0x1_0000_0000, .guestRIPUpperBits,
         prepare: set(G32.csAccessRights, 0xC09B)),
     brk("RFLAGS bit 1 clear", .long, GN.rflags, 0, .guestRFLAGSReservedBits),
@@ -421,8 +422,8 @@ private let allCases = controlCases + hostCases + guestRegisterCases + guestSegm
     @Test func freeFunctionAgreesWithTheChecker() {
         let vmcs = Fixture.vmcs(.long)
         #expect(checkVMEntry(vmcs, capabilities: Fixture.skylake(), physicalAddressWidth: 40) == nil)
-        vmcs.preset(GN.rip, 0x0000_8000_0000_0000)
-        #expect(checkVMEntry(vmcs, capabilities: Fixture.skylake())?.ruleID == .guestRIPNotCanonical)
+        vmcs.preset(GN.rip, 0x0001_0000_0000_0000)
+        #expect(checkVMEntry(vmcs, capabilities: Fixture.skylake())?.ruleID == .guestRIPHighBitsNotIdentical)
     }
 
     // MARK: One broken rule at a time.
@@ -609,7 +610,6 @@ private let allCases = controlCases + hostCases + guestRegisterCases + guestSegm
             (0, 1, 0x202, 0, 0),                   // blocking by STI, IF = 1
             (0, 2, 0x102, 0x4000, 0),              // MOV SS blocking while single-stepping: BS set
             (0, 8, 0x2, 0, 0),                     // blocking by NMI, nothing injected
-            (0, 1, 0x202, 0, 0x8000_0202),         // NMI injected under blocking by STI
         ]
         for s in states {
             let vmcs = Fixture.vmcs(.long)
@@ -674,10 +674,26 @@ private let allCases = controlCases + hostCases + guestRegisterCases + guestSegm
         let vmcs = Fixture.vmcs(.long)
         vmcs.preset(GN.rip, 0x00FF_0000_0000_0000)
         let caps = Fixture.skylake()
-        #expect(checkVMEntry(vmcs, capabilities: caps, physicalAddressWidth: 40)?.ruleID == .guestRIPNotCanonical)
+        #expect(checkVMEntry(vmcs, capabilities: caps, physicalAddressWidth: 40)?.ruleID == .guestRIPHighBitsNotIdentical)
         #expect(checkVMEntry(vmcs, capabilities: caps, physicalAddressWidth: 40, linearAddressWidth: 57) == nil)
         vmcs.preset(GN.rip, 0xFFFF_FFFF_8000_0000)                       // a kernel address
         #expect(checkVMEntry(vmcs, capabilities: caps, physicalAddressWidth: 40) == nil)
+        // VM entry checks RIP bits 63:N only: bit 47 alone wrong enters (and faults on the fetch).
+        vmcs.preset(GN.rip, 0x0000_8000_0000_0000)
+        #expect(checkVMEntry(vmcs, capabilities: caps, physicalAddressWidth: 40) == nil)
+        // The host RIP must be truly canonical.
+        vmcs.preset(GN.rip, 0x0010_0000)
+        vmcs.preset(HN.rip, 0x0000_8000_0000_0000)
+        #expect(checkVMEntry(vmcs, capabilities: caps, physicalAddressWidth: 40)?.ruleID == .hostRIPNotCanonical)
+    }
+
+    @Test func outOfRangeWidthsAreClampedNotTrapped() {
+        let vmcs = Fixture.vmcs(.long)
+        let caps = Fixture.skylake()
+        #expect(checkVMEntry(vmcs, capabilities: caps, physicalAddressWidth: 200, linearAddressWidth: -3) != nil)
+        let wide = VMEntryChecker(vmcs: vmcs, capabilities: caps, physicalAddressWidth: 99, linearAddressWidth: 99)
+        #expect(wide.physicalAddressWidth == 64 && wide.linearAddressWidth == 64)
+        #expect(wide.check() == nil)
     }
 
     @Test func segmentVariantsThatPass() {
