@@ -68,13 +68,18 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         reportVMXError("vCPU setup", error)
         powerOff(.hypervisorFailure)
     }
+    if options.isTest("bad-guest-state") {
+        // Self-test of the failure report: an unusable TR fails VM entry (SDM 27.3.1.2).
+        logInfo("self-test: making the guest's TR unusable")
+        try? hw.write(VMCSFields.Guest32.trAccessRights, 0x1_0000)
+    }
     logInfo("VMX root mode on; entering the guest at 0000:\(hex: bootSectorAddress)")
     logInfo("boot: entry-tsc \(kernel_entry_tsc()) now-tsc \(cpu_rdtsc())")
 
     var platform = KernelPlatform()
     let exit = vcpu.run(hw, &platform)
     platform.flush()
-    let status = reportGuestExit(exit, hw)
+    let status = reportGuestExit(exit, hw, root.capabilities)
     reportStatistics(vcpu.statistics)
     do { try root.disable(hw) } catch { reportVMXError("VMXOFF", error) }
     _ = ept
@@ -82,7 +87,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
 }
 
 /// One line (or a few) saying why the guest stopped; the power-off status.
-func reportGuestExit(_ exit: VCPUExit, _ hw: Hardware) -> UInt8 {
+func reportGuestExit(_ exit: VCPUExit, _ hw: Hardware, _ caps: VMXCapabilities) -> UInt8 {
     switch exit {
     case .powerOff(let status):
         logInfo("guest powered off with status \(status)")
@@ -99,10 +104,11 @@ func reportGuestExit(_ exit: VCPUExit, _ hw: Hardware) -> UInt8 {
         reportGuestState(hw)
     case .entryFailure(let field, let qualification):
         logError("VM entry failed: exit reason \(field.basicReason.rawValue) (\(field.basicReason.name)), qualification \(hex: qualification)")
-        reportGuestState(hw)
+        reportVMCSFailure(hw, caps)
         return ExitStatus.hypervisorFailure.rawValue
     case .instructionFailure(let error):
         reportVMXError("VM entry", error)
+        reportVMCSFailure(hw, caps)
         return ExitStatus.hypervisorFailure.rawValue
     case .unhandled(let reason, let qualification, let rip):
         logError("guest stopped: unhandled exit reason \(reason.rawValue) (\(reason.name)), qualification \(hex: qualification), RIP \(hex: rip)")
@@ -139,5 +145,23 @@ func reportStatistics(_ stats: ExitStatistics) {
     logInfo("exit statistics: \(stats.totalExits) exits")
     stats.forEach { reason, count, cycles in
         logInfo("  \(reason.rawValue) \(reason.name): \(count) exits, \(cycles) cycles, \(cycles / max(count, 1)) per exit")
+    }
+}
+
+/// A hypervisor failure: the SDM rule the VMCS breaks, then the whole VMCS.
+func reportVMCSFailure(_ hw: Hardware, _ caps: VMXCapabilities) {
+    let width = Int(cpuid(0x8000_0008).eax & 0xFF)
+    if let v = checkVMEntry(hw, capabilities: caps, physicalAddressWidth: width) {
+        logError("VM-entry check failed: \(v.rule)")
+        logError("  SDM \(v.section); field \(v.fieldName) (\(hex: v.fieldEncoding)) = \(hex: v.value); \(v.area.outcome)")
+    } else {
+        logError("VM-entry checks: no rule this checker knows is broken")
+    }
+    logError("VMCS state:")
+    dumpVMCS(hw) { name, encoding, value in
+        switch value {
+        case .value(let v): Console.line("  \(hex: encoding, width: 4) \(name) = \(hex: v)")
+        case .unsupported: break
+        }
     }
 }

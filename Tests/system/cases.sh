@@ -37,3 +37,12 @@ boot_case ud2-report qemu 30 7 --entry ud2 "test=ud2" -- \
 boot_case unknown-option qemu 30 5 --entry opt "log=info frobnicate=3" -- \
     '\[warn\].*frobnicate' \
     'VMX is not available'
+
+# A broken guest state: VM entry fails, the report names the SDM rule, dumps
+# the VMCS, and the hypervisor powers off with its failure status.
+boot_case bad-guest-state bochs 60 - --entry bad "log=info test=bad-guest-state" --module build/guests/hello.bin "" -- \
+    'VM entry failed: exit reason 33' \
+    'VM-entry check failed: .*TR' \
+    'guest TR access rights' \
+    'power off: status 5' \
+    '!Hello from a real-mode guest'
