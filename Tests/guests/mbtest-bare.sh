@@ -22,7 +22,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/iso/boot/grub"
 cp "$elf" "$tmp/iso/boot/mbtest.elf"
-printf 'module text: 0123456789abcdef and more\n' > "$tmp/iso/boot/mod.txt"
+cp "$here/mbtest-module.txt" "$tmp/iso/boot/mod.txt"
 cat > "$tmp/iso/boot/grub/grub.cfg" <<'CFG'
 serial --unit=0 --speed=115200
 terminal_input serial console
