@@ -36,7 +36,7 @@ while [ $# -gt 1 ]; do
     esac
 done
 out=${1:?usage: bare-boot.sh [options] OUTDIR}
-[ -n "$limit" ] || { [ "$engine" = bochs ] && limit=300 || limit=90; }
+[ -n "$limit" ] || { [ "$engine" = bochs ] && limit=900 || limit=90; }
 for f in vmlinuz initramfs.cpio.gz version; do
     [ -f "$out/$f" ] || { echo "bare-boot.sh: $out/$f missing (run fetch.sh and mkinitramfs.sh)" >&2; exit 2; }
 done
