@@ -17,9 +17,9 @@
 # first command of /init. Neither GRUB nor Linux writes the TSC, so the count
 # is the same kind of number under the hypervisor as long as it does not
 # offset the guest's TSC. /init also prints the kernel's "Run /init" line from
-# dmesg (its timestamp is TSC-derived from the kernel's early TSC setup on, so
-# it leaves out BIOS, GRUB and the unpacking) and the kernel's TSC frequency,
-# which with sync=none in Bochs is the ips setting.
+# dmesg and the kernel's TSC frequency, for reference only: on
+# corei7_skylake_x the kernel takes 3500 MHz from CPUID while Bochs's PIT runs
+# at ips, so its timestamps are not emulated seconds.
 # With acpi=off, `poweroff -f` halts the CPU ("reboot: System halted") rather
 # than switching it off: the script ends the emulator when that line appears.
 set -uo pipefail

@@ -23,9 +23,11 @@ boot_case guest-mbtest bochs 120 - \
     'power off: status 0'
 
 # The Debian kernel as the guest, through PVH (vmlinux) and through the bzImage
-# 64-bit boot protocol (vmlinuz). Bare in Bochs (ips=100M) the kernel reaches
-# /init after about 1.5 G instructions; under boot.sh's default ips=4000000 the
-# PIT fires 25 times as often per instruction, so these want --ips 100000000.
+# 64-bit boot protocol (vmlinuz). Bare in Bochs (ips=100M, from a GRUB ISO) the
+# first command of /init runs at TSC 6.68 G (instructions + idle ticks from
+# reset; about 215 s of wall time on a loaded 2-core machine). Under boot.sh's
+# default ips=4000000 the PIT fires 25 times as often per instruction (each
+# tick a VM exit under the hypervisor), so these want --ips 100000000.
 # With acpi=off `poweroff -f` ends in "reboot: System halted" and CLI; HLT:
 # the hypervisor has to treat HLT with IF=0 as the end of the guest.
 linux_cmdline="console=ttyS0 noapic nolapic acpi=off quiet lpj=400000"
