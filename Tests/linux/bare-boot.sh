@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Boots the Debian guest kernel + initramfs BARE (no hypervisor) from a GRUB
+# ISO, for the boot-overhead comparison with the same kernel under the
+# hypervisor.
+#   bare-boot.sh [--engine bochs|qemu] [--timeout S] [--ips N] [--megs N]
+#                [--cmdline "..."] OUTDIR
+# OUTDIR (= build/linux) must hold vmlinuz and initramfs.cpio.gz (fetch.sh,
+# mkinitramfs.sh). Writes OUTDIR/bare-ENGINE.iso and the serial transcript
+# OUTDIR/bare-ENGINE.txt; prints a summary and exits 0 when the transcript has
+# the userspace marker, the right `uname:` line and the kernel's halt.
+#
+# The measurement. In Bochs (sync=none) the TSC advances one tick per emulated
+# instruction from reset, and over halted stretches by the ticks skipped
+# (ips ticks per emulated second). /init's first command is /bin/rdtsc, which
+# prints "X86VCPU-TSC <n>": n is the emulated instructions (+ idle ticks) from
+# power-on through BIOS, GRUB, the kernel's own unpacking and init up to the
+# first command of /init. Neither GRUB nor Linux writes the TSC, so the count
+# is the same kind of number under the hypervisor as long as it does not
+# offset the guest's TSC. /init also prints the kernel's "Run /init" line from
+# dmesg and the kernel's TSC frequency, for reference only: on
+# corei7_skylake_x the kernel takes 3500 MHz from CPUID while Bochs's PIT runs
+# at ips, so its timestamps are not emulated seconds.
+# With acpi=off, `poweroff -f` halts the CPU ("reboot: System halted") rather
+# than switching it off: the script ends the emulator when that line appears.
+set -uo pipefail
+engine=bochs; limit=""; ips=100000000; megs=512
+cmdline="console=ttyS0 noapic nolapic acpi=off quiet lpj=400000"
+while [ $# -gt 1 ]; do
+    case $1 in
+    --engine) engine=$2; shift 2 ;;
+    --timeout) limit=$2; shift 2 ;;
+    --ips) ips=$2; shift 2 ;;
+    --megs) megs=$2; shift 2 ;;
+    --cmdline) cmdline=$2; shift 2 ;;
+    *) echo "bare-boot.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+out=${1:?usage: bare-boot.sh [options] OUTDIR}
+[ -n "$limit" ] || { [ "$engine" = bochs ] && limit=900 || limit=90; }
+for f in vmlinuz initramfs.cpio.gz version; do
+    [ -f "$out/$f" ] || { echo "bare-boot.sh: $out/$f missing (run fetch.sh and mkinitramfs.sh)" >&2; exit 2; }
+done
+
+iso=$out/bare-$engine.iso
+log=$out/bare-$engine.txt
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/iso/boot/grub"
+cp "$out/vmlinuz" "$out/initramfs.cpio.gz" "$work/iso/boot/"
+cat > "$work/iso/boot/grub/grub.cfg" <<CFG
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+set timeout=0
+set default=0
+menuentry "Debian $(cat "$out/version") bare" {
+    linux /boot/vmlinuz $cmdline
+    initrd /boot/initramfs.cpio.gz
+}
+CFG
+grub-mkrescue -o "$iso" "$work/iso" >/dev/null 2>&1 || { grub-mkrescue -o "$iso" "$work/iso"; exit 1; }
+
+rm -f "$log"; touch "$log"
+case $engine in
+qemu)
+    timeout -k 5 "$limit" qemu-system-x86_64 -accel tcg -m "$megs" -cdrom "$iso" \
+        -serial "file:$log" -display none -no-reboot -monitor none \
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04 2>"$work/stderr" &
+    ;;
+bochs)
+    cat > "$work/bochsrc" <<RC
+megs: $megs
+cpu: model=corei7_skylake_x, count=1, ips=$ips, reset_on_triple_fault=0
+romimage: file=/usr/share/bochs/BIOS-bochs-latest
+vgaromimage: file=/usr/share/vgabios/vgabios.bin
+ata0-master: type=cdrom, path=$iso, status=inserted
+boot: cdrom
+com1: enabled=1, mode=file, dev=$log
+clock: sync=none, time0=local
+magic_break: enabled=1
+speaker: enabled=0
+sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
+display_library: rfb, options="timeout=0"
+log: $work/bochs.log
+panic: action=fatal
+error: action=report
+RC
+    printf 'c\nquit\n' > "$work/cmds.rc"
+    timeout -k 5 "$limit" bochs -q -f "$work/bochsrc" -rc "$work/cmds.rc" </dev/null >"$work/stdout" 2>&1 &
+    ;;
+*) echo "bare-boot.sh: unknown engine $engine (bochs, qemu)" >&2; exit 2 ;;
+esac
+emu=$!
+start=$(date +%s.%N)
+now() { awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'; }
+
+# Watch the transcript: note the wall time of the first /init line, end the
+# emulator once the kernel has halted (or panicked).
+t_init=""; ended=""
+while kill -0 "$emu" 2>/dev/null; do
+    if [ -z "$t_init" ] && grep -aq 'X86VCPU-TSC ' "$log"; then t_init=$(now); fi
+    if grep -aqE 'reboot: (System halted|Power down)|Kernel panic' "$log"; then
+        ended=$(now); sleep 1; kill "$emu" 2>/dev/null; break
+    fi
+    sleep 0.2
+done
+wait "$emu" 2>/dev/null
+total=$(now)
+[ "$engine" = bochs ] && cp "$work/bochs.log" "$log.bochs.log" 2>/dev/null
+
+tsc=$(tr -d '\r' < "$log" | awk 'sub(/.*X86VCPU-TSC /, "") { print $1; exit }')
+echo "bare-boot.sh: $engine, kernel $(cat "$out/version"), cmdline: $cmdline"
+echo "  transcript $log"
+echo "  wall: /init after ${t_init:-?} s, halted after ${ended:-?} s, emulator ended after $total s (limit $limit s)"
+if [ -n "$tsc" ]; then
+    echo "  TSC at /init: $tsc$([ "$engine" = bochs ] && awk -v t="$tsc" -v i="$ips" 'BEGIN { printf " (Bochs: instructions + idle ticks; %.2f emulated s at ips=%d)", t / i, i }')"
+fi
+tr -d '\r' < "$log" | grep -aE 'tsc: |Run /init' | sed 's/^/  kernel: /' | sort -u
+ok=1
+for p in '^X86VCPU-GUEST-USERSPACE-OK' "^uname: $(cat "$out/version")\$" '^hypervisor flag: (yes|no)' 'reboot: (System halted|Power down)'; do
+    tr -d '\r' < "$log" | grep -aqE "$p" || { echo "  missing: $p"; ok=0; }
+done
+tr -d '\r' < "$log" | grep -aE '^hypervisor flag' | sed 's/^/  /'
+if [ $ok = 1 ]; then echo "PASS linux-bare-$engine"; else
+    echo "FAIL linux-bare-$engine; transcript tail:"; tail -n 20 "$log" | tr -d '\r' | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/^/    | /'; exit 1
+fi
