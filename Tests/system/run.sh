@@ -27,12 +27,18 @@ check() {
 }
 
 # boot_case NAME ENGINE LIMIT QEMU_STATUS ISO_ARGS... -- PATTERNS...
+# ISO_ARGS may include --ips N and --megs N for the engine.
 # QEMU_STATUS: the exit code QEMU must give ((status << 1) | 1), or - to skip.
 boot_case() {
     local name=$1 engine=$2 limit=$3 want=$4; shift 4
     if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " =~ " $name " ]]; then return; fi
-    local iso_args=()
-    while [ $# -gt 0 ] && [ "$1" != -- ]; do iso_args+=("$1"); shift; done
+    local iso_args=() engine_args=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        case $1 in
+        --ips|--megs) engine_args+=("$1" "$2"); shift 2 ;;
+        *) iso_args+=("$1"); shift ;;
+        esac
+    done
     shift
     local iso=$out/$name.iso log=$out/$name.txt start rc ok=1
     rm -f "$log"
@@ -40,7 +46,7 @@ boot_case() {
         echo "FAIL $name: could not build the ISO"; failed=$((failed + 1)); failures+=("$name"); return
     fi
     start=$(date +%s.%N)
-    "$scripts/boot.sh" --engine "$engine" --serial "$log" --timeout "$limit" "$iso" >/dev/null 2>&1
+    "$scripts/boot.sh" --engine "$engine" "${engine_args[@]}" --serial "$log" --timeout "$limit" "$iso" >/dev/null 2>&1
     rc=$?
     local secs; secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
     touch "$log"
