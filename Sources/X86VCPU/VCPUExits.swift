@@ -115,13 +115,17 @@ extension VCPU {
         var injection = reinjection
         reinjection = nil
         var interruptWindow = false
+        var nmiWindow = false
         if injection == nil && !events.isEmpty {
             let guest = GuestEventContext(rflags: try hw.read(VMCSFields.GuestNatural.rflags),
                                           cr0: try hw.read(VMCSFields.ControlNatural.cr0ReadShadow),
                                           interruptibility: try hw.read(VMCSFields.Guest32.interruptibilityState))
             let plan = events.plan(guest: guest)
             injection = plan.injection
-            interruptWindow = plan.interruptWindow || (plan.nmiWindow && !features.virtualNMIs)
+            // SDM 27.2.1.1: NMI-window exiting only with virtual NMIs.
+            let nmiWindowUsable = features.virtualNMIs && capabilities.primary.allows(.nmiWindowExiting)
+            interruptWindow = plan.interruptWindow || (plan.nmiWindow && !nmiWindowUsable)
+            nmiWindow = plan.nmiWindow && nmiWindowUsable
         } else if injection != nil {
             interruptWindow = !events.isEmpty
         }
@@ -134,6 +138,7 @@ extension VCPU {
         }
         var primary = primaryControls
         if interruptWindow { primary.insert(.interruptWindowExiting) } else { primary.remove(.interruptWindowExiting) }
+        if nmiWindow { primary.insert(.nmiWindowExiting) } else { primary.remove(.nmiWindowExiting) }
         if primary != primaryControls {
             primaryControls = primary
             try hw.write(VMCSFields.Control32.primaryProcessorBasedControls, primary.rawValue)
