@@ -342,7 +342,16 @@ extension VCPU {
             let value = try readRegister(hw, q.generalRegister)
             switch q.controlRegister {
             case 0: if let fault = try writeGuestCR0(hw, value) { return raise(fault) }
-            case 3: try hw.write(VMCSFields.GuestNatural.cr3, value)
+            case 3:
+                let old = try hw.read(VMCSFields.GuestNatural.cr3)
+                try hw.write(VMCSFields.GuestNatural.cr3, value)
+                // SDM 4.4.1 "PDPTE Registers": with PAE paging, MOV to CR3 loads the PDPTEs.
+                let paging = try pagingState(hw)
+                if paging.cr0 & CR0Bits.pg.rawValue != 0 && paging.cr4 & CR4Bits.pae.rawValue != 0
+                    && paging.efer & EFER.lma.rawValue == 0, !(try loadPDPTEs(hw)) {
+                    try hw.write(VMCSFields.GuestNatural.cr3, old)
+                    return raise(.exception(.generalProtection, errorCode: 0))
+                }
             case 4: if let fault = try writeGuestCR4(hw, value) { return raise(fault) }
             case 8:
                 guard value <= 0xF else { return raise(.exception(.generalProtection, errorCode: 0)) }
