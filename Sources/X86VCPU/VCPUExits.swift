@@ -399,6 +399,8 @@ extension VCPU {
             efer |= EFER.lma.rawValue
             try setIA32eMode(hw, efer: efer, on: true)
         } else if old & pg != 0 && value & pg == 0 && efer & EFER.lma.rawValue != 0 {
+            // 64-bit mode (CS.L = 1) cannot turn paging off: only compatibility mode can.
+            if try hw.read(VMCSFields.Guest32.csAccessRights) & (1 << 13) != 0 { return gp }
             efer &= ~EFER.lma.rawValue
             try setIA32eMode(hw, efer: efer, on: false)
         }
