@@ -1,3 +1,4 @@
+import Testing
 import X86VCPU
 
 /// A vCPU created and set up on a FakeHardware, with guest RAM and a
@@ -35,12 +36,20 @@ struct VCPURig: ~Copyable {
         return vcpu.run(hw, &platform)
     }
 
+    /// Queues an event for the guest, expecting room for it.
+    mutating func queue(_ event: PendingEvent, sourceLocation: SourceLocation = #_sourceLocation) {
+        let queued = vcpu.queue(event)
+        #expect(queued, sourceLocation: sourceLocation)
+    }
+
     /// A VMCS field as the fake holds it (0 if never written).
     func field<F: VMCSReadableField>(_ f: F) -> UInt64 { hw.vmcs.value(f) ?? 0 }
 
     /// Sets guest state as the guest would have it, without recording a VMWRITE.
     func preset<F: VMCSReadableField>(_ f: F, _ value: F.Value) { hw.vmcs.preset(f, value) }
 
+    /// EDX:EAX as RDMSR left them.
+    var edxeax: UInt64 { vcpu.registers.rdx << 32 | vcpu.registers.rax }
     var rip: UInt64 { field(VMCSFields.GuestNatural.rip) }
     var entries: [FakeHardware.Entry] { hw.entries }
     /// The exit when the script ran out: the fake's final triple fault.
