@@ -604,6 +604,18 @@ let injectUD: UInt32 = 0x8000_0306
         #expect(rig.entries[1].injected.raw == injectGP)
     }
 
+    @Test func movToCR3UnderPAEPagingWithTheTableOutsideGuestRAMRaisesGPAndKeepsCR3() throws {
+        var rig = try VCPURig()
+        setCR4(rig, pae)
+        rig.preset(VMCSFields.GuestNatural.cr0, 0x8000_0031)
+        rig.preset(VMCSFields.ControlNatural.cr0ReadShadow, 0x8000_0011)
+        rig.preset(VMCSFields.GuestNatural.cr3, 0x8000)
+        _ = rig.run([.movToCR(3, 0x7FF0_0000)])
+        #expect(rig.entries[1].injected.raw == injectGP)
+        #expect(rig.field(VMCSFields.GuestNatural.cr3) == 0x8000)
+        #expect(rig.rip == 0x1000)
+    }
+
     @Test func movToCR3UnderPAEPagingReloadsThePDPTEs() throws {
         // SDM 4.4.1: MOV to CR3 with PAE paging loads the PDPTEs.
         var rig = try VCPURig()
@@ -754,6 +766,19 @@ let injectUD: UInt32 = 0x8000_0306
         _ = rig.run([string(port: 0x80, in: false, rep: false, addressSize: 7).then { r, _ in r.rsi = 0x1_0000 }])
         #expect(rig.platform.outs.map(\.value) == [0x5A])
         #expect(rig.vcpu.registers.rsi == 0x1_0001)
+    }
+
+    @Test func withoutInstructionInformationA64BitCSUsesRSIWhole() throws {
+        let hw = FakeHardware()
+        hw.cpu.msrs[0x480] = 0x0098_1000_0000_002B   // IA32_VMX_BASIC bit 54 clear
+        var rig = try VCPURig(.long64, rip: 0x1000, hw: hw) { $0.cr3 = 0x10000 }
+        // Linear 4 GiB + x maps to guest-physical x (a 1 GiB page).
+        rig.memory.store64(0x11000 | 3, at: 0x10000)
+        rig.memory.store64(0x0 | 0x83, at: 0x11000 + 4 * 8)
+        rig.memory.store([0x64], at: 0x3000)
+        _ = rig.run([string(port: 0x80, in: false, rep: false).then { r, _ in r.rsi = 0x1_0000_3000 }])
+        #expect(rig.platform.outs.map(\.value) == [0x64])
+        #expect(rig.vcpu.registers.rsi == 0x1_0000_3001)
     }
 
     @Test func anAddressOutsideGuestRAMStopsTheGuest() throws {
