@@ -352,7 +352,7 @@ final class FakeGuestMemory {
 
     init(size: Int = 2 << 20, hostPhysical: UInt64 = 0x4000_0000) {
         base = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        base.initializeMemory(as: UInt64.self, repeating: 0, count: size / 8)
         ram = GuestRAM(hostPhysical: hostPhysical, base: base, size: UInt64(size))
     }
 

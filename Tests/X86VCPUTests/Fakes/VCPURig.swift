@@ -16,7 +16,7 @@ struct VCPURig: ~Copyable {
     init(_ mode: GuestStartMode = .protected32, rip: UInt64 = 0x1000,
          hw: FakeHardware = FakeHardware(bochs: BochsCapabilities.corei7_skylake_x),
          configure: (inout GuestStart) -> Void = { _ in }) throws {
-        let frames = HostFrameAllocator()
+        let frames = HostFrameAllocator(frames: 16)   // the vCPU needs 5
         let memory = FakeGuestMemory()
         let caps = try VMXCapabilities.read(from: hw)
         var vcpu = try VCPU(hw, allocator: frames, capabilities: caps, ram: memory.ram)
