@@ -127,6 +127,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     var reinjection: EventInjection?
     var lastExitTSC: UInt64 = 0
     var lastExitReason = ExitReason(rawValue: 0)
+    /// The last exit resumed the guest and is counted at the next entry.
+    var exitUnrecorded = false
 
     /// Creation: allocates the VMCS, bitmaps and MSR lists and decides the
     /// controls. `setup` then writes the VMCS.

@@ -34,7 +34,8 @@ extension VCPU {
         while true {
             do {
                 try prepareEntry(hw)
-                if launched { statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC) }
+                if exitUnrecorded { statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC) }
+                exitUnrecorded = false
                 try hw.enterGuest(&registers, resume: launched)
                 launched = true
                 lastExitTSC = hw.readTSC()
@@ -44,10 +45,12 @@ extension VCPU {
                     statistics.record(lastExitReason, cycles: 0)
                     return .entryFailure(field, qualification: try hw.read(VMCSFields.ReadOnlyNatural.exitQualification))
                 }
+                exitUnrecorded = true
                 try noteInterruptedEvent(hw)
                 if case .stop(let exit) = try handleExit(field.basicReason, hw, &platform) {
+                    // Counted here, so not again if the kernel runs the guest on.
                     statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC)
-                    lastExitTSC = hw.readTSC()
+                    exitUnrecorded = false
                     return exit
                 }
             } catch {
