@@ -200,7 +200,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
             entry: .loadIA32EFER | .loadIA32PAT)
         let optional = VMXControlSettings(
             pinBased: .nmiExiting | .virtualNMIs | .activatePreemptionTimer,
-            primary: .mwaitExiting | .monitorExiting | .useTSCOffsetting,
+            // CR8 exits keep a 64-bit guest off the host's APIC TPR (SDM 26.3).
+            primary: .mwaitExiting | .monitorExiting | .useTSCOffsetting | .cr8LoadExiting | .cr8StoreExiting,
             secondary: .enableVPID | .enableRDTSCP | .enableINVPCID | .enableXSAVES,
             exit: .saveDebugControls, entry: .loadDebugControls)
         var settings: VMXControlSettings
