@@ -28,6 +28,16 @@ import X86VCPU
         #expect(s.count(of: .ioInstruction) == 1)
     }
 
+    @Test func aStoppingExitIsCountedOnceWhenTheGuestIsRunAgain() throws {
+        var rig = try VCPURig()
+        _ = rig.run([.eptViolation(gpa: 0xFEE0_0000, qualification: 1)])
+        _ = rig.run([.cpuid(leaf: 0)])   // e.g. after the kernel emulated the access
+        let s = rig.vcpu.statistics
+        #expect(s.count(of: .eptViolation) == 1)
+        #expect(s.totalExits == 3)   // EPT violation, CPUID, the script's end
+        #expect(rig.hw.resumeFlags == [false, true, true])
+    }
+
     @Test func forEachVisitsReasonsInOrder() throws {
         var rig = try VCPURig()
         _ = rig.run([.out(0x80, 1), .cpuid(leaf: 0), .hlt()])

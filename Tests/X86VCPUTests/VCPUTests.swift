@@ -38,6 +38,14 @@ import X86VCPU
         #expect(!pin.contains(.virtualNMIs) || pin.contains(.nmiExiting))
     }
 
+    @Test func cr8AccessesExitSoTheGuestNeverReachesTheHostsTPR() throws {
+        // SDM 26.3: with CR8-load exiting and "use TPR shadow" both 0, a
+        // 64-bit guest's MOV to CR8 writes the real APIC TPR.
+        let rig = try VCPURig()
+        let primary = PrimaryProcessorBasedControls(rawValue: UInt32(rig.field(VMCSFields.Control32.primaryProcessorBasedControls)))
+        #expect(primary.isSuperset(of: .cr8LoadExiting | .cr8StoreExiting))
+    }
+
     @Test(arguments: [BochsCapabilities.corei5_lynnfield_750, BochsCapabilities.core2_penryn_t9600])
     func aCPUWithoutUnrestrictedGuestOrEPTIsRefused(model: BochsCPUModel) throws {
         let hw = FakeHardware(bochs: model)
