@@ -407,11 +407,12 @@ extension VCPU {
             efer &= ~EFER.lma.rawValue
             try setIA32eMode(hw, efer: efer, on: false)
         }
-        try hw.write(VMCSFields.GuestNatural.cr0, cr0View.realValue(forGuestValue: value))
-        try hw.write(VMCSFields.ControlNatural.cr0ReadShadow, cr0View.readShadow(forGuestValue: value))
+        // PDPTEs first: a MOV that faults on them leaves CR0 as it was.
         if value & pg != 0 && efer & EFER.lma.rawValue == 0 && cr4 & CR4Bits.pae.rawValue != 0 {
             guard try loadPDPTEs(hw) else { return gp }
         }
+        try hw.write(VMCSFields.GuestNatural.cr0, cr0View.realValue(forGuestValue: value))
+        try hw.write(VMCSFields.ControlNatural.cr0ReadShadow, cr0View.readShadow(forGuestValue: value))
         return nil
     }
 
