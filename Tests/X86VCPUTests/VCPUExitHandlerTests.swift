@@ -602,6 +602,9 @@ let injectUD: UInt32 = 0x8000_0306
         rig.preset(VMCSFields.GuestNatural.cr3, 0x7FF0_0000)
         _ = rig.run([.movToCR(0, 0x8000_0011)])
         #expect(rig.entries[1].injected.raw == injectGP)
+        // The faulting MOV changed nothing: paging is still off.
+        #expect(rig.field(VMCSFields.ControlNatural.cr0ReadShadow) == 0x11)
+        #expect(rig.field(VMCSFields.GuestNatural.cr0) & CR0Bits.pg.rawValue == 0)
     }
 
     @Test func movToCR3UnderPAEPagingWithTheTableOutsideGuestRAMRaisesGPAndKeepsCR3() throws {
