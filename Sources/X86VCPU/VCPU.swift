@@ -130,6 +130,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     var reinjection: EventInjection?
     var lastExitTSC: UInt64 = 0
     var lastExitReason = ExitReason(rawValue: 0)
+    /// The last exit resumed the guest and is counted at the next entry.
+    var exitUnrecorded = false
 
     /// Creation: allocates the VMCS, bitmaps and MSR lists and decides the
     /// controls. `setup` then writes the VMCS.
@@ -201,7 +203,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
             entry: .loadIA32EFER | .loadIA32PAT)
         let optional = VMXControlSettings(
             pinBased: .nmiExiting | .virtualNMIs | .activatePreemptionTimer,
-            primary: .mwaitExiting | .monitorExiting | .useTSCOffsetting,
+            // CR8 exits keep a 64-bit guest off the host's APIC TPR (SDM 26.3).
+            primary: .mwaitExiting | .monitorExiting | .useTSCOffsetting | .cr8LoadExiting | .cr8StoreExiting,
             secondary: .enableVPID | .enableRDTSCP | .enableINVPCID | .enableXSAVES,
             exit: .saveDebugControls, entry: .loadDebugControls)
         var settings: VMXControlSettings

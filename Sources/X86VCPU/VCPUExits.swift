@@ -34,7 +34,8 @@ extension VCPU {
         while true {
             do {
                 try prepareEntry(hw)
-                if launched { statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC) }
+                if exitUnrecorded { statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC) }
+                exitUnrecorded = false
                 try hw.enterGuest(&registers, resume: launched)
                 launched = true
                 lastExitTSC = hw.readTSC()
@@ -44,10 +45,12 @@ extension VCPU {
                     statistics.record(lastExitReason, cycles: 0)
                     return .entryFailure(field, qualification: try hw.read(VMCSFields.ReadOnlyNatural.exitQualification))
                 }
+                exitUnrecorded = true
                 try noteInterruptedEvent(hw)
                 if case .stop(let exit) = try handleExit(field.basicReason, hw, &platform) {
+                    // Counted here, so not again if the kernel runs the guest on.
                     statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC)
-                    lastExitTSC = hw.readTSC()
+                    exitUnrecorded = false
                     return exit
                 }
             } catch {
@@ -115,13 +118,17 @@ extension VCPU {
         var injection = reinjection
         reinjection = nil
         var interruptWindow = false
+        var nmiWindow = false
         if injection == nil && !events.isEmpty {
             let guest = GuestEventContext(rflags: try hw.read(VMCSFields.GuestNatural.rflags),
                                           cr0: try hw.read(VMCSFields.ControlNatural.cr0ReadShadow),
                                           interruptibility: try hw.read(VMCSFields.Guest32.interruptibilityState))
             let plan = events.plan(guest: guest)
             injection = plan.injection
-            interruptWindow = plan.interruptWindow || (plan.nmiWindow && !features.virtualNMIs)
+            // SDM 27.2.1.1: NMI-window exiting only with virtual NMIs.
+            let nmiWindowUsable = features.virtualNMIs && capabilities.primary.allows(.nmiWindowExiting)
+            interruptWindow = plan.interruptWindow || (plan.nmiWindow && !nmiWindowUsable)
+            nmiWindow = plan.nmiWindow && nmiWindowUsable
         } else if injection != nil {
             interruptWindow = !events.isEmpty
         }
@@ -134,6 +141,7 @@ extension VCPU {
         }
         var primary = primaryControls
         if interruptWindow { primary.insert(.interruptWindowExiting) } else { primary.remove(.interruptWindowExiting) }
+        if nmiWindow { primary.insert(.nmiWindowExiting) } else { primary.remove(.nmiWindowExiting) }
         if primary != primaryControls {
             primaryControls = primary
             try hw.write(VMCSFields.Control32.primaryProcessorBasedControls, primary.rawValue)
@@ -353,7 +361,16 @@ extension VCPU {
             let value = try readRegister(hw, q.generalRegister)
             switch q.controlRegister {
             case 0: if let fault = try writeGuestCR0(hw, value) { return raise(fault) }
-            case 3: try hw.write(VMCSFields.GuestNatural.cr3, value)
+            case 3:
+                let old = try hw.read(VMCSFields.GuestNatural.cr3)
+                try hw.write(VMCSFields.GuestNatural.cr3, value)
+                // SDM 4.4.1 "PDPTE Registers": with PAE paging, MOV to CR3 loads the PDPTEs.
+                let paging = try pagingState(hw)
+                if paging.cr0 & CR0Bits.pg.rawValue != 0 && paging.cr4 & CR4Bits.pae.rawValue != 0
+                    && paging.efer & EFER.lma.rawValue == 0, !(try loadPDPTEs(hw)) {
+                    try hw.write(VMCSFields.GuestNatural.cr3, old)
+                    return raise(.exception(.generalProtection, errorCode: 0))
+                }
             case 4: if let fault = try writeGuestCR4(hw, value) { return raise(fault) }
             case 8:
                 guard value <= 0xF else { return raise(.exception(.generalProtection, errorCode: 0)) }
@@ -401,14 +418,17 @@ extension VCPU {
             efer |= EFER.lma.rawValue
             try setIA32eMode(hw, efer: efer, on: true)
         } else if old & pg != 0 && value & pg == 0 && efer & EFER.lma.rawValue != 0 {
+            // 64-bit mode (CS.L = 1) cannot turn paging off: only compatibility mode can.
+            if try hw.read(VMCSFields.Guest32.csAccessRights) & (1 << 13) != 0 { return gp }
             efer &= ~EFER.lma.rawValue
             try setIA32eMode(hw, efer: efer, on: false)
         }
-        try hw.write(VMCSFields.GuestNatural.cr0, cr0View.realValue(forGuestValue: value))
-        try hw.write(VMCSFields.ControlNatural.cr0ReadShadow, cr0View.readShadow(forGuestValue: value))
+        // PDPTEs first: a MOV that faults on them leaves CR0 as it was.
         if value & pg != 0 && efer & EFER.lma.rawValue == 0 && cr4 & CR4Bits.pae.rawValue != 0 {
             guard try loadPDPTEs(hw) else { return gp }
         }
+        try hw.write(VMCSFields.GuestNatural.cr0, cr0View.realValue(forGuestValue: value))
+        try hw.write(VMCSFields.ControlNatural.cr0ReadShadow, cr0View.readShadow(forGuestValue: value))
         return nil
     }
 

@@ -17,9 +17,11 @@ public struct VMXRoot<A: FrameAllocator>: ~Copyable {
         case .needsWrite(let value): hw.writeMSR(.ia32FeatureControl, value.rawValue)
         case .disabledByFirmware: throw .vmxDisabledByFirmware
         }
-        let cr0 = caps.cr0Fixed.forced(hw.readCR0())
+        // Must-be-1 bits are set; a must-be-0 bit the host has on is reported,
+        // not cleared behind its back (clearing CR4.LA57 or CR0.PG would fault).
+        let cr0 = hw.readCR0() | caps.cr0Fixed.fixed0
         guard caps.cr0Fixed.isValid(cr0) else { throw .fixedBitsViolated(.cr0, violatingBits: caps.cr0Fixed.violations(in: cr0)) }
-        let cr4 = caps.cr4Fixed.forced(hw.readCR4() | CR4Bits.vmxe.rawValue)
+        let cr4 = hw.readCR4() | CR4Bits.vmxe.rawValue | caps.cr4Fixed.fixed0
         guard caps.cr4Fixed.isValid(cr4) else { throw .fixedBitsViolated(.cr4, violatingBits: caps.cr4Fixed.violations(in: cr4)) }
         guard caps.basic.regionSize <= UInt32(frameSize) else { throw .outOfMemory }
         let frame: PhysFrame<A>

@@ -1,0 +1,166 @@
+import Testing
+import X86VCPU
+
+// RDMSR/WRMSR exits and the guest MSR policy (GuestMSRs.swift): each emulated
+// MSR round-trips, each rule raises #GP, and no guest WRMSR reaches a host MSR.
+@Suite struct GuestMSRTests {
+    @Test func rdmsrSplitsTheValueIntoEDXAndEAXAndAdvances() throws {
+        var rig = try VCPURig(.long64, rip: 0x1000)
+        rig.preset(VMCSFields.Guest64.ia32PAT, 0x0007_0406_0007_0406)
+        _ = rig.run([ScriptedExit.rdmsr(MSR.ia32PAT.address).then { r, _ in r.rax = ~0; r.rdx = ~0 }])
+        #expect(rig.vcpu.registers.rax == 0x0007_0406)
+        #expect(rig.vcpu.registers.rdx == 0x0007_0406)
+        #expect(rig.rip == 0x1002)
+    }
+
+    @Test func rdmsrOfEFERIsTheGuestsNotTheHosts() throws {
+        var rig = try VCPURig()
+        _ = rig.run([.rdmsr(MSR.ia32EFER.address)])
+        #expect(rig.edxeax == 0)   // the host's is 0xD01
+    }
+
+    static let roundTrips: [(MSR, UInt64)] = [
+        (.ia32EFER, 0x901),                       // SCE | LME | NXE, paging off
+        (.ia32PAT, 0x0001_0406_0507_0600),
+        (.ia32DebugCtl, 0x3),
+        (.ia32FSBase, 0xFFFF_8000_1234_0000),
+        (.ia32GSBase, 0xFFFF_8000_5678_0000),
+        (.ia32SysenterCS, 0x10),
+        (.ia32SysenterESP, 0xFFFF_8000_0000_9000),
+        (.ia32SysenterEIP, 0xFFFF_8000_0000_A000),
+        (.ia32APICBase, 0xFEE0_0D00),             // enable, x2APIC, BSP
+        (.ia32MiscEnable, 0x0085_0089),
+        (.ia32MTRRDefType, 0xC06),
+        (.ia32SpecCtrl, 0x1),
+    ]
+
+    @Test(arguments: roundTrips)
+    func writtenValuesReadBack(msr: MSR, value: UInt64) throws {
+        var rig = try VCPURig()
+        _ = rig.run([.wrmsr(msr.address, value), .rdmsr(msr.address)])
+        #expect(rig.edxeax == value)
+        #expect(rig.rip == 0x1004)
+        #expect(!rig.entries[1].injected.isValid && !rig.entries[2].injected.isValid)
+        #expect(rig.hw.cpu.msrWrites.isEmpty)   // never the host's MSR
+    }
+
+    @Test(arguments: [(MSR.ia32FSBase, VMCSFields.GuestNatural.fsBase), (.ia32GSBase, VMCSFields.GuestNatural.gsBase),
+                      (.ia32SysenterESP, VMCSFields.GuestNatural.ia32SysenterESP),
+                      (.ia32SysenterEIP, VMCSFields.GuestNatural.ia32SysenterEIP)])
+    func vmcsHeldMSRsAreWrittenToTheGuestStateArea(msr: MSR, field: VMCSFieldNatural) throws {
+        var rig = try VCPURig()
+        _ = rig.run([.wrmsr(msr.address, 0xFFFF_8000_0000_1000)])
+        #expect(rig.field(field) == 0xFFFF_8000_0000_1000)
+    }
+
+    @Test(arguments: [(MSR.ia32FeatureControl, UInt64(1)),   // locked, VMX off: CPUID agrees
+                      (.ia32APICBase, 0xFEE0_0900), (.ia32MiscEnable, 1), (.ia32MTRRCap, 0),
+                      (.ia32MTRRDefType, 0), (.ia32SpecCtrl, 0), (.ia32PlatformID, 0), (.ia32BIOSSignID, 0)])
+    func emulatedMSRsReadTheirInitialValues(msr: MSR, value: UInt64) throws {
+        var rig = try VCPURig()
+        _ = rig.run([.rdmsr(msr.address)])
+        #expect(rig.edxeax == value)
+    }
+
+    @Test func rdmsrOfTheTSCAddsTheOffset() throws {
+        var rig = try VCPURig()
+        rig.hw.tscStep = 0
+        rig.hw.tsc = 0x10_0000
+        rig.preset(VMCSFields.Control64.tscOffset, 0x500)
+        _ = rig.run([.rdmsr(MSR.ia32TimeStampCounter.address)])
+        #expect(rig.edxeax == 0x10_0500)
+    }
+
+    @Test func wrmsrOfTheTSCSetsTheOffsetAndNeverTheHostsTSC() throws {
+        var rig = try VCPURig()
+        rig.hw.tscStep = 0
+        rig.hw.tsc = 0x10_0000
+        _ = rig.run([.wrmsr(MSR.ia32TimeStampCounter.address, 0x30_0000)])
+        #expect(rig.field(VMCSFields.Control64.tscOffset) == 0x20_0000)
+        #expect(rig.hw.cpu.msrWrites.isEmpty)
+    }
+
+    @Test(arguments: [UInt32(0x1234), 0x200, 0x480, 0x48D, 0x10A, 0xC000_0FFF, 0x4000_0000])
+    func rdmsrOfAnUnknownMSRRaisesGPAndChangesNothing(msr: UInt32) throws {
+        var rig = try VCPURig()
+        _ = rig.run([ScriptedExit.rdmsr(msr).then { r, _ in r.rax = 0xAAAA; r.rdx = 0xBBBB }])
+        #expect(rig.entries[1].injected.raw == injectGP)
+        #expect(rig.entries[1].exceptionErrorCode == 0)
+        #expect(rig.vcpu.registers.rax == 0xAAAA && rig.vcpu.registers.rdx == 0xBBBB)
+        #expect(rig.rip == 0x1000)
+    }
+
+    @Test(arguments: [UInt32(0x1234), 0x3A, 0xFE, 0x480, 0x18B])
+    func wrmsrOfAnUnknownOrReadOnlyMSRRaisesGP(msr: UInt32) throws {
+        var rig = try VCPURig()
+        _ = rig.run([.wrmsr(msr, 5)])
+        #expect(rig.entries[1].injected.raw == injectGP)
+        #expect(rig.rip == 0x1000)
+        #expect(rig.hw.cpu.msrWrites.isEmpty)
+    }
+
+    @Test(arguments: [MSR.ia32PredCmd.address, MSR.ia32BIOSSignID.address, 0x79])
+    func writeOnlyCommandsAreAcceptedAndIgnored(msr: UInt32) throws {
+        var rig = try VCPURig()
+        _ = rig.run([.wrmsr(msr, 1)])
+        #expect(!rig.entries[1].injected.isValid)
+        #expect(rig.rip == 0x1002)
+        #expect(rig.hw.cpu.msrWrites.isEmpty)
+    }
+
+    // MARK: EFER (SDM 2.2.1)
+
+    @Test func eferLMAIsReadOnly() throws {
+        var rig = try VCPURig()
+        _ = rig.run([.wrmsr(MSR.ia32EFER.address, 0x500)])
+        #expect(rig.field(VMCSFields.Guest64.ia32EFER) == 0x100)
+        #expect(!rig.entries[1].injected.isValid)
+    }
+
+    @Test func eferKeepsLMAInIA32eMode() throws {
+        var rig = try VCPURig(.long64, rip: 0x1000)
+        _ = rig.run([.wrmsr(MSR.ia32EFER.address, 0x901)])   // SCE | LME | NXE, LMA not written
+        #expect(rig.field(VMCSFields.Guest64.ia32EFER) == 0xD01)
+    }
+
+    @Test func changingLMEWithPagingOnRaisesGP() throws {
+        var rig = try VCPURig(.long64, rip: 0x1000)
+        _ = rig.run([.wrmsr(MSR.ia32EFER.address, 0x400)])
+        #expect(rig.entries[1].injected.raw == injectGP)
+        #expect(rig.field(VMCSFields.Guest64.ia32EFER) == 0x500)
+    }
+
+    @Test(arguments: [UInt64(0x2), 0x1000, 0x1_0000_0000])
+    func eferReservedBitsRaiseGP(value: UInt64) throws {
+        var rig = try VCPURig()
+        _ = rig.run([.wrmsr(MSR.ia32EFER.address, value)])
+        #expect(rig.entries[1].injected.raw == injectGP)
+        #expect(rig.field(VMCSFields.Guest64.ia32EFER) == 0)
+    }
+
+    // MARK: Other rules
+
+    @Test(arguments: [UInt64(0x0007_0406_0207_0406), 0x0300_0000_0000_0000, 0x0000_0000_0000_0008])
+    func patWithAnInvalidMemoryTypeRaisesGP(value: UInt64) throws {
+        // SDM 13.12.2: types 2, 3 and 8-255 are reserved.
+        var rig = try VCPURig()
+        _ = rig.run([.wrmsr(MSR.ia32PAT.address, value)])
+        #expect(rig.entries[1].injected.raw == injectGP)
+        #expect(rig.field(VMCSFields.Guest64.ia32PAT) == 0x0007_0406_0007_0406)
+    }
+
+    @Test(arguments: [(MSR.ia32DebugCtl, UInt64(0x4)), (.ia32APICBase, 0xFEE0_0A00), (.ia32APICBase, 0xFEE0_0901),
+                      (.ia32MTRRDefType, 0x100)])
+    func reservedBitsRaiseGP(msr: MSR, value: UInt64) throws {
+        var rig = try VCPURig()
+        _ = rig.run([.wrmsr(msr.address, value)])
+        #expect(rig.entries[1].injected.raw == injectGP)
+        #expect(rig.rip == 0x1000)
+    }
+
+    @Test func sysenterCSKeepsThirtyTwoBits() throws {
+        var rig = try VCPURig()
+        _ = rig.run([.wrmsr(MSR.ia32SysenterCS.address, 0xFFFF_FFFF_0000_0023)])
+        #expect(rig.field(VMCSFields.Guest32.ia32SysenterCS) == 0x23)
+    }
+}
