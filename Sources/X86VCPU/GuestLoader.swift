@@ -58,7 +58,8 @@ public struct LoadedGuest: Sendable {
 public enum GuestLoader {
     /// Detects the image's format and loads it, its command line and `modules`
     /// into `ram`. Nothing is written to guest RAM for an image that fails
-    /// detection; a later failure may leave guest RAM partly written.
+    /// detection; a later failure may leave guest RAM partly written. A boot
+    /// sector gets neither the command line nor the modules.
     public static func load(kernel: GuestModule, modules: GuestModules, ram: GuestRAM) throws(GuestImageError) -> LoadedGuest {
         guard kernel.bytes.count > 0 else { throw GuestImageError(.emptyImage) }
         let image = ImageReader(kernel.bytes)

@@ -109,7 +109,8 @@ enum MultibootGuest {
         try GuestLoader.checkEntry(entry, ram: ram)
         GuestLoader.prepareLoaderArea(ram)
         let commandLineLength = try GuestLoader.writeCommandLine(kernel.commandLine, ram: ram, limit: 4095)
-        let placed = try GuestLoader.placeModules(modules, ram: ram, limit: 1 << 32, alignment: 4096,
+        // mod_end is a 32-bit field: every module ends below 4 GiB - 4 KiB.
+        let placed = try GuestLoader.placeModules(modules, ram: ram, limit: (1 << 32) - 4096, alignment: 4096,
                                                   avoiding: kernelRange)
         var strings = GuestLoader.StringArea()
         for index in 0..<modules.count {

@@ -73,4 +73,12 @@ import X86VCPU
             #expect(guest.commandLineLength == 4095 && ram.cString(0xA000) == line && ram.read8(0xA000 + 4095) == 0)
         }
     }
+
+    @Test func modulesMayStartRightWhereTheKernelEnds() throws {
+        try withGuestRAM(size: 4 << 20) { ram throws in
+            let tail = Segment(paddr: 0x3F_E000, data: [1], memsz: 0x1000)
+            let guest = try loadGuest(pvhKernel(extra: [tail]), modules: [(pattern(0x1000, seed: 1), "")], ram: ram)
+            #expect(guest.kernelRange == 0x10_0000..<0x3F_F000 && guest.modulesRange == 0x3F_F000..<0x40_0000)
+        }
+    }
 }
