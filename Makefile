@@ -27,7 +27,7 @@ EMBEDDED := -target x86_64-unknown-none-elf -swift-version 6 \
 # Keep built guests: they are prerequisites of the test ISOs.
 .SECONDARY:
 
-.PHONY: all kernel guests iso run test unit-test embedded-check system-test debug bench clean deps-build deps-qemu deps-bochs
+.PHONY: all kernel guests linux-assets iso run test unit-test embedded-check system-test debug bench clean deps-build deps-qemu deps-bochs
 
 all: kernel
 
@@ -77,6 +77,21 @@ $(BUILD)/bench.elf: Tests/bench/bench.asm Tests/bench/bench.ld | deps-build
 bench: $(KERNEL) $(BUILD)/bench.elf deps-bochs
 	Tests/bench/run.sh $(KERNEL) $(BUILD)/bench.elf
 
+# The multiboot (v1) test guest, as an ELF.
+$(BUILD)/guests/mbtest.elf: Tests/guests/mbtest.asm Tests/guests/mbtest.ld | deps-build
+	@mkdir -p $(dir $@)
+	nasm -f elf32 -w+all -w-unknown-warning -w+error -o $(BUILD)/guests/mbtest.o $<
+	ld -m elf_i386 -n -nostdlib -static --no-warn-rwx-segments -T Tests/guests/mbtest.ld -o $@ $(BUILD)/guests/mbtest.o
+
+# The Debian kernel and busybox initramfs for the Linux guest tests (downloaded
+# with apt-get into build/linux; never committed).
+LINUX := $(BUILD)/linux
+linux-assets: $(LINUX)/initramfs.cpio.gz
+$(LINUX)/initramfs.cpio.gz: Tests/linux/fetch.sh Tests/linux/mkinitramfs.sh Tests/linux/init Tests/linux/mkcpio.py
+	Tests/scripts/ensure-packages.sh xz-utils python3 binutils
+	Tests/linux/fetch.sh $(LINUX)
+	Tests/linux/mkinitramfs.sh $(LINUX)
+
 iso: $(ISO)
 
 $(ISO): $(KERNEL) $(GUESTS) Tests/scripts/mkiso.sh
@@ -94,7 +109,7 @@ debug: $(ISO) deps-qemu
 unit-test:
 	Tests/scripts/unit-tests.sh
 
-system-test: $(KERNEL) $(GUESTS) deps-qemu deps-bochs
+system-test: $(KERNEL) $(GUESTS) $(BUILD)/guests/mbtest.elf $(BUILD)/bench.elf linux-assets deps-qemu deps-bochs
 	Tests/system/run.sh $(KERNEL)
 
 test: deps-build unit-test embedded-check system-test

@@ -2,36 +2,46 @@
 // what happens when it stops.
 import X86VCPU
 
-/// Where a boot-sector image is loaded and entered, as a BIOS would.
-let bootSectorAddress: UInt64 = 0x7C00
-
-/// Runs the guest named by the first module and powers off when it stops.
+/// Runs the guest named by the first module (Xen's GRUB convention: its
+/// string is the guest's command line; further modules are its initrd or
+/// modules) and powers off when it stops.
 func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXCapabilities) -> Never {
     let hw = Hardware()
     let frames = KernelFrames()
-    guard let module = info.module(at: 0) else {
+    guard let first = info.module(at: 0) else {
         logError("no guest: the boot entry has no module2 line naming a guest image")
         powerOff(.failure)
     }
-    let image = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(module.start)), count: Int(module.size))
-    guard module.size >= 512, image[510] == 0x55, image[511] == 0xAA else {
-        logError("guest image '\(bytes: module.string)' (\(module.size) bytes) is not a boot-sector image (no 55 AA at offset 510)")
+    let kernel = GuestModule(bytes: moduleBytes(first), commandLine: first.string)
+    var modules = GuestModules()
+    for i in 1..<max(info.moduleCount, 1) {
+        guard let m = info.module(at: i) else { break }
+        do { try modules.append(GuestModule(bytes: moduleBytes(m), commandLine: m.string)) } catch {
+            logError("guest modules: \(error.message)")
+            powerOff(.failure)
+        }
+    }
+    let format: GuestImageFormat
+    do { format = try GuestImage.detect(kernel.bytes) } catch {
+        logError("guest image (\(first.size) bytes, '\(bytes: first.string)'): \(error.message)")
         powerOff(.failure)
     }
 
     // Guest RAM: whole 2 MiB pages, host-contiguous, so EPT can use large pages.
     let twoMiB: UInt64 = 2 << 20
     let size = (options.guestMemory + twoMiB - 1) & ~(twoMiB - 1)
-    guard bootSectorAddress + module.size <= size else {
-        logError("guest image of \(module.size) bytes does not fit in guest_mem=\(size >> 20)M")
-        powerOff(.failure)
-    }
     guard let hostPhysical = frames.allocateContiguous(count: Int(size / frameSize), alignment: twoMiB) else {
         logError("guest_mem=\(size >> 20)M: not enough free contiguous memory (\(frameBitmap?.freeFrames ?? 0) frames free)")
         powerOff(.failure)
     }
     let ram = GuestRAM(hostPhysical: hostPhysical, base: frames.pointer(to: hostPhysical), size: size)
-    _ = ram.copy(image, to: bootSectorAddress)
+    let loaded: LoadedGuest
+    do { loaded = try GuestLoader.load(kernel: kernel, modules: modules, ram: ram) } catch {
+        logError("guest image (\(format.name)): \(error.message)")
+        powerOff(.failure)
+    }
+    logInfo("guest: \(format.name), \(first.size) bytes, \(modules.count) more modules, \(size >> 20) MiB of RAM at host \(hex: hostPhysical)")
+    if first.string.count > 0 { logInfo("guest command line: '\(bytes: first.string)'") }
 
     let eptCaps = caps.eptVPID ?? EPTVPIDCapabilities(rawValue: 0)
     let features = EPTFeatures(supports4LevelWalk: eptCaps.pageWalkLength4, supports2MiBPages: eptCaps.pages2MiB,
@@ -48,7 +58,6 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         logError("EPT: cannot map guest RAM (\(hex: hostPhysical), \(size >> 20) MiB)")
         powerOff(.hypervisorFailure)
     }
-    logInfo("guest: '\(bytes: module.string)' (\(module.size) bytes, boot sector) in \(size >> 20) MiB at host \(hex: hostPhysical)")
 
     let root: VMXRoot<KernelFrames>
     do {
@@ -60,10 +69,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     var vcpu: VCPU<KernelFrames>
     do {
         vcpu = try VCPU(hw, allocator: frames, capabilities: root.capabilities, ram: ram)
-        var start = GuestStart(mode: .real, rip: bootSectorAddress)
-        start.rsp = bootSectorAddress
-        start.registers.rdx = 0x80   // the boot drive, as a BIOS passes it
-        try vcpu.setup(hw, eptPointer: ept.eptPointer(enableAccessedDirty: false), start: start)
+        try vcpu.setup(hw, eptPointer: ept.eptPointer(enableAccessedDirty: false), start: loaded.start)
     } catch {
         reportVMXError("vCPU setup", error)
         powerOff(.hypervisorFailure)
@@ -73,7 +79,8 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         logInfo("self-test: making the guest's TR unusable")
         try? hw.write(VMCSFields.Guest32.trAccessRights, 0x1_0000)
     }
-    logInfo("VMX root mode on; entering the guest at 0000:\(hex: bootSectorAddress)")
+    if format.ownsLegacyDevices { giveLegacyDevices(&vcpu) }
+    logInfo("VMX root mode on; entering the guest at \(hex: loaded.start.rip)")
     logInfo("boot: entry-tsc \(kernel_entry_tsc()) now-tsc \(cpu_rdtsc())")
 
     var platform = KernelPlatform()
@@ -84,6 +91,36 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     do { try root.disable(hw) } catch { reportVMXError("VMXOFF", error) }
     _ = ept
     powerOff(code: status)
+}
+
+func moduleBytes(_ m: Multiboot2Info.Module) -> UnsafeRawBufferPointer {
+    UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(m.start)), count: Int(m.size))
+}
+
+extension GuestImageFormat {
+    /// An operating system drives the PC's timer and interrupt controller
+    /// itself; the small test guests use the hypervisor's devices.
+    var ownsLegacyDevices: Bool {
+        switch self {
+        case .pvh, .linux: true
+        case .multiboot1, .bootSector: false
+        }
+    }
+}
+
+/// The guest platform for an operating system: the legacy PIC (0x20, 0xA0),
+/// PIT (0x40-0x43, gate 0x61), RTC/CMOS (0x70-0x71), the POST delay port
+/// (0x80) and COM1 (its interrupt-driven driver needs the real IRQ 4, and
+/// the user's shell needs input) belong to the guest, and interrupts that
+/// arrive while it runs are delivered to it. The host depends on none of them:
+/// it runs with interrupts off. The keyboard controller (0x64 can reset the
+/// machine), PCI configuration and everything else stay intercepted.
+func giveLegacyDevices(_ vcpu: inout VCPU<KernelFrames>) {
+    let ports: [7 of ClosedRange<UInt16>] = [0x20...0x21, 0xA0...0xA1, 0x40...0x43, 0x61...0x61,
+                                             0x70...0x71, 0x80...0x80, 0x3F8...0x3FF]
+    for i in 0..<ports.count { vcpu.ioBitmap.setIntercept(ports: ports[i], false) }
+    vcpu.reflectsExternalInterrupts = true
+    Serial.flush()
 }
 
 /// One line (or a few) saying why the guest stopped; the power-off status.

@@ -19,24 +19,21 @@ boot_case bochs-vmx-summary bochs 60 - --entry bochs "log=info" -- \
     'no guest: the boot entry has no module2 line' \
     'power off: status 1'
 
-# A module that is not a guest image: a clear error, nothing run.
-boot_case bad-guest-image bochs 60 - --entry bad "log=info" --module README.md "" -- \
-    'is not a boot-sector image' \
-    '!VMX root mode on' \
-    'power off: status 1'
-
-# A kernel fault becomes a readable report and a failure status.
-boot_case ud2-report qemu 30 7 --entry ud2 "test=ud2" -- \
-    'FATAL: CPU exception 6 \(#UD invalid opcode\)' \
-    'RIP=0x0000000000[0-9a-f]+' \
-    'RAX=0x' \
-    'power off: status 3' \
-    '!power off: status 0'
-
-# An unknown option is a warning, not a failure.
-boot_case unknown-option qemu 30 5 --entry opt "log=info frobnicate=3" -- \
-    '\[warn\].*frobnicate' \
-    'VMX is not available'
+# Bad guest modules: each gets its own clear error and nothing runs.
+bad=build/badmods
+mkdir -p $bad
+: > $bad/empty.bin
+head -c 40 build/guests/mbtest.elf > $bad/truncated.elf
+awk 'BEGIN { srand(7); for (i = 0; i < 4096; i++) printf "%c", int(rand() * 256) }' > $bad/random.bin
+cp build/boot/cpu.o $bad/noentry.elf        # an ELF with no entry, no PVH note, no multiboot header
+bad_case() {
+    boot_case "bad-module-$1" bochs 60 - --entry bad "log=info" --module "$2" "" -- \
+        "$3" '!VMX root mode on' 'power off: status 1'
+}
+bad_case empty $bad/empty.bin 'guest image is empty'
+bad_case truncated $bad/truncated.elf 'guest image truncated'
+bad_case random $bad/random.bin 'unknown guest image format'
+bad_case noentry $bad/noentry.elf 'ELF image has neither a Xen PVH note nor a multiboot header|not a little-endian x86/x86-64 executable'
 
 # A broken guest state: VM entry fails, the report names the SDM rule, dumps
 # the VMCS, and the hypervisor powers off with its failure status.
