@@ -22,8 +22,11 @@ let injectUD: UInt32 = 0x8000_0306
         #expect(r.rcx & (1 << 31) != 0)          // hypervisor present
         #expect(r.rcx & (1 << 5) == 0)           // VMX hidden
         #expect(r.rcx & (1 << 26) != 0)          // XSAVE kept
-        // EDX: DS (21), ACPI (22), TM (29), PBE (31) hidden; the rest is the host's.
-        #expect(r.rdx == 0xBFEB_FBFF & ~(1 << 21 | 1 << 22 | 1 << 29 | 1 << 31))
+        // EDX: MCE (7), MCA (14), DS (21), ACPI (22), TM (29), PBE (31) hidden; the rest is the host's.
+        #expect(r.rdx == 0xBFEB_FBFF & ~(1 << 7 | 1 << 14 | 1 << 21 | 1 << 22 | 1 << 29 | 1 << 31))
+        // Machine checks are the host's: Linux would otherwise read MCG_STATUS and panic on #GP.
+        #expect(r.rdx & (1 << 7 | 1 << 14) == 0)
+        #expect(r.rdx & (1 << 4) != 0)           // TSC kept
         // CPUID writes 32-bit registers: the upper halves are zeroed.
         #expect(r.rbx == 0x0001_0800)
     }
