@@ -59,7 +59,7 @@ $(KERNEL): $(ASM_OBJ) $(BUILD)/Kernel.o $(BUILD)/X86VCPU.o linker.ld
 	ld -n -nostdlib -static --gc-sections -z noexecstack -T linker.ld -o $@ \
 	    $(ASM_OBJ) $(BUILD)/Kernel.o $(BUILD)/X86VCPU.o
 	@grub-file --is-x86-multiboot2 $@ || { echo "$@ is not a multiboot2 kernel"; exit 1; }
-	@size $@ | awk 'NR==2 { printf "kernel: text %d bytes, data %d, bss %d\n", $$1, $$2, $$3 }'
+	@size -A $@ | awk '$$1 ~ /^\.(text|rodata|data|bss)$$/ { printf "%s %s %d", sep, $$1, $$2; sep = "," } END { print " bytes" }' | sed 's/^/kernel:/'
 
 # Test guests: boot-sector images (see Tests/guests/README.md).
 guests: $(GUESTS)

@@ -35,33 +35,47 @@ struct Message: ExpressibleByStringInterpolation {
 
         init(literalCapacity: Int, interpolationCount: Int) {}
 
+        @inline(never)
         mutating func put(_ byte: UInt8) {
             if count < Message.capacity { bytes[count] = byte; count += 1 }
         }
 
+        @inline(never)
         mutating func appendLiteral(_ literal: StaticString) {
             literal.withUTF8Buffer { for b in $0 { put(b) } }
         }
 
+        @inline(never)
         mutating func appendInterpolation(_ text: StaticString) { appendLiteral(text) }
 
         /// Raw bytes such as a command line (NUL ends them early).
+        @inline(never)
         mutating func appendInterpolation(bytes: UnsafeRawBufferPointer) {
             for b in bytes { if b == 0 { break }; put(b) }
         }
 
         mutating func appendInterpolation<T: BinaryInteger>(_ value: T) {
-            if value < 0 { put(0x2D) }
-            var magnitude = UInt64(truncatingIfNeeded: value < 0 ? 0 - value : value)
+            appendDecimal(UInt64(truncatingIfNeeded: value < 0 ? 0 - value : value), negative: value < 0)
+        }
+
+        /// `0x`-prefixed hexadecimal; `width` pads with zeros.
+        mutating func appendInterpolation<T: BinaryInteger>(hex value: T, width: Int = 1) {
+            appendHex(UInt64(truncatingIfNeeded: value), width: width)
+        }
+
+        // One formatter per base, not one per integer type.
+        @inline(never)
+        mutating func appendDecimal(_ value: UInt64, negative: Bool) {
+            if negative { put(0x2D) }
+            var magnitude = value
             var digits = InlineArray<20, UInt8>(repeating: 0)
             var n = 0
             repeat { digits[n] = UInt8(magnitude % 10) + 0x30; magnitude /= 10; n += 1 } while magnitude != 0
             while n > 0 { n -= 1; put(digits[n]) }
         }
 
-        /// `0x`-prefixed hexadecimal; `width` pads with zeros.
-        mutating func appendInterpolation<T: BinaryInteger>(hex value: T, width: Int = 1) {
-            let v = UInt64(truncatingIfNeeded: value)
+        @inline(never)
+        mutating func appendHex(_ v: UInt64, width: Int) {
             put(0x30); put(0x78)
             var shift = 60
             while shift > 0 && (v >> UInt64(shift)) == 0 && shift >= width * 4 { shift -= 4 }
@@ -72,6 +86,7 @@ struct Message: ExpressibleByStringInterpolation {
             }
         }
 
+        @inline(never)
         mutating func appendInterpolation(_ flag: Bool) { appendLiteral(flag ? "yes" : "no") }
     }
 }
@@ -148,11 +163,13 @@ enum Console {
         for i in 0..<m.count { putByte(m.bytes[i]) }
     }
 
+    @inline(never)
     static func line(_ message: Message) {
         write(message)
         putByte(0x0A)
     }
 
+    @inline(never)
     static func log(_ level: LogLevel, _ message: Message) {
         guard level.rawValue <= Console.level.rawValue else { return }
         write(Message(stringLiteral: level.tag))
