@@ -26,6 +26,7 @@ extension VCPU {
         case MSR.ia32MTRRCap.address: return 0
         case MSR.ia32MTRRDefType.address: return mtrrDefType
         case MSR.ia32SpecCtrl.address: return specCtrl
+        case MSR.ia32XSS.address where features.xsaves: return xss
         case MSR.ia32PlatformID.address, MSR.ia32BIOSSignID.address: return 0
         default: return nil
         }
@@ -64,6 +65,10 @@ extension VCPU {
             guard value & ~0xCFF == 0 else { return false }
             mtrrDefType = value
         case MSR.ia32SpecCtrl.address: specCtrl = value
+        case MSR.ia32XSS.address where features.xsaves:
+            // SDM 13.4.4 "IA32_XSS": only supervisor states the policy exposes.
+            guard value & ~cpuidPolicy.allowedXSS == 0 else { return false }
+            xss = value
         case MSR.ia32PredCmd.address, MSR.ia32BIOSSignID.address, 0x79 /* BIOS update trigger */: break
         default: return false
         }

@@ -121,6 +121,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     var mtrrDefType: UInt64 = 0
     var miscEnable: UInt64 = 1
     var specCtrl: UInt64 = 0
+    var xss: UInt64 = 0
     var tpr: UInt64 = 0
     var timerVector: UInt8 = 0
     var timerPeriod: UInt64 = 0

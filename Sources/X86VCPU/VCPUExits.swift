@@ -242,7 +242,7 @@ extension VCPU {
         let subleaf = UInt32(truncatingIfNeeded: registers.rcx)
         let cr4 = cr4View.guestVisibleValue(real: try hw.read(VMCSFields.GuestNatural.cr4),
                                             readShadow: try hw.read(VMCSFields.ControlNatural.cr4ReadShadow))
-        let guest = CPUIDGuestState(cr4: cr4, xcr0: xcr0, apicGloballyEnabled: apicBase & (1 << 11) != 0)
+        let guest = CPUIDGuestState(cr4: cr4, xcr0: xcr0, xss: xss, apicGloballyEnabled: apicBase & (1 << 11) != 0)
         let v = cpuidPolicy.guestView(leaf: leaf, subleaf: subleaf, host: hw.cpuid(leaf: leaf, subleaf: subleaf), guest: guest)
         // CPUID writes the 32-bit registers, which zero-extends them.
         registers.rax = UInt64(v.eax); registers.rbx = UInt64(v.ebx)

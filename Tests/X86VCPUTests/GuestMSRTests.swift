@@ -164,3 +164,20 @@ import X86VCPU
         #expect(rig.field(VMCSFields.Guest32.ia32SysenterCS) == 0x23)
     }
 }
+
+@Suite struct GuestXSSTests {
+    // SDM 13.4.4: IA32_XSS holds supervisor state components; the guest may
+    // set only those the CPUID policy exposes (none by default). Linux writes
+    // 0 whenever XSAVES is offered, which must not fault.
+    @Test func xssAcceptsOnlyTheExposedSupervisorStates() throws {
+        var rig = try VCPURig()
+        #expect(rig.vcpu.features.xsaves)
+        _ = rig.run([.wrmsr(MSR.ia32XSS.address, 0), ScriptedExit.rdmsr(MSR.ia32XSS.address).then { r, _ in r.rax = ~0; r.rdx = ~0 }])
+        #expect(!rig.entries[1].injected.isValid)
+        #expect(rig.edxeax == 0)
+        var other = try VCPURig()
+        _ = other.run([.wrmsr(MSR.ia32XSS.address, 1 << 8)])
+        #expect(other.entries[1].injected.raw == injectGP)   // PT state is not exposed
+        #expect(rig.hw.cpu.msrWrites.isEmpty && other.hw.cpu.msrWrites.isEmpty)
+    }
+}
