@@ -166,7 +166,8 @@ public struct CPUIDPolicy: Sendable {
         // MCE (7) and MCA (14): machine checks belong to the host; the guest
         // would read MCG_* and bank MSRs that raise #GP.
         leaf1EDXHidden = 1 << 7 | 1 << 14 | 1 << 21 | 1 << 22 | 1 << 29 | 1 << 31
-        leaf7EBXHidden = 1 << 2 | 1 << 10 | 1 << 12 | 1 << 14 | 1 << 15 | 1 << 25
+        // TSC_ADJUST (1): the guest's TSC moves by the VMCS offset, not that MSR.
+        leaf7EBXHidden = 1 << 1 | 1 << 2 | 1 << 10 | 1 << 12 | 1 << 14 | 1 << 15 | 1 << 25
         leaf7ECXHidden = 1 << 5 | 1 << 7 | 1 << 30 | 1 << 31
         leaf7EDXHidden = 1 << 20 | 1 << 22 | 1 << 24 | 1 << 25
         xsaveFeaturesHidden = 1 << 3 | 1 << 4

@@ -82,6 +82,13 @@ import X86VCPU
         #expect(Self.policy.guestView(leaf: 7, subleaf: 1, host: host, guest: pke) == host)
     }
 
+    @Test func leaf7HidesTSCAdjustBecauseTheGuestTSCIsOffsetNotAdjusted() {
+        // EBX bit 1: IA32_TSC_ADJUST; Linux reads that MSR when the bit is set.
+        let host = CPUIDValues(eax: 0, ebx: 1 << 0 | 1 << 1 | 1 << 3, ecx: 0, edx: 0)
+        let v = Self.policy.guestView(leaf: 7, subleaf: 0, host: host, guest: Self.guestNoOSXSAVE)
+        #expect(v.ebx == 1 << 0 | 1 << 3)
+    }
+
     @Test func leavesOfHiddenFeaturesAreZero() {
         let host = CPUIDValues(eax: 0x40, ebx: 0x40, ecx: 3, edx: 0x1120)
         for leaf: UInt32 in [5, 0xA, 0x12, 0x14] {
