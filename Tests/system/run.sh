@@ -77,7 +77,8 @@ static_case() {
 if [ ${#only[@]} -eq 0 ]; then static_case; fi
 
 source "$here/cases.sh"
-[ -f "$here/guest-cases.sh" ] && source "$here/guest-cases.sh"
+source "$here/guest-cases.sh"
+source "$here/linux-cases.sh"
 
 echo "system tests: $passed passed, $failed failed"
 [ $failed = 0 ] || { echo "failed: ${failures[*]}"; exit 1; }
