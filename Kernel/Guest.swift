@@ -30,7 +30,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     // Guest RAM: whole 2 MiB pages, host-contiguous, so EPT can use large pages.
     let twoMiB: UInt64 = 2 << 20
     let size = (options.guestMemory + twoMiB - 1) & ~(twoMiB - 1)
-    guard let hostPhysical = frames.allocateContiguous(count: Int(size / frameSize), alignment: twoMiB) else {
+    guard let hostPhysical = frames.allocateGuestMemory(count: Int(size / frameSize), alignment: twoMiB) else {
         logError("guest_mem=\(size >> 20)M: not enough free contiguous memory (\(frameBitmap?.freeFrames ?? 0) frames free)")
         powerOff(.failure)
     }

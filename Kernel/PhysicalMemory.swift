@@ -25,7 +25,13 @@ struct KernelFrames: FrameAllocator {
 
     func freeFrame(_ address: UInt64) { freeContiguous(address, count: 1) }
 
+    /// Frames are wiped when they come back, so a free frame never holds
+    /// hypervisor data: RAM the hypervisor never used holds only what the
+    /// firmware and boot loader left (see `allocateGuestMemory`).
     func freeContiguous(_ address: UInt64, count: Int) {
+        if let bitmap = frameBitmap, address >= bitmap.base, address < bitmap.end {
+            pointer(to: address).initializeMemory(as: UInt8.self, repeating: 0, count: count * Int(frameSize))
+        }
         do {
             try frameBitmap?.free(address, count: count)
         } catch {
@@ -33,6 +39,14 @@ struct KernelFrames: FrameAllocator {
             logError("frame allocator: \(error.message) at \(hex: address) (\(count) frames)")
             powerOff(.hypervisorFailure)
         }
+    }
+
+    /// Guest RAM: contiguous frames NOT zeroed. Zeroing 256 MiB costs more
+    /// than the rest of the boot; what matters is that the guest never sees
+    /// hypervisor data, and free frames never hold any (they are wiped on
+    /// free). The guest loader zeroes what it loads (BSS, boot structures).
+    func allocateGuestMemory(count: Int, alignment: UInt64) -> UInt64? {
+        frameBitmap?.allocateContiguous(count: count, alignment: alignment)
     }
 
     func pointer(to address: UInt64) -> UnsafeMutableRawPointer {

@@ -173,7 +173,8 @@ public struct CPUIDPolicy: Sendable {
         xsaveFeaturesHidden = 1 << 3 | 1 << 4
         extended1ECXHidden = 0
         extended1EDXHidden = 1 << 27
-        zeroedBasicLeaves = 1 << 0x5 | 1 << 0xA | 1 << 0x12 | 1 << 0x14
+        // 6 (thermal and power: APERF/MPERF, HWP): MSRs the guest does not get.
+        zeroedBasicLeaves = 1 << 0x5 | 1 << 0x6 | 1 << 0xA | 1 << 0x12 | 1 << 0x14
         allowedXCR0 = 0x2E7
         allowedXSS = 0
         self.hostXCR0 = hostXCR0

@@ -82,6 +82,9 @@ public enum GuestLoader {
         guard GuestLayout.fits(GuestLayout.bootSector, size, below: ram.size) else {
             throw GuestImageError(.imageTooLarge, detail: GuestLayout.bootSector + size)
         }
+        // Guest RAM is not zeroed for the guest: the IVT and BIOS data area below
+        // the image read as zero, as the boot-sector ABI promises.
+        ram.zero(0, count: GuestLayout.bootSector)
         _ = ram.copy(bytes, to: GuestLayout.bootSector)
         var start = GuestStart(mode: .real, rip: GuestLayout.bootSector)
         start.rsp = GuestLayout.bootSector
@@ -123,7 +126,8 @@ public enum GuestLoader {
     /// (PML4 -> PDPT -> 4 page directories of 2 MiB pages: GPA x maps to x below
     /// 4 GiB; SDM 4.5 "4-Level Paging"), which only the 64-bit entry uses.
     static func prepareLoaderArea(_ ram: GuestRAM) {
-        ram.zero(GuestLayout.gdt, count: GuestLayout.loaderEnd - GuestLayout.gdt)
+        // From 0: the real-mode IVT and BIOS data area read as empty, not as leftovers.
+        ram.zero(0, count: GuestLayout.loaderEnd)
         for index in 0..<gdtEntries.count { ram.store(GuestLayout.gdt + UInt64(index * 8), gdtEntries[index]) }
         let present: UInt64 = 1, writable: UInt64 = 1 << 1, largePage: UInt64 = 1 << 7
         ram.store(GuestLayout.pml4, GuestLayout.pdpt | present | writable)

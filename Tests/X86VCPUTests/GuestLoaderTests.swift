@@ -12,8 +12,9 @@ import X86VCPU
             #expect(guest.start.registers.rdx == 0x80 && guest.bootInfo == 0 && guest.moduleCount == 0)
             #expect(ram.array(0x7C00, 1024) == image && ram.all(0x7C00 + 1024, 16, are: 0xCC))
             #expect(guest.kernelRange == 0x7C00..<(0x7C00 + 1024) && guest.modulesRange.isEmpty)
-            // The loader area is left alone for a boot sector.
-            #expect(ram.all(0x1000, 0x1000, are: 0xCC))
+            // Guest RAM is handed over unzeroed: everything below the image
+            // (the IVT and BIOS data area) must read as zero, as the ABI says.
+            #expect(ram.all(0, 0x7C00, are: 0))
         }
     }
 

@@ -73,8 +73,9 @@ func e820(_ ram: GuestRAM, _ zeroPage: UInt64, _ index: Int) -> (UInt64, UInt64,
             #expect(ram.read64(0x1000) == 0 && ram.read64(0x1008) == 0x00CF_9B00_0000_FFFF)
             #expect(ram.read64(0x1010) == 0x00AF_9B00_0000_FFFF && ram.read64(0x1018) == 0x00CF_9300_0000_FFFF)
             #expect(ram.all(0x1020, 0x1000 - 0x20, are: 0))
-            // Below the GDT nothing is touched.
-            #expect(ram.all(0, 0x1000, are: 0xCC))
+            // Below the GDT: the real-mode IVT and BIOS data area read as zero
+            // (guest RAM is handed over unzeroed).
+            #expect(ram.all(0, 0x1000, are: 0))
         }
     }
 
