@@ -97,8 +97,13 @@ iso: $(ISO)
 $(ISO): $(KERNEL) $(GUESTS) Tests/scripts/mkiso.sh
 	Tests/scripts/mkiso.sh $@ $(KERNEL) user
 
-run: $(ISO) deps-qemu deps-bochs
-	Tests/scripts/boot.sh --engine $(ENGINE) --interactive $(ISO)
+# GUEST=linux (default: the Debian kernel to a busybox shell), linux-bzimage,
+# menu, or a test guest's name (hello, timer, modeswitch, ...).
+GUEST ?= linux
+run: $(KERNEL) $(GUESTS) deps-qemu deps-bochs
+	@if [ "$(GUEST)" = linux ] || [ "$(GUEST)" = linux-bzimage ]; then $(MAKE) --no-print-directory linux-assets; fi
+	@opts=$$(Tests/scripts/guest-iso.sh $(GUEST) $(BUILD)/run-$(GUEST).iso $(KERNEL)) && \
+	    Tests/scripts/boot.sh --engine $(ENGINE) $$opts --interactive $(BUILD)/run-$(GUEST).iso
 
 debug: $(ISO) deps-qemu
 	@echo "QEMU waits for gdb on localhost:1234. In another terminal:"

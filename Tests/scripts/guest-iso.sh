@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the ISO `make run` boots for GUEST, and prints the engine options it
+# wants.   guest-iso.sh GUEST OUT.iso KERNEL
+#   linux        the Debian kernel (PVH) with a busybox shell on the console
+#   linux-bzimage  the same through the bzImage boot protocol
+#   menu         the menu of test guests (`make iso`)
+#   NAME         a test guest from Tests/guests (hello, timer, modeswitch, ...)
+set -euo pipefail
+guest=$1; out=$2; kernel=$3
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(dirname "$kernel")
+linux_cmdline="console=ttyS0 noapic nolapic acpi=off lpj=400000 x86vcpu.shell"
+case $guest in
+linux|linux-bzimage)
+    image=$build/linux/vmlinux
+    [ "$guest" = linux-bzimage ] && image=$build/linux/vmlinuz
+    "$here/mkiso.sh" "$out" "$kernel" --timeout 1 \
+        --entry "X86VCPU: Debian Linux guest" "log=info guest_mem=256M" \
+        --module "$image" "$linux_cmdline" --module "$build/linux/initramfs.cpio.gz" ""
+    echo "--ips 100000000 --megs 512" ;;
+menu)
+    "$here/mkiso.sh" "$out" "$kernel" user
+    echo "" ;;
+*)
+    [ -f "$build/guests/$guest.bin" ] || {
+        echo "unknown GUEST=$guest: use linux, linux-bzimage, menu, or one of:" \
+             $(ls "$build/guests" | sed -n 's/\.bin$//p') >&2; exit 2; }
+    "$here/mkiso.sh" "$out" "$kernel" --timeout 1 \
+        --entry "X86VCPU: $guest guest" "log=info" --module "$build/guests/$guest.bin" ""
+    echo "" ;;
+esac
