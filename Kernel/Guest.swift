@@ -88,8 +88,14 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     platform.flush()
     let status = reportGuestExit(exit, hw, root.capabilities)
     reportStatistics(vcpu.statistics)
+    // Teardown in order. A noncopyable local ends at its last use, so these
+    // uses are what keep the VMCS and EPT alive through the reports: the VMCS
+    // is cleared (no longer current) before its frame is freed, the EPT goes
+    // after the vCPU, and VMXOFF comes last.
+    do { try vcpu.unbind(hw) } catch { reportVMXError("VMCLEAR", error) }
+    _ = consume vcpu
+    _ = consume ept
     do { try root.disable(hw) } catch { reportVMXError("VMXOFF", error) }
-    _ = ept
     powerOff(code: status)
 }
 
