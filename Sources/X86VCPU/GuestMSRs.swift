@@ -6,8 +6,10 @@
 // the host's LSTAR and friends.
 
 extension VCPU {
-    /// The value RDMSR returns, or nil for #GP.
-    func readGuestMSR<H: VMXHardware>(_ hw: H, _ msr: UInt32) throws(VMXError) -> UInt64? {
+    /// The value RDMSR returns, or nil for #GP. `mutating` only so that self
+    /// is passed by reference: called non-mutating from the RDMSR handler, the
+    /// whole 2.7 KB vCPU was copied to the stack on every exit.
+    mutating func readGuestMSR<H: VMXHardware>(_ hw: H, _ msr: UInt32) throws(VMXError) -> UInt64? {
         switch msr {
         case MSR.ia32EFER.address: return try hw.read(VMCSFields.Guest64.ia32EFER)
         case MSR.ia32PAT.address: return try hw.read(VMCSFields.Guest64.ia32PAT)

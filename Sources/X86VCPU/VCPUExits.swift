@@ -160,6 +160,7 @@ extension VCPU {
 
     // MARK: - Helpers
 
+    @inline(__always)  // a call copied the whole vCPU (see readGuestMSR)
     func qualification<H: VMXHardware>(_ hw: H) throws(VMXError) -> UInt64 {
         try hw.read(VMCSFields.ReadOnlyNatural.exitQualification)
     }
@@ -182,6 +183,7 @@ extension VCPU {
     }
 
     /// A guest GPR by x86 number; RSP lives in the VMCS.
+    @inline(__always)  // a call copied the whole vCPU (see readGuestMSR)
     func readRegister<H: VMXHardware>(_ hw: H, _ number: Int, width: OperandWidth = .qword) throws(VMXError) -> UInt64 {
         if GeneralRegisters.isStackPointer(number, width: width) {
             return GeneralRegisters.extract(try hw.read(VMCSFields.GuestNatural.rsp), width: width)
@@ -199,11 +201,13 @@ extension VCPU {
     }
 
     /// The guest's current privilege level: SS.DPL (SDM 25.4.1).
+    @inline(__always)  // a call copied the whole vCPU (see readGuestMSR)
     func currentPrivilegeLevel<H: VMXHardware>(_ hw: H) throws(VMXError) -> UInt32 {
         (try hw.read(VMCSFields.Guest32.ssAccessRights) >> 5) & 3
     }
 
     /// The guest's paging registers, for walking its page tables.
+    @inline(__always)  // a call copied the whole vCPU (see readGuestMSR)
     func pagingState<H: VMXHardware>(_ hw: H) throws(VMXError) -> GuestPagingState {
         GuestPagingState(cr0: try hw.read(VMCSFields.GuestNatural.cr0), cr3: try hw.read(VMCSFields.GuestNatural.cr3),
                          cr4: try hw.read(VMCSFields.GuestNatural.cr4), efer: try hw.read(VMCSFields.Guest64.ia32EFER),
@@ -395,6 +399,7 @@ extension VCPU {
     }
 
     /// CR0 as the guest believes it is.
+    @inline(__always)  // a call copied the whole vCPU (see readGuestMSR)
     func guestCR0<H: VMXHardware>(_ hw: H) throws(VMXError) -> UInt64 {
         cr0View.guestVisibleValue(real: try hw.read(VMCSFields.GuestNatural.cr0),
                                   readShadow: try hw.read(VMCSFields.ControlNatural.cr0ReadShadow))
@@ -432,7 +437,7 @@ extension VCPU {
         return nil
     }
 
-    func setIA32eMode<H: VMXHardware>(_ hw: H, efer: UInt64, on: Bool) throws(VMXError) {
+    mutating func setIA32eMode<H: VMXHardware>(_ hw: H, efer: UInt64, on: Bool) throws(VMXError) {
         try hw.write(VMCSFields.Guest64.ia32EFER, efer)
         // Read the control back from the VMCS: VM exits store EFER.LMA into it.
         var entry = VMEntryControls(rawValue: try hw.read(VMCSFields.Control32.entryControls))
@@ -442,7 +447,7 @@ extension VCPU {
 
     /// PAE paging with EPT: VM entry takes the PDPTEs from the VMCS
     /// (SDM 27.3.2.4 "Loading Page-Directory-Pointer-Table Entries").
-    func loadPDPTEs<H: VMXHardware>(_ hw: H) throws(VMXError) -> Bool {
+    mutating func loadPDPTEs<H: VMXHardware>(_ hw: H) throws(VMXError) -> Bool {
         let table = try hw.read(VMCSFields.GuestNatural.cr3) & 0xFFFF_FFE0
         let fields: [4 of VMCSField64] = [VMCSFields.Guest64.pdpte0, VMCSFields.Guest64.pdpte1,
                                           VMCSFields.Guest64.pdpte2, VMCSFields.Guest64.pdpte3]

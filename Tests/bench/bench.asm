@@ -13,7 +13,7 @@ bits 32
 ITER    equ 101
 COM1    equ 0x3F8
 SCRATCH equ 0x3FF                       ; COM1 scratch register: emulated, or real bare
-MSR_MISC_ENABLE equ 0x1A0
+MSR_BENCH equ 0xC0000080            ; EFER: on every CPU, intercepted under the hypervisor
 
 ; BENCH name, op: times op ITER times, prints "bench: name median".
 %macro BENCH 2
@@ -67,6 +67,11 @@ _start:
 .done:
     mov esi, s_end
     call puts
+    mov dx, COM1 + 5                    ; wait until the UART has sent it all
+.drain:
+    in al, dx
+    test al, 0x40
+    jz .drain
     mov dx, 0xF4
     xor eax, eax
     out dx, al
@@ -94,13 +99,13 @@ op_out:
     out dx, al
     ret
 op_rdmsr:
-    mov ecx, MSR_MISC_ENABLE
+    mov ecx, MSR_BENCH
     rdmsr
     ret
 op_wrmsr:
-    mov ecx, MSR_MISC_ENABLE
-    mov eax, [misc_enable]
-    mov edx, [misc_enable + 4]
+    mov ecx, MSR_BENCH
+    mov eax, [msr_value]
+    mov edx, [msr_value + 4]
     wrmsr
     ret
 op_vmcall:
@@ -112,10 +117,10 @@ op_vmcall:
 
 bench_one:
     push esi
-    mov ecx, MSR_MISC_ENABLE            ; the value WRMSR writes back
+    mov ecx, MSR_BENCH            ; the value WRMSR writes back
     rdmsr
-    mov [misc_enable], eax
-    mov [misc_enable + 4], edx
+    mov [msr_value], eax
+    mov [msr_value + 4], edx
     xor ebx, ebx
 .loop:
     push ebx
@@ -239,7 +244,7 @@ s_end:    db "bench: done", 10, 0
 section .bss
 alignb 8
 first_tsc:   resq 1
-misc_enable: resq 1
+msr_value: resq 1
 t0:          resd 1
 under_hv:    resb 1
 alignb 4

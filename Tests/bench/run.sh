@@ -55,7 +55,7 @@ awk -v text="$text_size" -v rodata="$rodata_size" -v data="$data_size" -v bss="$
     }
     END {
         fail = 0
-        printf "%-8s %12s %12s %14s %10s\n", "exit", "hypervisor", "native", "hypervisor's", "budget"
+        printf "%-8s %12s %12s %14s %10s\n", "exit", "hypervisor", "native", "hypervisor", "budget"
         printf "%-8s %12s %12s %14s %10s\n", "", "(median)", "(median)", "own cost", ""
         printf "{\n  \"unit\": \"Bochs instructions (TSC ticks)\",\n  \"operations\": {\n" > json
         for (k = 1; k <= n; k++) {
