@@ -47,8 +47,10 @@ $(BUILD)/X86VCPU.o: $(LIB_SRC) Makefile
 	@mkdir -p $(BUILD)
 	$(SWIFTC) $(EMBEDDED) -module-name X86VCPU -emit-module \
 	    -emit-module-path $(BUILD)/X86VCPU.swiftmodule -c $(LIB_SRC) -o $@
+	@touch $@  # swiftc keeps an unchanged .o's time; the module may still have changed
 
-$(BUILD)/Kernel.o: $(KERNEL_SRC) $(BUILD)/X86VCPU.o
+# Embedded Swift specializes the library's generics here, from the module.
+$(BUILD)/Kernel.o: $(KERNEL_SRC) $(LIB_SRC) $(BUILD)/X86VCPU.o
 	$(SWIFTC) $(EMBEDDED) -module-name Kernel -I $(BUILD) -c $(KERNEL_SRC) -o $@
 
 $(BUILD)/boot/%.o: Boot/%.asm | deps-build
