@@ -2,7 +2,7 @@
 # make bench: the benchmark kernel booted bare from GRUB and as the guest,
 # both in Bochs (whose TSC counts instructions), side by side. Prints one
 # table, writes build/bench.json, and fails when a figure exceeds its budget.
-#   run.sh KERNEL BENCH_ELF
+#   run.sh KERNEL BENCH_ELF     (BENCH_ENGINE=kvm: cycles on an Intel host instead)
 set -uo pipefail
 kernel=$1; bench=$2
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,7 +32,7 @@ grub-mkrescue -o "$out/bare.iso" "$iso_dir" >/dev/null 2>&1 || { echo "bench: gr
 
 for run in bare hv; do
     rm -f "$out/$run.txt"
-    "$scripts/boot.sh" --engine bochs --megs 512 --serial "$out/$run.txt" --timeout 300 "$out/$run.iso" >/dev/null 2>&1
+    "$scripts/boot.sh" --engine "${BENCH_ENGINE:-bochs}" --megs 512 --serial "$out/$run.txt" --timeout 300 "$out/$run.iso" >/dev/null 2>&1
     tr -d '\r' < "$out/$run.txt" > "$out/$run.clean.txt" 2>/dev/null
     grep -q 'bench: done' "$out/$run.clean.txt" || {
         echo "bench: the $run run did not finish; transcript tail:"; tail -n 20 "$out/$run.clean.txt"; exit 1; }
