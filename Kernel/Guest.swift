@@ -175,13 +175,14 @@ func reportVMXError(_ what: StaticString, _ error: VMXError) {
     }
 }
 
-/// The guest's registers and the key VMCS guest-state fields.
+/// Where the guest was: the library's summary of the VMCS guest state.
 func reportGuestState(_ hw: Hardware) {
-    func field<F: VMCSReadableField>(_ f: F) -> UInt64 { UInt64((try? hw.read(f)) ?? 0) }
-    logError("  guest RIP=\(hex: field(VMCSFields.GuestNatural.rip)) RSP=\(hex: field(VMCSFields.GuestNatural.rsp)) RFLAGS=\(hex: field(VMCSFields.GuestNatural.rflags))")
-    logError("  guest CR0=\(hex: field(VMCSFields.GuestNatural.cr0)) CR3=\(hex: field(VMCSFields.GuestNatural.cr3)) CR4=\(hex: field(VMCSFields.GuestNatural.cr4)) EFER=\(hex: field(VMCSFields.Guest64.ia32EFER))")
-    logError("  guest CS=\(hex: field(VMCSFields.Guest16.csSelector)) base \(hex: field(VMCSFields.GuestNatural.csBase)) rights \(hex: field(VMCSFields.Guest32.csAccessRights)); SS=\(hex: field(VMCSFields.Guest16.ssSelector)) rights \(hex: field(VMCSFields.Guest32.ssAccessRights))")
-    logError("  guest interruptibility \(hex: field(VMCSFields.Guest32.interruptibilityState)), activity \(field(VMCSFields.Guest32.activityState)), entry controls \(hex: field(VMCSFields.Control32.entryControls))")
+    let g = GuestStateSummary.read(from: hw)
+    logError("  guest RIP=\(hex: g.rip) RSP=\(hex: g.rsp) RFLAGS=\(hex: g.rflags)")
+    logError("  guest CR0=\(hex: g.cr0) CR3=\(hex: g.cr3) CR4=\(hex: g.cr4) EFER=\(hex: g.efer)")
+    logError("  guest CS=\(hex: g.cs.selector) base \(hex: g.cs.base) rights \(hex: g.cs.accessRights.rawValue); SS=\(hex: g.ss.selector) rights \(hex: g.ss.accessRights.rawValue)")
+    logError("  guest interruptibility \(hex: g.interruptibility), activity \(g.activityState)")
+    if g.failedReads > 0 { logError("  (\(g.failedReads) guest-state fields could not be read)") }
 }
 
 func reportStatistics(_ stats: ExitStatistics) {
