@@ -98,7 +98,7 @@ guest_case triplefault 90 \
     '\[guest\] triple: loading an empty IDT' \
     '[Tt]riple fault' \
     'guest RIP=0x[0-9a-f]+ RSP=0x[0-9a-f]+' \
-    'guest CR0=0x[0-9a-f]+ CR3=
+    'guest CR0=0x[0-9a-f]+ CR3=' \
     'power off: status [1-9]' \
     '!power off: status 0'
 
