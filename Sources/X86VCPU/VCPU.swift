@@ -69,7 +69,6 @@ public protocol GuestPlatform {
 public struct VCPUFeatures: Sendable {
     public var preemptionTimer = false
     public var virtualNMIs = false
-    public var vpid = false
     public var rdtscp = false
     public var invpcid = false
     public var xsaves = false
@@ -206,7 +205,10 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
             pinBased: .nmiExiting | .virtualNMIs | .activatePreemptionTimer,
             // CR8 exits keep a 64-bit guest off the host's APIC TPR (SDM 26.3).
             primary: .mwaitExiting | .monitorExiting | .useTSCOffsetting | .cr8LoadExiting | .cr8StoreExiting,
-            secondary: .enableVPID | .enableRDTSCP | .enableINVPCID | .enableXSAVES,
+            // No VPID: then every VM entry and exit flushes the guest's
+            // translations (SDM 28.3.3.1), which emulated MOV to CR0/CR3/CR4
+            // rely on; with VPID they would need INVVPID (SDM 28.3.3.3).
+            secondary: .enableRDTSCP | .enableINVPCID | .enableXSAVES,
             exit: .saveDebugControls, entry: .loadDebugControls)
         var settings: VMXControlSettings
         do { settings = try caps.adjust(required: required, optional: optional) } catch { throw .controlsUnsupported(error) }
@@ -223,7 +225,6 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         var f = VCPUFeatures()
         f.preemptionTimer = caps.pinBased.allows(.activatePreemptionTimer)
         f.virtualNMIs = settings.pinBased.contains(.virtualNMIs)
-        f.vpid = settings.secondary.contains(.enableVPID)
         f.rdtscp = settings.secondary.contains(.enableRDTSCP)
         f.invpcid = settings.secondary.contains(.enableINVPCID)
         f.xsaves = settings.secondary.contains(.enableXSAVES)
@@ -279,7 +280,6 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         try hw.write(VMCSFields.Control64.msrBitmaps, msrBitmap.address)
         try hw.write(VMCSFields.Control64.eptPointer, eptPointer)
         try hw.write(VMCSFields.Control64.tscOffset, 0)
-        if features.vpid { try hw.write(VMCSFields.Control16.virtualProcessorID, 1) }
         try hw.write(VMCSFields.ControlNatural.cr0GuestHostMask, cr0View.guestHostMask)
         try hw.write(VMCSFields.ControlNatural.cr4GuestHostMask, cr4View.guestHostMask)
         // The same list is the exit store and the entry load list, so what the

@@ -108,7 +108,9 @@ import X86VCPU
         #expect(rig.field(VMCSFields.Control64.ioBitmapB) == rig.vcpu.ioBitmap.addressB)
         #expect(rig.field(VMCSFields.Control64.msrBitmaps) == rig.vcpu.msrBitmap.address)
         #expect(rig.field(VMCSFields.Control32.exceptionBitmap) == 0)
-        #expect(rig.field(VMCSFields.Control16.virtualProcessorID) == 1)   // VPID 0 is the host's
+        // VPID stays off: emulated CR writes then need no INVVPID (SDM 28.3.3.3).
+        let secondary = SecondaryProcessorBasedControls(rawValue: UInt32(rig.field(VMCSFields.Control32.secondaryProcessorBasedControls)))
+        #expect(!secondary.contains(.enableVPID))
         #expect(rig.field(VMCSFields.Guest64.vmcsLinkPointer) == UInt64.max)
     }
 
