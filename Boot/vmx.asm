@@ -97,10 +97,37 @@ FUNC vmx_invvpid
     add rsp, 16
     ret
 
-; Undoes vmx_run's prologue: drops the regs pointer, restores the host's
-; RFLAGS and callee-saved registers.
+; ExitFastPath (Sources/X86VCPU/ExitFastPath.swift) and its CPUID cache
+; entries; a host test checks these against the Swift layout.
+F_ENABLED      equ 0
+F_VMCALL_COUNT equ 8
+F_CPUID_COUNT  equ 16
+F_CPUID_CACHE  equ 24
+E_VALID        equ 0
+E_LEAF         equ 4
+E_SUBLEAF_MASK equ 8
+E_SUBLEAF      equ 12
+E_EAX          equ 16
+E_EBX          equ 20
+E_ECX          equ 24
+E_EDX          equ 28
+E_SIZE         equ 32
+FAST_NULL_HYPERCALL equ 1
+FAST_CPUID          equ 2
+
+; VMCS fields and exit reasons the fast path uses (SDM Appendix B, C).
+VMCS_EXIT_REASON      equ 0x4402
+VMCS_EXIT_INSTR_LEN   equ 0x440C
+VMCS_GUEST_SS_AR      equ 0x4818
+VMCS_GUEST_INTR_STATE equ 0x4824
+VMCS_GUEST_RIP        equ 0x681E
+EXIT_CPUID            equ 10
+EXIT_VMCALL           equ 18
+
+; Undoes vmx_run's prologue: drops the regs and fast-path pointers, restores
+; the host's RFLAGS and callee-saved registers.
 %macro RESTORE_HOST 0
-    add rsp, 8                          ; regs
+    add rsp, 16                         ; regs, fast path
     popfq
     pop r15
     pop r14
@@ -110,7 +137,30 @@ FUNC vmx_invvpid
     pop rbp
 %endmacro
 
-; int vmx_run(GeneralRegisters *regs, uint64 launched)
+; Stores the guest GPRs (in the registers) into *regs, regs = [rsp] on entry,
+; and leaves rdi = regs. Only MOV and POP: RFLAGS survive.
+%macro SAVE_GUEST 0
+    push rdi                            ; guest rdi
+    mov rdi, [rsp + 8]                  ; regs
+    mov [rdi + R_RAX], rax
+    mov [rdi + R_RCX], rcx
+    mov [rdi + R_RDX], rdx
+    mov [rdi + R_RBX], rbx
+    mov [rdi + R_RBP], rbp
+    mov [rdi + R_RSI], rsi
+    mov [rdi + R_R8],  r8
+    mov [rdi + R_R9],  r9
+    mov [rdi + R_R10], r10
+    mov [rdi + R_R11], r11
+    mov [rdi + R_R12], r12
+    mov [rdi + R_R13], r13
+    mov [rdi + R_R14], r14
+    mov [rdi + R_R15], r15
+    pop rax
+    mov [rdi + R_RDI], rax
+%endmacro
+
+; int vmx_run(GeneralRegisters *regs, uint64 launched, ExitFastPath *fast)
 ; Enters the guest with its GPRs from *regs (VMLAUNCH when launched == 0, else
 ; VMRESUME). Returns 0 after a VM exit with the guest GPRs stored back into
 ; *regs, or the failure status when the VM instruction itself failed.
@@ -125,6 +175,7 @@ FUNC vmx_run
     push r14
     push r15
     pushfq
+    push rdx                            ; [rsp + 8] = fast path
     push rdi                            ; [rsp] = regs, found again at the exit
     mov rax, VMCS_HOST_RSP
     vmwrite rax, rsp
@@ -158,27 +209,112 @@ FUNC vmx_run
     RESTORE_HOST
     ret
 
+; RIP past the exiting instruction, unless the guest has STI or MOV SS
+; blocking (which completing the instruction would clear: left to Swift).
+; Uses rax and rdx; any VMREAD/VMWRITE failure goes to %1.
+%macro FAST_ADVANCE 1
+    mov eax, VMCS_GUEST_INTR_STATE
+    vmread rax, rax
+    jbe %1
+    test al, 3
+    jnz %1
+    mov eax, VMCS_EXIT_INSTR_LEN
+    vmread rax, rax
+    jbe %1
+    mov edx, VMCS_GUEST_RIP
+    vmread rdx, rdx
+    jbe %1
+    add rax, rdx
+    mov edx, VMCS_GUEST_RIP
+    vmwrite rdx, rax
+    jbe %1
+%endmacro
+
 ; HOST_RIP: the VMCS setup writes this address once.
+; The fast path first: with four guest registers on the stack it answers the
+; null hypercall and cached CPUID leaves and resumes; anything else restores
+; them and takes the full path back to Swift.
 global vmx_exit_entry
 vmx_exit_entry:
-    push rdi                            ; guest rdi
-    mov rdi, [rsp + 8]                  ; regs
-    mov [rdi + R_RAX], rax
-    mov [rdi + R_RCX], rcx
-    mov [rdi + R_RDX], rdx
-    mov [rdi + R_RBX], rbx
-    mov [rdi + R_RBP], rbp
-    mov [rdi + R_RSI], rsi
-    mov [rdi + R_R8],  r8
-    mov [rdi + R_R9],  r9
-    mov [rdi + R_R10], r10
-    mov [rdi + R_R11], r11
-    mov [rdi + R_R12], r12
-    mov [rdi + R_R13], r13
-    mov [rdi + R_R14], r14
-    mov [rdi + R_R15], r15
+    push rax                            ; [rsp + 24]
+    push rcx                            ; [rsp + 16]
+    push rdx                            ; [rsp + 8]
+    push rbx                            ; [rsp]; regs at +32, fast path at +40
+    mov rbx, [rsp + 40]
+    mov rcx, [rbx + F_ENABLED]
+    test ecx, ecx
+    jz .full
+    mov eax, VMCS_EXIT_REASON
+    vmread rax, rax
+    jbe .full
+    cmp eax, EXIT_CPUID
+    je .cpuid
+    cmp eax, EXIT_VMCALL
+    jne .full
+
+    ; Hypercall 0 (null) from CPL 0: RAX is already its result, 0.
+    test ecx, FAST_NULL_HYPERCALL
+    jz .full
+    cmp qword [rsp + 24], 0
+    jne .full
+    mov eax, VMCS_GUEST_SS_AR
+    vmread rax, rax
+    jbe .full
+    test al, 0x60                       ; SS.DPL is the CPL
+    jnz .full
+    FAST_ADVANCE .full
+    inc qword [rbx + F_VMCALL_COUNT]
+    pop rbx
+    pop rdx
+    pop rcx
     pop rax
-    mov [rdi + R_RDI], rax
+    vmresume
+    jmp .fast_failed
+
+.cpuid:
+    test ecx, FAST_CPUID
+    jz .full
+    mov eax, [rsp + 24]                 ; leaf
+    mov ecx, eax                        ; slot = leaf[3:0] | leaf[31:30] << 4
+    and ecx, 0xF
+    mov edx, eax
+    shr edx, 26
+    and edx, 0x30
+    or ecx, edx
+    shl ecx, 5                          ; * E_SIZE
+    lea rcx, [rbx + rcx + F_CPUID_CACHE]
+    cmp dword [rcx + E_VALID], 0
+    je .full
+    cmp eax, [rcx + E_LEAF]
+    jne .full
+    mov edx, [rsp + 16]                 ; subleaf
+    and edx, [rcx + E_SUBLEAF_MASK]
+    cmp edx, [rcx + E_SUBLEAF]
+    jne .full
+    FAST_ADVANCE .full
+    inc qword [rbx + F_CPUID_COUNT]
+    ; CPUID writes the 32-bit registers, which zero-extends them.
+    mov eax, [rcx + E_EAX]
+    mov ebx, [rcx + E_EBX]
+    mov edx, [rcx + E_EDX]
+    mov ecx, [rcx + E_ECX]
+    add rsp, 32                         ; the guest's old values
+    vmresume
+
+.fast_failed:
+    ; VMRESUME failed: the guest's GPRs are live in the registers and *regs
+    ; is stale, so store them all before returning the status.
+    SAVE_GUEST
+    VMX_STATUS
+    RESTORE_HOST
+    ret
+
+.full:
+    pop rbx
+    pop rdx
+    pop rcx
+    pop rax
+    SAVE_GUEST
     RESTORE_HOST
     xor eax, eax
     ret

@@ -187,8 +187,14 @@ func reportGuestState(_ hw: Hardware) {
 
 func reportStatistics(_ stats: ExitStatistics) {
     logInfo("exit statistics: \(stats.totalExits) exits")
-    stats.forEach { reason, count, cycles in
-        logInfo("  \(reason.rawValue) \(reason.name): \(count) exits, \(cycles) cycles, \(cycles / max(count, 1)) per exit")
+    stats.forEach { reason, count, fast, cycles in
+        if fast == 0 {
+            logInfo("  \(reason.rawValue) \(reason.name): \(count) exits, \(cycles) cycles, \(cycles / max(count, 1)) per exit")
+        } else {
+            // The assembly fast path counts its exits but does not time them.
+            let slow = count - fast
+            logInfo("  \(reason.rawValue) \(reason.name): \(count) exits (\(fast) fast path), \(cycles) cycles, \(cycles / max(slow, 1)) per other exit")
+        }
     }
 }
 

@@ -37,8 +37,12 @@ struct Hardware: VMXHardware {
     /// Single-context INVEPT (type 1). SDM 31.3 "INVEPT".
     func invept(_ eptPointer: UInt64) throws(VMXError) { try check(vmx_invept(1, eptPointer)) }
 
-    func enterGuest(_ registers: inout GeneralRegisters, resume: Bool) throws(VMXError) {
-        let status = withUnsafeMutablePointer(to: &registers) { vmx_run(UnsafeMutableRawPointer($0), resume ? 1 : 0) }
+    func enterGuest(_ registers: inout GeneralRegisters, fastPath: inout ExitFastPath, resume: Bool) throws(VMXError) {
+        let status = withUnsafeMutablePointer(to: &registers) { regs in
+            withUnsafeMutablePointer(to: &fastPath) { fast in
+                vmx_run(UnsafeMutableRawPointer(regs), resume ? 1 : 0, UnsafeMutableRawPointer(fast))
+            }
+        }
         try check(status)
     }
 
@@ -91,4 +95,4 @@ func X86VCPU_cpuid(_ leaf: UInt32, _ subleaf: UInt32) -> (eax: UInt32, ebx: UInt
 @_extern(c, "vmx_read") func vmx_read(_ field: UInt64, _ value: UnsafeMutablePointer<UInt64>) -> Int32
 @_extern(c, "vmx_write") func vmx_write(_ field: UInt64, _ value: UInt64) -> Int32
 @_extern(c, "vmx_invept") func vmx_invept(_ type: UInt64, _ eptp: UInt64) -> Int32
-@_extern(c, "vmx_run") func vmx_run(_ registers: UnsafeMutableRawPointer, _ launched: UInt64) -> Int32
+@_extern(c, "vmx_run") func vmx_run(_ registers: UnsafeMutableRawPointer, _ launched: UInt64, _ fastPath: UnsafeMutableRawPointer) -> Int32

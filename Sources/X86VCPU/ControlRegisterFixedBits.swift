@@ -115,10 +115,12 @@ public struct GuestControlRegisterView: Equatable, Sendable {
     }
 
     /// CR4 for a guest. Every fixed bit is host-owned, and CR4.VMXE (which VMX
-    /// operation forces to 1) is hidden: masked, and shadowed as 0.
-    public static func cr4(fixed: FixedBits) -> GuestControlRegisterView {
+    /// operation forces to 1) is hidden: masked, and shadowed as 0. `tracked`
+    /// bits stay the guest's but are masked too, so changing them exits: the
+    /// vCPU learns of it (CPUID mirrors OSXSAVE and PKE).
+    public static func cr4(fixed: FixedBits, tracked: UInt64 = 0) -> GuestControlRegisterView {
         let vmxe = CR4Bits.vmxe.rawValue
-        return GuestControlRegisterView(fixed: fixed, guestHostMask: fixed.fixedMask | vmxe, hiddenBits: vmxe)
+        return GuestControlRegisterView(fixed: fixed, guestHostMask: fixed.fixedMask | vmxe | tracked, hiddenBits: vmxe)
     }
 
     /// The guest-state field value for the value the guest wants.

@@ -6,6 +6,8 @@ public struct ExitStatistics: Sendable {
     public static let tracked = 96
     var counts = InlineArray<96, UInt64>(repeating: 0)
     var cycles = InlineArray<96, UInt64>(repeating: 0)
+    /// Of `counts`, the exits the assembly fast path handled (not timed).
+    var fast = InlineArray<96, UInt64>(repeating: 0)
 
     public init() {}
 
@@ -17,7 +19,15 @@ public struct ExitStatistics: Sendable {
         cycles[i] &+= spent
     }
 
+    /// Exits handled by the assembly fast path (`ExitFastPath`): counted, not timed.
+    public mutating func recordFast(_ reason: ExitReason, count: UInt64) {
+        let i = Self.slot(reason)
+        counts[i] &+= count
+        fast[i] &+= count
+    }
+
     public func count(of reason: ExitReason) -> UInt64 { counts[Self.slot(reason)] }
+    public func fastCount(of reason: ExitReason) -> UInt64 { fast[Self.slot(reason)] }
     public func cycles(of reason: ExitReason) -> UInt64 { cycles[Self.slot(reason)] }
 
     public var totalExits: UInt64 {
@@ -26,10 +36,11 @@ public struct ExitStatistics: Sendable {
         return total
     }
 
-    /// Each reason that occurred, in reason order.
-    public func forEach(_ body: (ExitReason, _ count: UInt64, _ cycles: UInt64) -> Void) {
+    /// Each reason that occurred, in reason order: all its exits, those the
+    /// fast path handled, and the cycles of the others.
+    public func forEach(_ body: (ExitReason, _ count: UInt64, _ fast: UInt64, _ cycles: UInt64) -> Void) {
         for i in 0..<Self.tracked where counts[i] != 0 {
-            body(ExitReason(rawValue: UInt16(i)), counts[i], cycles[i])
+            body(ExitReason(rawValue: UInt16(i)), counts[i], fast[i], cycles[i])
         }
     }
 }

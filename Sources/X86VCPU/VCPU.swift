@@ -28,6 +28,8 @@ public struct GuestStart: Sendable {
     public var codeSelector: UInt16 = 0x08
     public var dataSelector: UInt16 = 0x10
     public var registers = GeneralRegisters()
+    /// The exits Boot/vmx.asm handles itself, and the CPUID answers it repeats.
+    public internal(set) var fastPath = ExitFastPath()
 
     public init(mode: GuestStartMode, rip: UInt64) { self.mode = mode; self.rip = rip }
 }
@@ -98,6 +100,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     let msrCount: Int
 
     public var registers = GeneralRegisters()
+    /// The exits Boot/vmx.asm handles itself, and the CPUID answers it repeats.
+    public internal(set) var fastPath = ExitFastPath()
     /// When the guest owns the interrupt controller (passed-through PIC), an
     /// interrupt that arrives while it runs is its own: it is re-injected.
     public var reflectsExternalInterrupts = false
@@ -161,7 +165,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         self.ram = ram
         cpuidPolicy = policy
         cr0View = .cr0(fixed: caps.cr0Fixed, unrestrictedGuest: true)
-        cr4View = .cr4(fixed: caps.cr4Fixed)
+        // CPUID mirrors OSXSAVE and PKE: their changes must exit, to drop cached answers.
+        cr4View = .cr4(fixed: caps.cr4Fixed, tracked: CR4Bits.osxsave.rawValue | CR4Bits.pke.rawValue)
         controls = settings
         primaryControls = settings.primary
         // SDM 25.2 "Format of the VMCS Region": the revision identifier first.

@@ -31,12 +31,23 @@ extension VCPU {
     /// Runs the guest until something needs the kernel: every exit the vCPU can
     /// handle is handled here, I/O through `platform`.
     public mutating func run<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) -> VCPUExit {
+        // The policy is public and may have changed since the last run.
+        fastPath.invalidateCPUID()
+        defer {
+            let fast = fastPath.takeCounts()
+            statistics.recordFast(.vmcall, count: fast.vmcall)
+            statistics.recordFast(.cpuid, count: fast.cpuid)
+        }
         while true {
             do {
                 try prepareEntry(hw)
                 if exitUnrecorded { statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC) }
                 exitUnrecorded = false
-                try hw.enterGuest(&registers, resume: launched)
+                // Not while a timer is armed: its deadline is checked, and the
+                // preemption timer reloaded, only on this path. Not with events
+                // queued, so their windows are planned here.
+                fastPath.enabled = timerPeriod == 0 && events.isEmpty ? ExitFastPath.allKinds : 0
+                try hw.enterGuest(&registers, fastPath: &fastPath, resume: launched)
                 launched = true
                 lastExitTSC = hw.readTSC()
                 let field = try hw.readExitReason()
@@ -46,7 +57,7 @@ extension VCPU {
                     return .entryFailure(field, qualification: try hw.read(VMCSFields.ReadOnlyNatural.exitQualification))
                 }
                 exitUnrecorded = true
-                try noteInterruptedEvent(hw)
+                if field.basicReason.canInterruptEventDelivery { try noteInterruptedEvent(hw) }
                 if case .stop(let exit) = try handleExit(field.basicReason, hw, &platform) {
                     // Counted here, so not again if the kernel runs the guest on.
                     statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC)
@@ -244,10 +255,16 @@ extension VCPU {
     mutating func handleCPUID<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
         let leaf = UInt32(truncatingIfNeeded: registers.rax)
         let subleaf = UInt32(truncatingIfNeeded: registers.rcx)
-        let cr4 = cr4View.guestVisibleValue(real: try hw.read(VMCSFields.GuestNatural.cr4),
-                                            readShadow: try hw.read(VMCSFields.ControlNatural.cr4ReadShadow))
-        let guest = CPUIDGuestState(cr4: cr4, xcr0: xcr0, xss: xss, apicGloballyEnabled: apicBase & (1 << 11) != 0)
-        let v = cpuidPolicy.guestView(leaf: leaf, subleaf: subleaf, host: hw.cpuid(leaf: leaf, subleaf: subleaf), guest: guest)
+        let v: CPUIDResult
+        if let known = fastPath.cached(leaf: leaf, subleaf: subleaf) {
+            v = known
+        } else {
+            let cr4 = cr4View.guestVisibleValue(real: try hw.read(VMCSFields.GuestNatural.cr4),
+                                                readShadow: try hw.read(VMCSFields.ControlNatural.cr4ReadShadow))
+            let guest = CPUIDGuestState(cr4: cr4, xcr0: xcr0, xss: xss, apicGloballyEnabled: apicBase & (1 << 11) != 0)
+            v = cpuidPolicy.guestView(leaf: leaf, subleaf: subleaf, host: hw.cpuid(leaf: leaf, subleaf: subleaf), guest: guest)
+            fastPath.store(leaf: leaf, subleaf: subleaf, v)
+        }
         // CPUID writes the 32-bit registers, which zero-extends them.
         registers.rax = UInt64(v.eax); registers.rbx = UInt64(v.ebx)
         registers.rcx = UInt64(v.ecx); registers.rdx = UInt64(v.edx)
@@ -293,6 +310,7 @@ extension VCPU {
         try hw.write(VMCSFields.GuestNatural.csBase, vector << 12)
         try hw.write(VMCSFields.GuestNatural.rip, 0)
         try hw.write(VMCSFields.Guest32.activityState, 0)
+        fastPath.invalidateCPUID()  // a restarted guest sets its state up again
         return .resume
     }
 
@@ -306,6 +324,7 @@ extension VCPU {
             // The host's code uses no extended state, so the guest's XCR0 stays loaded.
             hw.writeXCR0(newXCR0)
             xcr0 = newXCR0
+            fastPath.invalidateCPUID()  // leaf 0xD sizes follow XCR0
             return try advance(hw)
         case .generalProtection:
             return raise(XSETBVOutcome.fault)
@@ -467,6 +486,7 @@ extension VCPU {
         if efer & EFER.lma.rawValue != 0 && value & CR4Bits.pae.rawValue == 0 { return gp }
         try hw.write(VMCSFields.GuestNatural.cr4, cr4View.realValue(forGuestValue: value))
         try hw.write(VMCSFields.ControlNatural.cr4ReadShadow, cr4View.readShadow(forGuestValue: value))
+        fastPath.invalidateCPUID()  // OSXSAVE and OSPKE follow CR4
         return nil
     }
 
@@ -557,12 +577,31 @@ extension VCPU {
     mutating func handleWRMSR<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
         let msr = UInt32(truncatingIfNeeded: registers.rcx)
         let value = (registers.rdx & 0xFFFF_FFFF) << 32 | (registers.rax & 0xFFFF_FFFF)
+        let mirrored = (xss, apicBase)
         guard try writeGuestMSR(hw, msr, value) else { return raise(.exception(.generalProtection, errorCode: 0)) }
+        // Leaf 0xD follows IA32_XSS, leaf 1's APIC bit the APIC base.
+        if mirrored != (xss, apicBase) { fastPath.invalidateCPUID() }
         return try advance(hw)
     }
 }
 
 extension ExitReason {
+    /// Exits that can happen while an event is delivered through the IDT, so
+    /// that the IDT-vectoring information may be valid: a fault during
+    /// delivery (exception bitmap), a task gate, an APIC access, an EPT
+    /// violation or misconfiguration, a full PML log, an SPP event. Never an
+    /// exit caused by an instruction, nor a triple fault. SDM 28.2.4
+    /// "Information for VM Exits During Event Delivery".
+    public var canInterruptEventDelivery: Bool {
+        switch self {
+        case .exceptionOrNMI, .taskSwitch, .apicAccess, .eptViolation, .eptMisconfiguration,
+             .pageModificationLogFull, .sppRelatedEvent:
+            return true
+        default:
+            return false
+        }
+    }
+
     /// The VMX instructions a guest may try (VMCALL is the hypercall, not here).
     /// SDM 26.1.3 "Instructions That Cause VM Exits Unconditionally".
     var isVMXInstruction: Bool {

@@ -25,7 +25,9 @@ public protocol VMXHardware: CPUAccess, VMCSAccess {
     func invept(_ eptPointer: UInt64) throws(VMXError)
     /// VMLAUNCH (or VMRESUME when `resume`) with the guest GPRs from
     /// `registers`; returns after the next VM exit with them stored back.
-    func enterGuest(_ registers: inout GeneralRegisters, resume: Bool) throws(VMXError)
+    /// Exits that `fastPath` enables may be handled without returning (and
+    /// are counted there); a fake may ignore it.
+    func enterGuest(_ registers: inout GeneralRegisters, fastPath: inout ExitFastPath, resume: Bool) throws(VMXError)
     func readTSC() -> UInt64
     func hostSegments() -> HostSegments
     /// HOST_RIP: where a VM exit resumes the host.

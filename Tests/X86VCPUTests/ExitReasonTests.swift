@@ -75,4 +75,17 @@ import X86VCPU
         #expect(all.basicReason == .cpuid)
         #expect(!ExitReasonField(rawValue: cpuid | 1 << 30).isEntryFailure)
     }
+
+    /// SDM 28.2.4: a fault during delivery, or an EPT exit, may find an event
+    /// half-delivered; an instruction that exits ran after delivery ended,
+    /// and a triple fault is named as not during delivery.
+    @Test func instructionExitsAndTripleFaultsNeverInterruptEventDelivery() {
+        let instructions: [ExitReason] = [.cpuid, .hlt, .vmcall, .controlRegisterAccess, .ioInstruction,
+                                          .rdmsr, .wrmsr, .xsetbv, .pause, .wbinvd, .invlpg, .rdtsc]
+        #expect(instructions.allSatisfy { !$0.canInterruptEventDelivery })
+        #expect(!ExitReason.tripleFault.canInterruptEventDelivery)
+        #expect(ExitReason.exceptionOrNMI.canInterruptEventDelivery)
+        #expect(ExitReason.eptViolation.canInterruptEventDelivery)
+        #expect(ExitReason.taskSwitch.canInterruptEventDelivery)
+    }
 }

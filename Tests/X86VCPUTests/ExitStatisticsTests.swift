@@ -42,7 +42,7 @@ import X86VCPU
         var rig = try VCPURig()
         _ = rig.run([.out(0x80, 1), .cpuid(leaf: 0), .hlt()])
         var seen: [(UInt16, UInt64)] = []
-        rig.vcpu.statistics.forEach { reason, count, _ in seen.append((reason.rawValue, count)) }
+        rig.vcpu.statistics.forEach { reason, count, _, _ in seen.append((reason.rawValue, count)) }
         #expect(seen.map(\.0) == [10, 12, 30])
         #expect(seen.map(\.1) == [1, 1, 1])
     }

@@ -43,15 +43,23 @@ import X86VCPU
         #expect(!rig.entries[0].injected.isValid)
     }
 
+    /// An EPT violation while delivering an event: the kernel deals with the
+    /// access (one day, MMIO) and runs the guest again.
+    static func eptViolationDuringDelivery(_ info: UInt32, errorCode: UInt32 = 0, length: UInt32 = 0) -> ScriptedExit {
+        var exit = ScriptedExit.eptViolation(gpa: 0xFEE0_0000, qualification: 0x2).with {
+            $0.idtVectoringInformation = info
+            $0.idtVectoringErrorCode = errorCode
+        }
+        exit.instructionLength = length
+        return exit
+    }
+
     @Test func theInterruptedEventIsReinjectedWithItsErrorCode() throws {
         var rig = try VCPURig()
         // A #PF (vector 14, hardware exception, error code valid) was being
         // delivered when the exit happened.
-        let exit = ScriptedExit.out(0x80, 0).with {
-            $0.idtVectoringInformation = 0x8000_0B0E
-            $0.idtVectoringErrorCode = 0x6
-        }
-        _ = rig.run([exit])
+        _ = rig.run([Self.eptViolationDuringDelivery(0x8000_0B0E, errorCode: 0x6)])
+        _ = rig.run([])
         let e = rig.entries[1]
         #expect(e.injected.raw == 0x8000_0B0E)
         #expect(e.exceptionErrorCode == 0x6)
@@ -60,11 +68,10 @@ import X86VCPU
     @Test func theInterruptedEventComesBeforeTheQueue() throws {
         var rig = try VCPURig()   // IF clear: the interrupt waits for its window
         rig.queue(.externalInterrupt(0x30))
-        let exit = ScriptedExit.out(0x80, 0).with {
-            $0.idtVectoringInformation = 0x8000_0B0E
-            $0.idtVectoringErrorCode = 0x2
-        }.then { _, vmcs in vmcs.preset(VMCSFields.GuestNatural.rflags, 0x202) }
-        _ = rig.run([exit, ScriptedExit(.interruptWindow)])
+        let exit = Self.eptViolationDuringDelivery(0x8000_0B0E, errorCode: 0x2)
+            .then { _, vmcs in vmcs.preset(VMCSFields.GuestNatural.rflags, 0x202) }
+        _ = rig.run([exit])
+        _ = rig.run([ScriptedExit(.interruptWindow)])
         #expect(rig.entries[0].interruptWindowExiting && !rig.entries[0].injected.isValid)
         // IF is now 1, yet the interrupted #PF goes first, with its error code.
         #expect(rig.entries[1].injected.raw == 0x8000_0B0E)
@@ -77,11 +84,19 @@ import X86VCPU
     @Test func aReinjectedSoftwareInterruptCarriesTheInstructionLength() throws {
         var rig = try VCPURig()
         // INT 0x80 (type 4) interrupted: VM entry needs the length to push the return RIP.
-        let exit = ScriptedExit.out(0x80, 0, length: 2).with { $0.idtVectoringInformation = 0x8000_0480 }
-        _ = rig.run([exit])
+        _ = rig.run([Self.eptViolationDuringDelivery(0x8000_0480, length: 2)])
+        _ = rig.run([])
         let e = rig.entries[1]
         #expect(e.injected.raw == 0x8000_0480)
         #expect(e.instructionLength == 2)
+    }
+
+    @Test func anInstructionExitNeverCarriesAnInterruptedEvent() throws {
+        // SDM 28.2.4: only faults, task gates, APIC accesses, EPT exits (and
+        // PML/SPP) happen during delivery; the field is not even read for OUT.
+        var rig = try VCPURig()
+        _ = rig.run([ScriptedExit.out(0x80, 0).with { $0.idtVectoringInformation = 0x8000_0B0E }])
+        #expect(!rig.entries[1].injected.isValid)
     }
 
     @Test func aBlockedNMIOpensTheNMIWindowWithVirtualNMIs() throws {

@@ -22,6 +22,11 @@ guest_case cpuid 90 \
     '\[guest\] cpuid: VMX hidden' \
     '\[guest\] cpuid: max hypervisor leaf 0x40000001' \
     '\[guest\] cpuid: signature SwiftVMXhv' \
+    '\[guest\] cpuid: repeated leaf 1 answers the same' \
+    '\[guest\] cpuid: leaf 4 subleaves 0 and 1 kept apart' \
+    '\[guest\] cpuid: OSXSAVE follows CR4 on' \
+    '\[guest\] cpuid: OSXSAVE follows CR4 off' \
+    '10 CPUID: [0-9]+ exits \([1-9][0-9]* fast path\)' \
     '\[guest\] cpuid: all checks passed' \
     'power off: status 0'
 
@@ -70,6 +75,7 @@ guest_case vmcall 90 \
     '\[guest\] vmcall: console write returned its length' \
     '\[guest\] vmcall: console write of 4097 bytes returns -2' \
     '\[guest\] vmcall: null returns 0' \
+    '18 VMCALL: [0-9]+ exits \([1-9][0-9]* fast path\)' \
     '\[guest\] vmcall: EDX, ESI, EDI, EBP preserved' \
     '\[guest\] vmcall: TSC advances' \
     '\[guest\] vmcall: unknown returns -1' \

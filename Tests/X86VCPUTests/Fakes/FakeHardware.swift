@@ -144,6 +144,8 @@ final class FakeHardware: VMXHardware {
         var activityState: UInt32
         var preemptionTimer: UInt32
         var tsc: UInt64
+        /// `ExitFastPath.enabled` at this entry (the fake never takes the fast path).
+        var fastPathEnabled: UInt64
 
         var injected: VMEntryInterruptionInfo { VMEntryInterruptionInfo(raw: interruptionInformation) }
         var interruptWindowExiting: Bool { primaryControls & (1 << 2) != 0 }
@@ -176,6 +178,11 @@ final class FakeHardware: VMXHardware {
     var vmclearError: VMXError?
     var vmptrldError: VMXError?
     var enterError: VMXError?
+    /// CPUID instructions the hypervisor executed.
+    var cpuidQueries = 0
+    /// Exits the fake claims to handle itself at each entry whose fast path
+    /// enables them, as the assembly would (counted, never returned).
+    var fastExitsPerEntry: [ExitFastPath.Kind] = []
 
     /// Host MSRs the VMX layer saves, restores or copies into host state.
     static let hostMSRs: [UInt32: UInt64] = [
@@ -217,7 +224,10 @@ final class FakeHardware: VMXHardware {
 
     // MARK: CPUAccess, VMCSAccess: forwarded
 
-    func cpuid(leaf: UInt32, subleaf: UInt32) -> CPUIDResult { cpu.cpuid(leaf: leaf, subleaf: subleaf) }
+    func cpuid(leaf: UInt32, subleaf: UInt32) -> CPUIDResult {
+        cpuidQueries += 1
+        return cpu.cpuid(leaf: leaf, subleaf: subleaf)
+    }
     func readMSR(_ address: UInt32) -> UInt64 { cpu.readMSR(address) }
     func writeMSR(_ address: UInt32, _ value: UInt64) { cpu.writeMSR(address, value) }
     func readCR0() -> UInt64 { cpu.readCR0() }
@@ -264,7 +274,7 @@ final class FakeHardware: VMXHardware {
     func hostSegments() -> HostSegments { segments }
 
     /// VM entry, the guest's run, and the next scripted VM exit.
-    func enterGuest(_ registers: inout GeneralRegisters, resume: Bool) throws(VMXError) {
+    func enterGuest(_ registers: inout GeneralRegisters, fastPath: inout ExitFastPath, resume: Bool) throws(VMXError) {
         calls.append(.enter(resume: resume))
         if let enterError { throw enterError }
         func field<F: VMCSReadableField>(_ f: F) -> UInt64 { vmcs.value(f) ?? 0 }
@@ -278,7 +288,8 @@ final class FakeHardware: VMXHardware {
             pinControls: UInt32(field(VMCSFields.Control32.pinBasedControls)),
             activityState: UInt32(field(VMCSFields.Guest32.activityState)),
             preemptionTimer: UInt32(field(VMCSFields.Guest32.preemptionTimerValue)),
-            tsc: tsc))
+            tsc: tsc, fastPathEnabled: fastPath.enabled))
+        for kind in fastExitsPerEntry where fastPath.enabled & kind.rawValue != 0 { fastPath.countHandled(kind) }
         // SDM 28.2 "Recording VM-Exit Information": a VM exit clears the valid
         // bit of the VM-entry interruption-information field.
         let info = field(VMCSFields.Control32.entryInterruptionInformation)

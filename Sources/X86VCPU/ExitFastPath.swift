@@ -1,0 +1,92 @@
+// The state the assembly exit path (Boot/vmx.asm, `vmx_exit_entry`) shares
+// with the vCPU. Two exits are handled there without saving the guest's
+// registers or returning to Swift: the null hypercall, and CPUID for a
+// (leaf, subleaf) whose answer the Swift handler has already computed.
+// Everything else, and every case the fast path is unsure of (blocking by
+// STI or MOV SS, CPL > 0, a cache miss, a failed VMREAD), takes the full path.
+//
+// The layout is read by the assembly: a host test checks every offset
+// against the `equ` constants in Boot/vmx.asm.
+
+/// One cached CPUID answer: 32 bytes.
+public struct CPUIDCacheEntry: Equatable, Sendable {
+    /// Nonzero when the entry holds an answer (a zeroed entry must never match).
+    public internal(set) var valid: UInt32 = 0
+    public internal(set) var leaf: UInt32 = 0
+    /// All ones when the leaf has subleaves (ECX selects), else 0.
+    public internal(set) var subleafMask: UInt32 = 0
+    /// The subleaf, already masked.
+    public internal(set) var subleaf: UInt32 = 0
+    public internal(set) var eax: UInt32 = 0, ebx: UInt32 = 0, ecx: UInt32 = 0, edx: UInt32 = 0
+
+    public init() {}
+}
+
+public struct ExitFastPath: Sendable {
+    /// Which exits the assembly may handle this entry (bits of `Kind`).
+    public internal(set) var enabled: UInt64 = 0
+    public internal(set) var vmcallCount: UInt64 = 0
+    public internal(set) var cpuidCount: UInt64 = 0
+    /// Direct-mapped by `slot(leaf:)`.
+    public internal(set) var cpuidCache = InlineArray<64, CPUIDCacheEntry>(repeating: CPUIDCacheEntry())
+
+    public enum Kind: UInt64, Sendable {
+        case nullHypercall = 1
+        case cpuid = 2
+    }
+    public static let allKinds = Kind.nullHypercall.rawValue | Kind.cpuid.rawValue
+
+    public init() {}
+
+    /// Basic leaves 0...0xF, hypervisor leaves 0x4000_0000...F and extended
+    /// leaves 0x8000_0000...F each get their own slot; others share them.
+    public static func slot(leaf: UInt32) -> Int {
+        Int(leaf & 0xF | (leaf >> 26) & 0x30)
+    }
+
+    /// Leaves whose answer ignores ECX. Any other leaf is cached per subleaf,
+    /// which is always correct, only less often hit.
+    public static func ignoresSubleaf(_ leaf: UInt32) -> Bool {
+        switch leaf {
+        case 0, 1, 2, 3, 5, 6, 0xA, 0x16, 0x4000_0000 ... 0x4FFF_FFFF, 0x8000_0000 ... 0x8000_0008: true
+        default: false
+        }
+    }
+
+    /// Records what the policy answered, for the assembly to repeat.
+    public mutating func store(leaf: UInt32, subleaf: UInt32, _ values: CPUIDResult) {
+        let mask: UInt32 = Self.ignoresSubleaf(leaf) ? 0 : ~0
+        var e = CPUIDCacheEntry()
+        e.valid = 1; e.leaf = leaf; e.subleafMask = mask; e.subleaf = subleaf & mask
+        e.eax = values.eax; e.ebx = values.ebx; e.ecx = values.ecx; e.edx = values.edx
+        cpuidCache[Self.slot(leaf: leaf)] = e
+    }
+
+    /// The cached answer, as the assembly finds it (nil on a miss).
+    public func cached(leaf: UInt32, subleaf: UInt32) -> CPUIDResult? {
+        let e = cpuidCache[Self.slot(leaf: leaf)]
+        guard e.valid != 0, e.leaf == leaf, subleaf & e.subleafMask == e.subleaf else { return nil }
+        return CPUIDResult(eax: e.eax, ebx: e.ebx, ecx: e.ecx, edx: e.edx)
+    }
+
+    /// Forgets every answer: the guest state some CPUID bits mirror changed
+    /// (CR4.OSXSAVE/PKE, XCR0, IA32_XSS, IA32_APIC_BASE) or may have.
+    public mutating func invalidateCPUID() {
+        for i in 0 ..< cpuidCache.count { cpuidCache[i].valid = 0 }
+    }
+
+    /// Counts one exit of `kind` handled without returning to `VCPU.run`:
+    /// what the assembly does, for any other implementation of the seam.
+    public mutating func countHandled(_ kind: Kind) {
+        switch kind {
+        case .nullHypercall: vmcallCount &+= 1
+        case .cpuid: cpuidCount &+= 1
+        }
+    }
+
+    /// Takes the exits counted since the last call.
+    mutating func takeCounts() -> (vmcall: UInt64, cpuid: UInt64) {
+        defer { vmcallCount = 0; cpuidCount = 0 }
+        return (vmcallCount, cpuidCount)
+    }
+}
