@@ -27,7 +27,7 @@ EMBEDDED := -target x86_64-unknown-none-elf -swift-version 6 \
 # Keep built guests: they are prerequisites of the test ISOs.
 .SECONDARY:
 
-.PHONY: all kernel guests linux-assets iso run test unit-test embedded-check system-test debug bench clean deps-build deps-qemu deps-bochs
+.PHONY: all kernel guests linux-assets iso run test unit-test embedded-check system-test debug bench bench-profile clean deps-build deps-qemu deps-bochs
 
 all: kernel
 
@@ -78,6 +78,11 @@ $(BUILD)/bench.elf: Tests/bench/bench.asm Tests/bench/bench.ld | deps-build
 
 bench: $(KERNEL) $(BUILD)/bench.elf deps-bochs
 	Tests/bench/run.sh $(KERNEL) $(BUILD)/bench.elf
+
+# One exit's instructions per hypervisor function (OP: empty cpuid in out rdmsr wrmsr vmcall).
+OP ?= cpuid
+bench-profile: $(KERNEL) $(BUILD)/bench.elf deps-bochs
+	Tests/bench/profile.sh $(KERNEL) $(BUILD)/bench.elf $(OP)
 
 # The multiboot (v1) test guest, as an ELF.
 $(BUILD)/guests/mbtest.elf: Tests/guests/mbtest.asm Tests/guests/mbtest.ld | deps-build

@@ -20,14 +20,25 @@ struct Hardware: VMXHardware {
     func readXCR0() -> UInt64 { cpu_xgetbv(0) }
     func writeXCR0(_ value: UInt64) { cpu_xsetbv(0, value) }
 
+    // Inlined into every VMCS access, with the rare failure out of line: the
+    // exit path then costs the wrapper call and a test per field.
+    @inline(__always)
     func vmread(_ encoding: UInt32) throws(VMXError) -> UInt64 {
         var value: UInt64 = 0
-        try check(vmx_read(UInt64(encoding), &value))
+        let status = vmx_read(UInt64(encoding), &value)
+        if status != 0 { try fail(status) }
         return value
     }
 
+    @inline(__always)
     func vmwrite(_ encoding: UInt32, _ value: UInt64) throws(VMXError) {
-        try check(vmx_write(UInt64(encoding), value))
+        let status = vmx_write(UInt64(encoding), value)
+        if status != 0 { try fail(status) }
+    }
+
+    @inline(never)
+    func fail(_ status: Int32) throws(VMXError) {
+        try check(status)
     }
 
     func vmxon(_ region: UInt64) throws(VMXError) { try check(vmx_on(region)) }

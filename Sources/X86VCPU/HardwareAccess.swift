@@ -58,14 +58,15 @@ public protocol VMCSAccess {
 }
 
 extension VMCSAccess {
-    /// Reads a field at its own width.
-    @inlinable
+    /// Reads a field at its own width. Always inlined: only the encoding
+    /// reaches the instruction, not the field's name.
+    @inlinable @inline(__always)
     public func read<F: VMCSReadableField>(_ field: F) throws(VMXError) -> F.Value {
         F.Value(truncatingIfNeeded: try vmread(field.encoding))
     }
 
     /// Writes a field at its own width. Read-only fields do not compile here.
-    @inlinable
+    @inlinable @inline(__always)
     public func write<F: VMCSWritableField>(_ field: F, _ value: F.Value) throws(VMXError) {
         try vmwrite(field.encoding, UInt64(truncatingIfNeeded: value))
     }

@@ -115,6 +115,10 @@ extension VCPU {
 
     /// Timer, then event injection: a re-injected event first, else the queue's plan.
     mutating func prepareEntry<H: VMXHardware>(_ hw: H) throws(VMXError) {
+        // The common case, nothing to deliver and no window open: nothing to write.
+        let windows = PrimaryProcessorBasedControls.interruptWindowExiting.rawValue
+            | PrimaryProcessorBasedControls.nmiWindowExiting.rawValue
+        if timerPeriod == 0 && reinjection == nil && events.isEmpty && primaryControls.rawValue & windows == 0 { return }
         if timerPeriod != 0 {
             let now = hw.readTSC()
             if now >= timerDeadline {

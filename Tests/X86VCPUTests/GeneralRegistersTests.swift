@@ -2,28 +2,7 @@ import Testing
 import X86VCPU
 
 @Suite struct GeneralRegistersTests {
-    /// The trampoline stores register n at offset n*8 (x86 register-number order).
-    @Test func layoutMatchesTrampolineOffsets() {
-        typealias R = GeneralRegisters
-        #expect(MemoryLayout<R>.size == 128)
-        #expect(MemoryLayout<R>.stride == 128)
-        #expect(MemoryLayout<R>.offset(of: \R.rax) == 0 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.rcx) == 1 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.rdx) == 2 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.rbx) == 3 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.rsp) == 4 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.rbp) == 5 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.rsi) == 6 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.rdi) == 7 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.r8) == 8 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.r9) == 9 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.r10) == 10 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.r11) == 11 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.r12) == 12 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.r13) == 13 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.r14) == 14 * 8)
-        #expect(MemoryLayout<R>.offset(of: \R.r15) == 15 * 8)
-    }
+    // The trampoline's offsets: AssemblyContractTests reads them from Boot/vmx.asm.
 
     /// Numbered access reaches the slot the trampoline fills for that number.
     @Test func registerNumbersReachTheirSlots() {
