@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Boots an ISO in QEMU (TCG or KVM) or Bochs.
-#   boot.sh --engine auto|qemu|kvm|bochs [--interactive | --serial FILE --timeout S] [--cpu MODEL] [--ips N] [--megs N] ISO
+#   boot.sh --engine auto|qemu|kvm|bochs [--interactive | --serial FILE --timeout S] [--cpu MODEL] [--ips N] [--megs N]
+#           [--debugger COMMANDS] ISO
+# --debugger (Bochs): a file of debugger commands to run instead of
+# "continue, quit"; the debugger's output is kept in FILE.debugger.txt.
 # auto picks KVM when /dev/kvm can really run VMX (an Intel host with nested
 # VMX), else Bochs with a VMX CPU model. Non-interactive runs write the serial
 # transcript to FILE and end after S seconds at most; the caller decides pass
 # or fail from the transcript.
 set -uo pipefail
-engine=auto; interactive=0; serial=""; limit=60; cpu=corei7_skylake_x; ips=4000000; megs=256
+engine=auto; interactive=0; serial=""; limit=60; cpu=corei7_skylake_x; ips=4000000; megs=256; debugger=
 while [ $# -gt 1 ]; do
     case $1 in
     --engine) engine=$2; shift 2 ;;
@@ -16,6 +19,7 @@ while [ $# -gt 1 ]; do
     --cpu) cpu=$2; shift 2 ;;
     --ips) ips=$2; shift 2 ;;
     --megs) megs=$2; shift 2 ;;
+    --debugger) debugger=$2; shift 2 ;;
     *) echo "boot.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -66,7 +70,7 @@ log: $dir/bochs.log
 panic: action=fatal
 error: action=report
 RC
-    printf 'c\nquit\n' > "$dir/cmds.rc"
+    if [ -n "$debugger" ]; then cp "$debugger" "$dir/cmds.rc"; else printf 'c\nquit\n' > "$dir/cmds.rc"; fi
     if [ $interactive = 1 ]; then
         bochs -q -f "$dir/bochsrc" -rc "$dir/cmds.rc" </dev/null >/dev/null 2>"$dir/stderr"
         rc=$?
@@ -75,6 +79,7 @@ RC
         rc=$?
         # Keep Bochs's own log beside the transcript: it explains VMX failures.
         cp "$dir/bochs.log" "$serial.bochs.log" 2>/dev/null
+        [ -z "$debugger" ] || cp "$dir/stdout" "$serial.debugger.txt"
     fi
     exit $rc
     ;;
