@@ -86,7 +86,10 @@ public struct XSAVELayout: Sendable {
     @inlinable
     public func standardSize(for mask: UInt64) -> UInt32 {
         var size = Self.legacyAndHeaderSize
-        for i in 2 ..< 32 where (mask >> UInt64(i)) & 1 != 0 {
+        var rest = mask & 0xFFFF_FFFC  // components 2...31, visited by set bit
+        while rest != 0 {
+            let i = rest.trailingZeroBitCount
+            rest &= rest &- 1
             let end = offsets[i] &+ sizes[i]
             if end > size { size = end }
         }
@@ -99,7 +102,10 @@ public struct XSAVELayout: Sendable {
     @inlinable
     public func compactedSize(for mask: UInt64) -> UInt32 {
         var size = Self.legacyAndHeaderSize
-        for i in 2 ..< 32 where (mask >> UInt64(i)) & 1 != 0 {
+        var rest = mask & 0xFFFF_FFFC  // in component order: lowest set bit first
+        while rest != 0 {
+            let i = rest.trailingZeroBitCount
+            rest &= rest &- 1
             if (aligned >> UInt32(i)) & 1 != 0 { size = (size &+ 63) & ~63 }
             size = size &+ sizes[i]
         }

@@ -230,9 +230,13 @@ public struct EventQueue: Sendable {
         used += 1
     }
 
+    // The index searches are `mutating` only so that they read the slots in
+    // place: a non-mutating call copied all 16 slots first (256 bytes, each
+    // one a Bochs instruction), up to five times per plan.
+
     /// The index of the oldest event of `rank`, if any.
     @inlinable
-    func firstIndex(rank: Int) -> Int? {
+    mutating func firstIndex(rank: Int) -> Int? {
         var i = 0
         while i < used {
             if slots[i].rank == rank { return i }
@@ -243,7 +247,7 @@ public struct EventQueue: Sendable {
 
     /// The index of the event injected next: lowest rank, then oldest.
     @inlinable
-    func headIndex() -> Int? {
+    mutating func headIndex() -> Int? {
         var best: Int? = nil
         var i = 0
         while i < used {
@@ -272,7 +276,8 @@ public struct EventQueue: Sendable {
     /// The event with the highest priority (oldest among equals), not removed.
     @inlinable
     public var head: PendingEvent? {
-        guard let i = headIndex() else { return nil }
+        var queue = self
+        guard let i = queue.headIndex() else { return nil }
         return slots[i]
     }
 
@@ -284,9 +289,9 @@ public struct EventQueue: Sendable {
     }
 
     /// True when an NMI is queued.
-    @inlinable public var hasNMI: Bool { firstIndex(rank: 1) != nil }
+    @inlinable public var hasNMI: Bool { var queue = self; return queue.firstIndex(rank: 1) != nil }
     /// True when an external interrupt is queued.
-    @inlinable public var hasExternalInterrupt: Bool { firstIndex(rank: 2) != nil }
+    @inlinable public var hasExternalInterrupt: Bool { var queue = self; return queue.firstIndex(rank: 2) != nil }
 
     /// Drops every queued event (e.g. on INIT or guest reset).
     @inlinable
@@ -310,7 +315,8 @@ public struct EventQueue: Sendable {
                 break
             }
         }
-        return InjectionPlan(injection: injection, interruptWindow: hasExternalInterrupt, nmiWindow: hasNMI)
+        return InjectionPlan(injection: injection, interruptWindow: firstIndex(rank: 2) != nil,
+                             nmiWindow: firstIndex(rank: 1) != nil)
     }
 }
 

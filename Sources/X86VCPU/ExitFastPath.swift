@@ -63,7 +63,9 @@ public struct ExitFastPath: Sendable {
     }
 
     /// The cached answer, as the assembly finds it (nil on a miss).
-    public func cached(leaf: UInt32, subleaf: UInt32) -> CPUIDResult? {
+    /// `mutating` only so that a vCPU's call reads its cache in place: as a
+    /// plain method the call copied all 2 KiB (one Bochs instruction a byte).
+    public mutating func cached(leaf: UInt32, subleaf: UInt32) -> CPUIDResult? {
         let e = cpuidCache[Self.slot(leaf: leaf)]
         guard e.valid != 0, e.leaf == leaf, subleaf & e.subleafMask == e.subleaf else { return nil }
         return CPUIDResult(eax: e.eax, ebx: e.ebx, ecx: e.ecx, edx: e.edx)

@@ -266,7 +266,8 @@ extension VCPU {
             let cr4 = cr4View.guestVisibleValue(real: try hw.read(VMCSFields.GuestNatural.cr4),
                                                 readShadow: try hw.read(VMCSFields.ControlNatural.cr4ReadShadow))
             let guest = CPUIDGuestState(cr4: cr4, xcr0: xcr0, xss: xss, apicGloballyEnabled: apicBase & (1 << 11) != 0)
-            v = cpuidPolicy.guestView(leaf: leaf, subleaf: subleaf, host: hw.cpuid(leaf: leaf, subleaf: subleaf), guest: guest)
+            let host = hw.cpuid(leaf: leaf, subleaf: subleaf)
+            v = cpuidPolicy.answerInPlace(leaf: leaf, subleaf: subleaf, host: host, guest: guest)
             fastPath.store(leaf: leaf, subleaf: subleaf, v)
         }
         // CPUID writes the 32-bit registers, which zero-extends them.
@@ -616,5 +617,15 @@ extension ExitReason {
         default:
             return false
         }
+    }
+}
+
+extension CPUIDPolicy {
+    /// `guestView` for the vCPU's own policy: `mutating` only so the call
+    /// borrows it in place; a plain call copied all 324 bytes at every CPUID
+    /// exit (a `let` policy and a pointer did not avoid the copy).
+    @inline(never)
+    mutating func answerInPlace(leaf: UInt32, subleaf: UInt32, host: CPUIDValues, guest: CPUIDGuestState) -> CPUIDValues {
+        guestView(leaf: leaf, subleaf: subleaf, host: host, guest: guest)
     }
 }

@@ -23,7 +23,7 @@ dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
     echo "lb 0x$addr"
     for _ in 1 2 3 4 5 6; do echo c; done
     echo "trace on"
-    echo "s 3000"
+    echo "s 20000"
     echo quit
 } > "$dir/cmds"
 "$here/../scripts/boot.sh" --engine bochs --megs 512 --serial "$dir/serial.txt" --timeout 300 \
