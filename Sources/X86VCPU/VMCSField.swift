@@ -79,71 +79,42 @@ extension VMCSWritableField {
     public static var isWritable: Bool { true }
 }
 
-/// A 16-bit control, guest-state or host-state field.
+/// A control, guest-state or host-state field whose value is `Value`.
 @frozen
-public struct VMCSField16: VMCSWritableField {
-    public typealias Value = UInt16
+public struct VMCSField<Value: FixedWidthInteger & UnsignedInteger & Sendable>: VMCSWritableField, Equatable {
     public let encoding: UInt32
     public let name: StaticString
     init(_ encoding: UInt32, _ name: StaticString) { self.encoding = encoding; self.name = name }
+    public static func == (a: Self, b: Self) -> Bool { a.encoding == b.encoding }
 }
 
-/// A 32-bit control, guest-state or host-state field.
+/// A VM-exit information field: readable, never writable.
 @frozen
-public struct VMCSField32: VMCSWritableField {
-    public typealias Value = UInt32
+public struct VMCSReadOnlyField<Value: FixedWidthInteger & UnsignedInteger & Sendable>: VMCSReadableField, Equatable {
     public let encoding: UInt32
     public let name: StaticString
     init(_ encoding: UInt32, _ name: StaticString) { self.encoding = encoding; self.name = name }
+    public static func == (a: Self, b: Self) -> Bool { a.encoding == b.encoding }
 }
 
-/// A 64-bit control, guest-state or host-state field.
-@frozen
-public struct VMCSField64: VMCSWritableField {
-    public typealias Value = UInt64
-    public let encoding: UInt32
-    public let name: StaticString
-    init(_ encoding: UInt32, _ name: StaticString) { self.encoding = encoding; self.name = name }
-    /// The encoding of the upper 32 bits (access type "high").
+// The widths of Appendix B. Natural width is 64 bits on this host, so a
+// natural-width field and a 64-bit one share a type.
+public typealias VMCSField16 = VMCSField<UInt16>
+public typealias VMCSField32 = VMCSField<UInt32>
+public typealias VMCSField64 = VMCSField<UInt64>
+public typealias VMCSFieldNatural = VMCSField<UInt64>
+public typealias VMCSReadOnlyField32 = VMCSReadOnlyField<UInt32>
+public typealias VMCSReadOnlyField64 = VMCSReadOnlyField<UInt64>
+public typealias VMCSReadOnlyFieldNatural = VMCSReadOnlyField<UInt64>
+
+extension VMCSField where Value == UInt64 {
+    /// The encoding of the upper 32 bits (access type "high"; 64-bit fields only).
     public var highEncoding: UInt32 { encoding | 1 }
 }
 
-/// A natural-width control, guest-state or host-state field (64 bits on this host).
-@frozen
-public struct VMCSFieldNatural: VMCSWritableField {
-    public typealias Value = UInt64
-    public let encoding: UInt32
-    public let name: StaticString
-    init(_ encoding: UInt32, _ name: StaticString) { self.encoding = encoding; self.name = name }
-}
-
-/// A 32-bit VM-exit information field: readable, never writable.
-@frozen
-public struct VMCSReadOnlyField32: VMCSReadableField {
-    public typealias Value = UInt32
-    public let encoding: UInt32
-    public let name: StaticString
-    init(_ encoding: UInt32, _ name: StaticString) { self.encoding = encoding; self.name = name }
-}
-
-/// A 64-bit VM-exit information field: readable, never writable.
-@frozen
-public struct VMCSReadOnlyField64: VMCSReadableField {
-    public typealias Value = UInt64
-    public let encoding: UInt32
-    public let name: StaticString
-    init(_ encoding: UInt32, _ name: StaticString) { self.encoding = encoding; self.name = name }
-    /// The encoding of the upper 32 bits (access type "high").
+extension VMCSReadOnlyField where Value == UInt64 {
+    /// The encoding of the upper 32 bits (access type "high"; 64-bit fields only).
     public var highEncoding: UInt32 { encoding | 1 }
-}
-
-/// A natural-width VM-exit information field: readable, never writable.
-@frozen
-public struct VMCSReadOnlyFieldNatural: VMCSReadableField {
-    public typealias Value = UInt64
-    public let encoding: UInt32
-    public let name: StaticString
-    init(_ encoding: UInt32, _ name: StaticString) { self.encoding = encoding; self.name = name }
 }
 
 /// The table of Appendix B a field is declared in: its declared width and type.
@@ -194,11 +165,3 @@ public struct VMCSFieldInfo: Sendable {
 
 /// Namespace for the VMCS field tables (see VMCSFieldTables.swift).
 public enum VMCSFields {}
-
-extension VMCSField16: Equatable { public static func == (a: Self, b: Self) -> Bool { a.encoding == b.encoding } }
-extension VMCSField32: Equatable { public static func == (a: Self, b: Self) -> Bool { a.encoding == b.encoding } }
-extension VMCSField64: Equatable { public static func == (a: Self, b: Self) -> Bool { a.encoding == b.encoding } }
-extension VMCSFieldNatural: Equatable { public static func == (a: Self, b: Self) -> Bool { a.encoding == b.encoding } }
-extension VMCSReadOnlyField32: Equatable { public static func == (a: Self, b: Self) -> Bool { a.encoding == b.encoding } }
-extension VMCSReadOnlyField64: Equatable { public static func == (a: Self, b: Self) -> Bool { a.encoding == b.encoding } }
-extension VMCSReadOnlyFieldNatural: Equatable { public static func == (a: Self, b: Self) -> Bool { a.encoding == b.encoding } }
