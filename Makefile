@@ -94,8 +94,9 @@ $(BUILD)/guests/mbtest.elf: Tests/guests/mbtest.asm Tests/guests/mbtest.ld | dep
 # with apt-get into build/linux; never committed).
 LINUX := $(BUILD)/linux
 linux-assets: $(LINUX)/initramfs.cpio.gz
-$(LINUX)/initramfs.cpio.gz: Tests/linux/fetch.sh Tests/linux/mkinitramfs.sh Tests/linux/init Tests/linux/mkcpio.py
-	Tests/scripts/ensure-packages.sh xz-utils python3 binutils
+$(LINUX)/initramfs.cpio.gz: Tests/linux/fetch.sh Tests/linux/mkinitramfs.sh Tests/linux/init Tests/linux/mkcpio.py \
+		Tests/linux/rdtsc.asm Tests/linux/vecstate.asm
+	Tests/scripts/ensure-packages.sh xz-utils python3 binutils nasm
 	Tests/linux/fetch.sh $(LINUX)
 	Tests/linux/mkinitramfs.sh $(LINUX)
 

@@ -24,7 +24,7 @@
 # than switching it off: the script ends the emulator when that line appears.
 set -uo pipefail
 engine=bochs; limit=""; ips=100000000; megs=512
-cmdline="console=ttyS0 noapic nolapic acpi=off quiet lpj=400000"
+cmdline="console=ttyS0 noapic nolapic acpi=off quiet lpj=400000 clearcpuid=xsaves,xsavec"
 while [ $# -gt 1 ]; do
     case $1 in
     --engine) engine=$2; shift 2 ;;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Linux guest's initramfs: static busybox, the rdtsc helper and
-# Tests/linux/init as /init.
+# Builds the Linux guest's initramfs: static busybox, the rdtsc and vecstate
+# helpers and Tests/linux/init as /init.
 #   mkinitramfs.sh OUTDIR      (OUTDIR = build/linux; runs fetch.sh there first
 #                               if OUTDIR/busybox is missing)
 # Writes OUTDIR/initramfs.cpio.gz. The archive is written by mkcpio.py (the
@@ -11,9 +11,11 @@ out=${1:?usage: mkinitramfs.sh OUTDIR}
 here=$(cd "$(dirname "$0")" && pwd)
 [ -x "$out/busybox" ] || "$here/fetch.sh" "$out"
 
-# The TSC reader (see rdtsc.asm).
-nasm -f elf64 -w+all -w+error -o "$out/rdtsc.o" "$here/rdtsc.asm"
-ld -static -nostdlib -o "$out/rdtsc" "$out/rdtsc.o"
+# The TSC reader (see rdtsc.asm) and the vector-state check (vecstate.asm).
+for tool in rdtsc vecstate; do
+    nasm -f elf64 -w+all -w-unknown-warning -w+error -o "$out/$tool.o" "$here/$tool.asm"
+    ld -static -nostdlib -o "$out/$tool" "$out/$tool.o"
+done
 
 spec=$out/initramfs.spec
 {
@@ -33,6 +35,7 @@ spec=$out/initramfs.spec
     echo "nod /dev/ttyS0 0660 c 4 64"
     echo "file /bin/busybox $out/busybox 0755"
     echo "file /bin/rdtsc $out/rdtsc 0755"
+    echo "file /bin/vecstate $out/vecstate 0755"
     echo "file /init $here/init 0755"
     # Every applet as a symlink to /bin/busybox (busybox runs on the build host).
     "$out/busybox" --list-full | while read -r path; do
