@@ -4,9 +4,16 @@
 BUILD      := build
 SWIFTC     ?= swiftc
 ENGINE     ?= auto
-LIB_SRC    := $(wildcard Sources/X86VCPU/*.swift)
-KERNEL_SRC := $(wildcard Kernel/*.swift)
-ASM_SRC    := $(wildcard Boot/*.asm)
+# The library's modules in dependency order: Package.swift's `layers` table is
+# the one list; every folder of Sources/ must be in it.
+MODULES    := $(shell sed -n 's/^ *("\([A-Za-z0-9]*\)", \[.*\]),.*/\1/p' Package.swift)
+MODULE_DIRS := $(notdir $(shell find Sources -mindepth 1 -maxdepth 1 -type d))
+$(foreach d,$(MODULE_DIRS),$(if $(filter $(d),$(MODULES)),,$(error Sources/$(d) is not in Package.swift's layers)))
+module_src  = $(sort $(shell find Sources/$(1) -name '*.swift'))
+LIB_SRC    := $(foreach m,$(MODULES),$(call module_src,$(m)))
+MODULE_OBJ := $(foreach m,$(MODULES),$(BUILD)/modules/$(m).o)
+KERNEL_SRC := $(sort $(shell find Kernel -name '*.swift'))
+ASM_SRC    := $(sort $(shell find Boot -name '*.asm'))
 ASM_OBJ    := $(patsubst Boot/%.asm,$(BUILD)/boot/%.o,$(ASM_SRC))
 KERNEL     := $(BUILD)/kernel.elf
 GUESTS     := $(patsubst Tests/guests/%.asm,$(BUILD)/guests/%.bin,$(wildcard Tests/guests/*.asm))
@@ -41,25 +48,32 @@ deps-bochs:
 kernel: $(KERNEL)
 
 # The library alone, in Embedded mode: the check that it stays inside the subset.
-embedded-check: $(BUILD)/X86VCPU.o
+embedded-check: $(MODULE_OBJ)
 
-$(BUILD)/X86VCPU.o: $(LIB_SRC) Makefile
-	@mkdir -p $(BUILD)
-	$(SWIFTC) $(EMBEDDED) -module-name X86VCPU -emit-module \
-	    -emit-module-path $(BUILD)/X86VCPU.swiftmodule -c $(LIB_SRC) -o $@
-	@touch $@  # swiftc keeps an unchanged .o's time; the module may still have changed
+# One rule per module; each depends on the modules listed before it, and
+# Embedded Swift serializes its generics into the .swiftmodule for the next.
+define module_rule
+$(BUILD)/modules/$(1).o: $(call module_src,$(1)) $(2) Makefile Package.swift
+	@mkdir -p $(BUILD)/modules
+	$(SWIFTC) $(EMBEDDED) -module-name $(1) -package-name X86VCPU -I $(BUILD)/modules -emit-module \
+	    -emit-module-path $(BUILD)/modules/$(1).swiftmodule -c $(call module_src,$(1)) -o $$@
+	@touch $$@  # swiftc keeps an unchanged .o's time; the module may still have changed
+endef
+# The modules listed before $(1) in $(2).
+modules_before = $(if $(filter $(1),$(firstword $(2))),,$(firstword $(2)) $(call modules_before,$(1),$(wordlist 2,$(words $(2)),$(2))))
+$(foreach m,$(MODULES),$(eval $(call module_rule,$(m),$(patsubst %,$(BUILD)/modules/%.o,$(call modules_before,$(m),$(MODULES))))))
 
-# Embedded Swift specializes the library's generics here, from the module.
-$(BUILD)/Kernel.o: $(KERNEL_SRC) $(LIB_SRC) $(BUILD)/X86VCPU.o
-	$(SWIFTC) $(EMBEDDED) -module-name Kernel -I $(BUILD) -c $(KERNEL_SRC) -o $@
+# Embedded Swift specializes the library's generics here, from the modules.
+$(BUILD)/Kernel.o: $(KERNEL_SRC) $(LIB_SRC) $(MODULE_OBJ)
+	$(SWIFTC) $(EMBEDDED) -module-name Kernel -I $(BUILD)/modules -c $(KERNEL_SRC) -o $@
 
 $(BUILD)/boot/%.o: Boot/%.asm | deps-build
 	@mkdir -p $(dir $@)
 	nasm -f elf64 -w+all -w-unknown-warning -w+error -o $@ $<
 
-$(KERNEL): $(ASM_OBJ) $(BUILD)/Kernel.o $(BUILD)/X86VCPU.o linker.ld
+$(KERNEL): $(ASM_OBJ) $(BUILD)/Kernel.o $(MODULE_OBJ) linker.ld
 	ld -n -nostdlib -static --gc-sections -z noexecstack -T linker.ld -o $@ \
-	    $(ASM_OBJ) $(BUILD)/Kernel.o $(BUILD)/X86VCPU.o
+	    $(ASM_OBJ) $(BUILD)/Kernel.o $(MODULE_OBJ)
 	@grub-file --is-x86-multiboot2 $@ || { echo "$@ is not a multiboot2 kernel"; exit 1; }
 	@size -A $@ | awk '$$1 ~ /^\.(text|rodata|data|bss)$$/ { printf "%s %s %d", sep, $$1, $$2; sep = "," } END { print " bytes" }' | sed 's/^/kernel:/'
 

@@ -1,5 +1,9 @@
 // The kernel's entry from Boot/entry.asm: boot info, memory, then VMX.
+import X86Arch
+import VMX
 import X86VCPU
+import GuestBoot
+import HostBoot
 
 /// Largest boot information block accepted; GRUB's is a few KiB.
 let bootInfoLimit = 64 << 10

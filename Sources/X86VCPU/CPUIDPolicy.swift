@@ -6,6 +6,9 @@
 // guest sees the host package's topology but there is only one vCPU; a guest
 // finds its CPUs through ACPI/MP tables, so it runs with one.
 
+import X86Arch
+import VMX
+
 /// The policy speaks of the same four registers the CPU seam returns.
 public typealias CPUIDValues = CPUIDResult
 

@@ -2,6 +2,9 @@
 // host-physical addresses that confines the guest to the memory we give it.
 // SDM Vol. 3C 29.3 "The Extended Page Table Mechanism (EPT)".
 
+import X86Arch
+import VMX
+
 /// What the processor's EPT supports (decoded from IA32_VMX_EPT_VPID_CAP by
 /// another layer). A plain input: the table builder only uses page sizes and
 /// memory types the processor accepts, so a table it builds never causes an

@@ -8,6 +8,9 @@
 // The layout is read by the assembly: a host test checks every offset
 // against the `equ` constants in Boot/vmx.asm.
 
+import X86Arch
+import VMX
+
 /// One cached CPUID answer: 32 bytes.
 public struct CPUIDCacheEntry: Equatable, Sendable {
     /// Nonzero when the entry holds an answer (a zeroed entry must never match).

@@ -1,6 +1,9 @@
 // Exits per basic reason, and the TSC cycles the hypervisor spent on each:
 // the table printed when the guest stops, and the input to the benchmarks.
 
+import X86Arch
+import VMX
+
 public struct ExitStatistics: Sendable {
     /// Reasons 0 ..< tracked have their own slot; larger numbers share the last.
     public static let tracked = 96

@@ -4,6 +4,10 @@
 ///
 /// Requirements are non-mutating: a conformer is a handle (the kernel's is an
 /// empty struct over its one allocator), so generic code can copy it freely.
+
+import X86Arch
+import VMX
+
 public protocol FrameAllocator {
     /// A zeroed 4 KiB frame, 4 KiB aligned; nil when memory is exhausted.
     func allocateFrame() -> UInt64?

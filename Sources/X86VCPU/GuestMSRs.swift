@@ -5,6 +5,9 @@
 // unimplemented MSR does on hardware. The Rust reference let the guest write
 // the host's LSTAR and friends.
 
+import X86Arch
+import VMX
+
 extension VCPU {
     /// The value RDMSR returns, or nil for #GP. `mutating` only so that self
     /// is passed by reference: called non-mutating from the RDMSR handler, the

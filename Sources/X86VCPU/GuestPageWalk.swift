@@ -11,6 +11,9 @@
 // through EPT, and the walk reads its tables through `GuestPhysicalMemory`,
 // which answers in guest-physical addresses.
 
+import X86Arch
+import VMX
+
 /// Guest RAM as the walk reads it, by guest-physical address (little-endian).
 /// nil means "not guest RAM" (an MMIO hole, beyond the guest's memory).
 public protocol GuestPhysicalMemory {
@@ -351,29 +354,6 @@ public struct GuestTranslation: Equatable, Sendable {
     public let isUserAccessible: Bool
     /// XD = 1 at some level while EFER.NXE = 1.
     public let isExecuteDisabled: Bool
-}
-
-/// The error code pushed with #PF.
-// SDM 4.7 "Page-Fault Exceptions" (Figure 4-12)
-public struct PageFaultErrorCode: RawRepresentable, Equatable, Sendable {
-    public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
-
-    /// 0: a non-present page; 1: a protection or reserved-bit violation.
-    public static let present = PageFaultErrorCode(rawValue: 1 << 0)
-    /// The access was a write.
-    public static let write = PageFaultErrorCode(rawValue: 1 << 1)
-    /// The access was a user-mode access.
-    public static let user = PageFaultErrorCode(rawValue: 1 << 2)
-    /// A reserved bit was set in some paging-structure entry.
-    public static let reservedBit = PageFaultErrorCode(rawValue: 1 << 3)
-    /// The access was an instruction fetch (only with SMEP, or PAE-style paging with NXE).
-    public static let instructionFetch = PageFaultErrorCode(rawValue: 1 << 4)
-
-    public func contains(_ other: PageFaultErrorCode) -> Bool { rawValue & other.rawValue == other.rawValue }
-    public static func | (lhs: PageFaultErrorCode, rhs: PageFaultErrorCode) -> PageFaultErrorCode {
-        PageFaultErrorCode(rawValue: lhs.rawValue | rhs.rawValue)
-    }
 }
 
 /// Why a guest translation failed.

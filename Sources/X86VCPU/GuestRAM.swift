@@ -2,6 +2,9 @@
 // at guest-physical 0. Every access is bounds-checked, so a guest address can
 // never reach hypervisor memory.
 
+import X86Arch
+import VMX
+
 public struct GuestRAM: GuestPhysicalMemory, Sendable {
     /// Host-physical address of guest-physical 0.
     public let hostPhysical: UInt64

@@ -2,6 +2,9 @@
 // "use I/O bitmaps" VM-execution control is 1.
 // SDM Vol. 3C 25.6.4 "I/O-Bitmap Addresses".
 
+import X86Arch
+import VMX
+
 /// Two 4 KiB bitmaps, one bit per port: A covers ports 0x0000-0x7FFF and B
 /// covers 0x8000-0xFFFF; port p is bit p % 8 of byte p / 8 of its bitmap.
 /// A set bit makes IN/OUT/INS/OUTS on that port exit. Owns both frames.

@@ -2,6 +2,9 @@
 // "use MSR bitmaps" VM-execution control is 1.
 // SDM Vol. 3C 25.6.9 "MSR-Bitmap Address".
 
+import X86Arch
+import VMX
+
 /// Whether a guest RDMSR or WRMSR of one MSR exits.
 public enum MSRInterception: Equatable, Sendable {
     /// The MSR is covered by the bitmap; the access exits when its bit is set.

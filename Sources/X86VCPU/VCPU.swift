@@ -2,6 +2,9 @@
 // guest's register file, and the VMCS setup for the three kinds of start.
 // SDM 25 "Virtual Machine Control Structures", 27 "VM Entries".
 
+import X86Arch
+import VMX
+
 /// The processor mode a guest starts in.
 public enum GuestStartMode: Sendable {
     /// Real mode through unrestricted guest (as after reset, CS:IP from `rip`).

@@ -2,6 +2,9 @@
 // VM-exit instruction-length field, never by a guessed length.
 // SDM 26 "VMX Non-Root Operation", 28 "VM Exits".
 
+import X86Arch
+import VMX
+
 /// What a handler decided.
 enum ExitAction {
     case resume

@@ -2,6 +2,9 @@
 // type that is the CPU, the current VMCS, and these instructions. The kernel
 // conforms with the wrappers in Boot/vmx.asm; host tests with fakes.
 
+import X86Arch
+import VMX
+
 /// Host segment state that only instructions (STR, SGDT, MOV from Sreg) and
 /// descriptor tables reveal. SDM 25.5 "Host-State Area".
 public struct HostSegments: Equatable, Sendable {

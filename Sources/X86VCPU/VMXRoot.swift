@@ -2,6 +2,9 @@
 // SDM 24.6 "Discovering Support for VMX", 24.7 "Enabling and Entering VMX
 // Operation", 24.8 "Restrictions on VMX Operation".
 
+import X86Arch
+import VMX
+
 /// This CPU in VMX root operation. Owns the VMXON region; `disable` leaves.
 public struct VMXRoot<A: FrameAllocator>: ~Copyable {
     public let capabilities: VMXCapabilities

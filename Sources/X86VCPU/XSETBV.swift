@@ -2,6 +2,9 @@
 // exit (SDM 26.1.1 "Relative Priority of Faults and VM Exits"), so the handler
 // sees only CPL-0 attempts and checks the operand itself.
 
+import X86Arch
+import VMX
+
 /// Why an XSETBV attempt raises #GP(0).
 // SDM "XSETBV—Set Extended Control Register", Protected Mode Exceptions
 public enum XSETBVViolation: Equatable, Sendable {

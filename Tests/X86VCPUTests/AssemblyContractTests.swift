@@ -1,5 +1,8 @@
 import Foundation
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 // Boot/vmx.asm reaches into Swift structures by offset and into the VMCS by

@@ -1,4 +1,7 @@
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 /// A processor with every EPT feature the builder uses (Haswell and later).

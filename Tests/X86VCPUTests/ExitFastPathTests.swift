@@ -1,4 +1,7 @@
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 // The CPUID cache the assembly fast path answers from, and how the vCPU

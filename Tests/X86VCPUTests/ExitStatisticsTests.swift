@@ -1,4 +1,7 @@
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 // Exits per reason and the hypervisor's cycles on each, as `run` records them.

@@ -1,4 +1,7 @@
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 // RDMSR/WRMSR exits and the guest MSR policy (GuestMSRs.swift): each emulated

@@ -1,4 +1,7 @@
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 /// Guest RAM for the walk: `size` bytes from guest-physical 0; anything

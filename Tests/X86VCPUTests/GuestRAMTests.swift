@@ -1,4 +1,7 @@
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 // Guest RAM: every access bounds-checked, so no guest address reaches past it.

@@ -1,4 +1,7 @@
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 /// The byte at `offset` in the frame at `frame`, read from the fake's memory.

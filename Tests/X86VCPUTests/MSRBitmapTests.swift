@@ -1,4 +1,7 @@
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 private func byte(_ fake: HostFrameAllocator, _ frame: UInt64, _ offset: Int) -> UInt8 {

@@ -1,4 +1,7 @@
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 // Event injection at VM entry (`prepareEntry`) and re-injection of the event

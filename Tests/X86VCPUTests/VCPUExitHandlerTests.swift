@@ -1,4 +1,7 @@
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 // One test per exit handler and per rule, each through `VCPU.run` with a

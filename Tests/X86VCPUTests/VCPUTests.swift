@@ -1,4 +1,7 @@
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 // Creation and setup: the controls, the MSR lists and bitmaps, host state and

@@ -1,4 +1,7 @@
 import Testing
+import TestSupport
+import X86Arch
+import VMX
 import X86VCPU
 
 // SDM 24.6 "Discovering Support for VMX", 24.7 "Enabling and Entering VMX

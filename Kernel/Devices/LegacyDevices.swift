@@ -1,0 +1,33 @@
+// The PC devices an operating-system guest drives itself.
+import X86Arch
+import VMX
+import X86VCPU
+import GuestBoot
+import HostBoot
+
+extension GuestImageFormat {
+    /// An operating system drives the PC's timer and interrupt controller
+    /// itself; the small test guests use the hypervisor's devices.
+    var ownsLegacyDevices: Bool {
+        switch self {
+        case .pvh, .linux: true
+        case .multiboot1, .bootSector: false
+        }
+    }
+}
+
+/// The guest platform for an operating system: the legacy PIC (0x20, 0xA0),
+/// PIT (0x40-0x43, gate 0x61), RTC/CMOS (0x70-0x71), the POST delay port
+/// (0x80) and COM1 (its interrupt-driven driver needs the real IRQ 4, and
+/// the user's shell needs input) belong to the guest, and interrupts that
+/// arrive while it runs are delivered to it. The host depends on none of them:
+/// it runs with interrupts off. The keyboard controller (0x64 can reset the
+/// machine), PCI configuration and everything else stay intercepted.
+func giveLegacyDevices(_ vcpu: inout VCPU<KernelFrames>) {
+    let ports: [7 of ClosedRange<UInt16>] = [0x20...0x21, 0xA0...0xA1, 0x40...0x43, 0x61...0x61,
+                                             0x70...0x71, 0x80...0x80, 0x3F8...0x3FF]
+    for i in 0..<ports.count { vcpu.ioBitmap.setIntercept(ports: ports[i], false) }
+    vcpu.reflectsExternalInterrupts = true
+    Serial.flush()
+}
+

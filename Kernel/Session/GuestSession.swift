@@ -1,0 +1,108 @@
+// The one guest: its RAM under EPT, its image, VMX root mode, the vCPU, and
+// what happens when it stops.
+import X86Arch
+import VMX
+import X86VCPU
+import GuestBoot
+import HostBoot
+
+/// Runs the guest named by the first module (Xen's GRUB convention: its
+/// string is the guest's command line; further modules are its initrd or
+/// modules) and powers off when it stops.
+func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXCapabilities) -> Never {
+    let hw = Hardware()
+    let frames = KernelFrames()
+    guard let first = info.module(at: 0) else {
+        logError("no guest: the boot entry has no module2 line naming a guest image")
+        powerOff(.failure)
+    }
+    let kernel = GuestModule(bytes: moduleBytes(first), commandLine: first.string)
+    var modules = GuestModules()
+    for i in 1..<max(info.moduleCount, 1) {
+        guard let m = info.module(at: i) else { break }
+        do { try modules.append(GuestModule(bytes: moduleBytes(m), commandLine: m.string)) } catch {
+            logError("guest modules: \(error.message)")
+            powerOff(.failure)
+        }
+    }
+    let format: GuestImageFormat
+    do { format = try GuestImage.detect(kernel.bytes) } catch {
+        logError("guest image (\(first.size) bytes, '\(bytes: first.string)'): \(error.message)")
+        powerOff(.failure)
+    }
+
+    // Guest RAM: whole 2 MiB pages, host-contiguous, so EPT can use large pages.
+    let twoMiB: UInt64 = 2 << 20
+    let size = (options.guestMemory + twoMiB - 1) & ~(twoMiB - 1)
+    guard let hostPhysical = frames.allocateGuestMemory(count: Int(size / frameSize), alignment: twoMiB) else {
+        logError("guest_mem=\(size >> 20)M: not enough free contiguous memory (\(frameBitmap?.freeFrames ?? 0) frames free)")
+        powerOff(.failure)
+    }
+    let ram = GuestRAM(hostPhysical: hostPhysical, base: frames.pointer(to: hostPhysical), size: size)
+    let loaded: LoadedGuest
+    do { loaded = try GuestLoader.load(kernel: kernel, modules: modules, ram: ram) } catch {
+        logError("guest image (\(format.name)): \(error.message)")
+        powerOff(.failure)
+    }
+    logInfo("guest: \(format.name), \(first.size) bytes, \(modules.count) more modules, \(size >> 20) MiB of RAM at host \(hex: hostPhysical)")
+    if first.string.count > 0 { logInfo("guest command line: '\(bytes: first.string)'") }
+
+    let eptCaps = caps.eptVPID ?? EPTVPIDCapabilities(rawValue: 0)
+    let features = EPTFeatures(supports4LevelWalk: eptCaps.pageWalkLength4, supports2MiBPages: eptCaps.pages2MiB,
+                               supports1GiBPages: eptCaps.pages1GiB, supportsAccessedDirty: eptCaps.accessedDirtyFlags,
+                               supportsWriteBack: eptCaps.writeBack, supportsUncacheable: eptCaps.uncacheable,
+                               supportsExecuteOnly: eptCaps.executeOnly)
+    let addressBits = Int(cpuid(0x8000_0008).eax & 0xFF)
+    var ept: ExtendedPageTable<KernelFrames>
+    do {
+        ept = try ExtendedPageTable(allocator: frames, features: features, physicalAddressBits: addressBits)
+        try ept.map(guestPhysical: 0, hostPhysical: hostPhysical, size: size, permissions: .readWriteExecute,
+                    memoryType: .writeBack)
+    } catch {
+        logError("EPT: cannot map guest RAM (\(hex: hostPhysical), \(size >> 20) MiB)")
+        powerOff(.hypervisorFailure)
+    }
+
+    let root: VMXRoot<KernelFrames>
+    do {
+        root = try VMXRoot(enabling: hw, allocator: frames)
+    } catch {
+        reportVMXError("VMXON", error)
+        powerOff(.hypervisorFailure)
+    }
+    var vcpu: VCPU<KernelFrames>
+    do {
+        vcpu = try VCPU(hw, allocator: frames, capabilities: root.capabilities, ram: ram)
+        try vcpu.setup(hw, eptPointer: ept.eptPointer(enableAccessedDirty: false), start: loaded.start)
+    } catch {
+        reportVMXError("vCPU setup", error)
+        powerOff(.hypervisorFailure)
+    }
+    if options.isTest("bad-guest-state") {
+        // Self-test of the failure report: an unusable TR fails VM entry (SDM 27.3.1.2).
+        logInfo("self-test: making the guest's TR unusable")
+        try? hw.write(VMCSFields.Guest32.trAccessRights, 0x1_0000)
+    }
+    if format.ownsLegacyDevices { giveLegacyDevices(&vcpu) }
+    logInfo("VMX root mode on; entering the guest at \(hex: loaded.start.rip)")
+    logInfo("boot: entry-tsc \(kernel_entry_tsc()) now-tsc \(cpu_rdtsc())")
+
+    var platform = KernelPlatform()
+    let exit = vcpu.run(hw, &platform)
+    platform.flush()
+    let status = reportGuestExit(exit, hw, root.capabilities)
+    reportStatistics(vcpu.statistics)
+    // Teardown in order. A noncopyable local ends at its last use, so these
+    // uses are what keep the VMCS and EPT alive through the reports: the VMCS
+    // is cleared (no longer current) before its frame is freed, the EPT goes
+    // after the vCPU, and VMXOFF comes last.
+    do { try vcpu.unbind(hw) } catch { reportVMXError("VMCLEAR", error) }
+    _ = consume vcpu
+    _ = consume ept
+    do { try root.disable(hw) } catch { reportVMXError("VMXOFF", error) }
+    powerOff(code: status)
+}
+
+func moduleBytes(_ m: Multiboot2Info.Module) -> UnsafeRawBufferPointer {
+    UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(m.start)), count: Int(m.size))
+}
