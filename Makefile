@@ -55,7 +55,8 @@ embedded-check: $(MODULE_OBJ)
 define module_rule
 $(BUILD)/modules/$(1).o: $(call module_src,$(1)) $(2) Makefile Package.swift
 	@mkdir -p $(BUILD)/modules
-	$(SWIFTC) $(EMBEDDED) -module-name $(1) -package-name X86VCPU -I $(BUILD)/modules -emit-module \
+	@echo "swiftc (Embedded) $(1)"
+	@$(SWIFTC) $(EMBEDDED) -module-name $(1) -package-name X86VCPU -I $(BUILD)/modules -emit-module \
 	    -emit-module-path $(BUILD)/modules/$(1).swiftmodule -c $(call module_src,$(1)) -o $$@
 	@touch $$@  # swiftc keeps an unchanged .o's time; the module may still have changed
 endef
@@ -65,7 +66,8 @@ $(foreach m,$(MODULES),$(eval $(call module_rule,$(m),$(patsubst %,$(BUILD)/modu
 
 # Embedded Swift specializes the library's generics here, from the modules.
 $(BUILD)/Kernel.o: $(KERNEL_SRC) $(LIB_SRC) $(MODULE_OBJ)
-	$(SWIFTC) $(EMBEDDED) -module-name Kernel -I $(BUILD)/modules -c $(KERNEL_SRC) -o $@
+	@echo "swiftc (Embedded) Kernel"
+	@$(SWIFTC) $(EMBEDDED) -module-name Kernel -I $(BUILD)/modules -c $(KERNEL_SRC) -o $@
 
 $(BUILD)/boot/%.o: Boot/%.asm | deps-build
 	@mkdir -p $(dir $@)

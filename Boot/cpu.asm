@@ -18,25 +18,6 @@ FUNC port_in8
     xor eax, eax
     in al, dx
     ret
-FUNC port_out16
-    mov edx, edi
-    mov eax, esi
-    out dx, ax
-    ret
-FUNC port_in16
-    mov edx, edi
-    xor eax, eax
-    in ax, dx
-    ret
-FUNC port_out32
-    mov edx, edi
-    mov eax, esi
-    out dx, eax
-    ret
-FUNC port_in32
-    mov edx, edi
-    in eax, dx
-    ret
 
 ; uint64 cpu_rdmsr(uint32 msr)
 FUNC cpu_rdmsr
@@ -83,15 +64,8 @@ FUNC cpu_read_cr4
 FUNC cpu_write_cr0
     mov cr0, rdi
     ret
-FUNC cpu_write_cr3
-    mov cr3, rdi
-    ret
 FUNC cpu_write_cr4
     mov cr4, rdi
-    ret
-FUNC cpu_read_rflags
-    pushfq
-    pop rax
     ret
 
 ; uint64 cpu_xgetbv(uint32 index)
@@ -147,22 +121,10 @@ FUNC cpu_read_gs
     mov eax, gs
     ret
 
-FUNC cpu_halt
-    hlt
-    ret
 FUNC cpu_halt_forever
     cli
 .l: hlt
     jmp .l
-FUNC cpu_disable_interrupts
-    cli
-    ret
-FUNC cpu_enable_interrupts
-    sti
-    ret
-FUNC cpu_pause
-    pause
-    ret
 ; Bochs magic breakpoint (xchg bx, bx): a no-op elsewhere.
 FUNC cpu_magic_break
     xchg bx, bx

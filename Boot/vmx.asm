@@ -88,14 +88,6 @@ FUNC vmx_invept
     VMX_STATUS
     add rsp, 16
     ret
-; int vmx_invvpid(uint64 type, uint64 vpid, uint64 linear)
-FUNC vmx_invvpid
-    push rdx
-    push rsi
-    invvpid rdi, [rsp]
-    VMX_STATUS
-    add rsp, 16
-    ret
 
 ; ExitFastPath (Sources/X86VCPU/ExitFastPath.swift) and its CPUID cache
 ; entries; a host test checks these against the Swift layout.

@@ -3,10 +3,6 @@
 
 @_extern(c, "port_out8") func port_out8(_ port: UInt16, _ value: UInt8)
 @_extern(c, "port_in8") func port_in8(_ port: UInt16) -> UInt8
-@_extern(c, "port_out16") func port_out16(_ port: UInt16, _ value: UInt16)
-@_extern(c, "port_in16") func port_in16(_ port: UInt16) -> UInt16
-@_extern(c, "port_out32") func port_out32(_ port: UInt16, _ value: UInt32)
-@_extern(c, "port_in32") func port_in32(_ port: UInt16) -> UInt32
 
 @_extern(c, "cpu_rdmsr") func cpu_rdmsr(_ msr: UInt32) -> UInt64
 @_extern(c, "cpu_wrmsr") func cpu_wrmsr(_ msr: UInt32, _ value: UInt64)
@@ -16,9 +12,7 @@
 @_extern(c, "cpu_read_cr3") func cpu_read_cr3() -> UInt64
 @_extern(c, "cpu_read_cr4") func cpu_read_cr4() -> UInt64
 @_extern(c, "cpu_write_cr0") func cpu_write_cr0(_ value: UInt64)
-@_extern(c, "cpu_write_cr3") func cpu_write_cr3(_ value: UInt64)
 @_extern(c, "cpu_write_cr4") func cpu_write_cr4(_ value: UInt64)
-@_extern(c, "cpu_read_rflags") func cpu_read_rflags() -> UInt64
 @_extern(c, "cpu_xgetbv") func cpu_xgetbv(_ index: UInt32) -> UInt64
 @_extern(c, "cpu_xsetbv") func cpu_xsetbv(_ index: UInt32, _ value: UInt64)
 @_extern(c, "cpu_rdtsc") func cpu_rdtsc() -> UInt64
@@ -31,10 +25,7 @@
 @_extern(c, "cpu_read_es") func cpu_read_es() -> UInt16
 @_extern(c, "cpu_read_fs") func cpu_read_fs() -> UInt16
 @_extern(c, "cpu_read_gs") func cpu_read_gs() -> UInt16
-@_extern(c, "cpu_halt") func cpu_halt()
 @_extern(c, "cpu_halt_forever") func cpu_halt_forever()
-@_extern(c, "cpu_disable_interrupts") func cpu_disable_interrupts()
-@_extern(c, "cpu_pause") func cpu_pause()
 @_extern(c, "cpu_magic_break") func cpu_magic_break()
 @_extern(c, "cpu_ud2") func cpu_ud2()
 

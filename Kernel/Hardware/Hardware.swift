@@ -52,11 +52,9 @@ struct Hardware: VMXHardware {
     /// Single-context INVEPT (type 1). SDM 31.3 "INVEPT".
     func invept(_ eptPointer: UInt64) throws(VMXError) { try check(vmx_invept(1, eptPointer)) }
 
-    func enterGuest(_ registers: inout GeneralRegisters, fastPath: inout ExitFastPath, resume: Bool) throws(VMXError) {
+    func enterGuest(_ registers: inout GeneralRegisters, fastPath: ExitFastPath, resume: Bool) throws(VMXError) {
         let status = withUnsafeMutablePointer(to: &registers) { regs in
-            withUnsafeMutablePointer(to: &fastPath) { fast in
-                vmx_run(UnsafeMutableRawPointer(regs), resume ? 1 : 0, UnsafeMutableRawPointer(fast))
-            }
+            vmx_run(UnsafeMutableRawPointer(regs), resume ? 1 : 0, fastPath.block)
         }
         try check(status)
     }

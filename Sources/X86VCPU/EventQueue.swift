@@ -254,8 +254,6 @@ public struct EventQueue: Sendable {
 
     /// True when an NMI is queued.
     @inlinable public var hasNMI: Bool { var queue = self; return queue.firstIndex(rank: 1) != nil }
-    /// True when an external interrupt is queued.
-    @inlinable public var hasExternalInterrupt: Bool { var queue = self; return queue.firstIndex(rank: 2) != nil }
 
     /// Drops every queued event (e.g. on INIT or guest reset).
     @inlinable

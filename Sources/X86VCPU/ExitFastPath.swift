@@ -5,8 +5,8 @@
 // Everything else, and every case the fast path is unsure of (blocking by
 // STI or MOV SS, CPL > 0, a cache miss, a failed VMREAD), takes the full path.
 //
-// The layout is read by the assembly: a host test checks every offset
-// against the `equ` constants in Boot/vmx.asm.
+// The block lives in a frame the vCPU owns and is read by the assembly: a
+// host test checks every offset against the `equ` constants in Boot/vmx.asm.
 
 import X86Arch
 import VMX
@@ -25,21 +25,55 @@ public struct CPUIDCacheEntry: Equatable, Sendable {
     public init() {}
 }
 
-public struct ExitFastPath: Sendable {
-    /// Which exits the assembly may handle this entry (bits of `Kind`).
-    public internal(set) var enabled: UInt64 = 0
-    public internal(set) var vmcallCount: UInt64 = 0
-    public internal(set) var cpuidCount: UInt64 = 0
-    /// Direct-mapped by `slot(leaf:)`.
-    public internal(set) var cpuidCache = InlineArray<64, CPUIDCacheEntry>(repeating: CPUIDCacheEntry())
+/// The block the assembly reads and writes, in a frame the vCPU owns.
+@frozen
+public struct ExitFastPathBlock {
+    /// Which exits the assembly may handle this entry (bits of `ExitFastPath.Kind`).
+    public var enabled: UInt64
+    public var vmcallCount: UInt64
+    public var cpuidCount: UInt64
+    /// Direct-mapped by `ExitFastPath.slot(leaf:)`.
+    public var cpuidCache: InlineArray<64, CPUIDCacheEntry>
+}
+
+/// A view of an `ExitFastPathBlock`: a pointer, so reading the 2 KiB cache
+/// never copies it and no method needs `mutating`.
+public struct ExitFastPath {
+    /// The block, for the assembly (`vmx_run`'s third argument).
+    public let block: UnsafeMutableRawPointer
 
     public enum Kind: UInt64, Sendable {
         case nullHypercall = 1
         case cpuid = 2
     }
     public static let allKinds = Kind.nullHypercall.rawValue | Kind.cpuid.rawValue
+    public static let cacheEntries = 64
 
-    public init() {}
+    /// A view of `memory`, which must be zeroed and hold an `ExitFastPathBlock`
+    /// (a zeroed frame does: the block is smaller than a frame).
+    public init(zeroed memory: UnsafeMutableRawPointer) {
+        assert(MemoryLayout<ExitFastPathBlock>.size <= Int(frameSize))
+        block = memory
+    }
+
+    @inline(__always)
+    var typed: UnsafeMutablePointer<ExitFastPathBlock> { block.assumingMemoryBound(to: ExitFastPathBlock.self) }
+
+    /// One cache entry, addressed in place (the cache is never copied).
+    @inline(__always)
+    func entry(_ slot: Int) -> UnsafeMutablePointer<CPUIDCacheEntry> {
+        withUnsafeMutablePointer(to: &typed.pointee.cpuidCache) {
+            UnsafeMutableRawPointer($0).assumingMemoryBound(to: CPUIDCacheEntry.self) + slot
+        }
+    }
+
+    /// Which exits the assembly may handle this entry (bits of `Kind`).
+    public var enabled: UInt64 {
+        get { typed.pointee.enabled }
+        nonmutating set { typed.pointee.enabled = newValue }
+    }
+    public var vmcallCount: UInt64 { typed.pointee.vmcallCount }
+    public var cpuidCount: UInt64 { typed.pointee.cpuidCount }
 
     /// Basic leaves 0...0xF, hypervisor leaves 0x4000_0000...F and extended
     /// leaves 0x8000_0000...F each get their own slot; others share them.
@@ -57,41 +91,40 @@ public struct ExitFastPath: Sendable {
     }
 
     /// Records what the policy answered, for the assembly to repeat.
-    public mutating func store(leaf: UInt32, subleaf: UInt32, _ values: CPUIDResult) {
+    public func store(leaf: UInt32, subleaf: UInt32, _ values: CPUIDResult) {
         let mask: UInt32 = Self.ignoresSubleaf(leaf) ? 0 : ~0
         var e = CPUIDCacheEntry()
         e.valid = 1; e.leaf = leaf; e.subleafMask = mask; e.subleaf = subleaf & mask
         e.eax = values.eax; e.ebx = values.ebx; e.ecx = values.ecx; e.edx = values.edx
-        cpuidCache[Self.slot(leaf: leaf)] = e
+        entry(Self.slot(leaf: leaf)).pointee = e
     }
 
     /// The cached answer, as the assembly finds it (nil on a miss).
-    /// `mutating` only so that a vCPU's call reads its cache in place: as a
-    /// plain method the call copied all 2 KiB (one Bochs instruction a byte).
-    public mutating func cached(leaf: UInt32, subleaf: UInt32) -> CPUIDResult? {
-        let e = cpuidCache[Self.slot(leaf: leaf)]
+    public func cached(leaf: UInt32, subleaf: UInt32) -> CPUIDResult? {
+        let e = entry(Self.slot(leaf: leaf)).pointee
         guard e.valid != 0, e.leaf == leaf, subleaf & e.subleafMask == e.subleaf else { return nil }
         return CPUIDResult(eax: e.eax, ebx: e.ebx, ecx: e.ecx, edx: e.edx)
     }
 
     /// Forgets every answer: the guest state some CPUID bits mirror changed
     /// (CR4.OSXSAVE/PKE, XCR0, IA32_XSS, IA32_APIC_BASE) or may have.
-    public mutating func invalidateCPUID() {
-        for i in 0 ..< cpuidCache.count { cpuidCache[i].valid = 0 }
+    public func invalidateCPUID() {
+        for i in 0 ..< Self.cacheEntries { entry(i).pointee.valid = 0 }
     }
 
     /// Counts one exit of `kind` handled without returning to `VCPU.run`:
     /// what the assembly does, for any other implementation of the seam.
-    public mutating func countHandled(_ kind: Kind) {
+    public func countHandled(_ kind: Kind) {
         switch kind {
-        case .nullHypercall: vmcallCount &+= 1
-        case .cpuid: cpuidCount &+= 1
+        case .nullHypercall: typed.pointee.vmcallCount &+= 1
+        case .cpuid: typed.pointee.cpuidCount &+= 1
         }
     }
 
     /// Takes the exits counted since the last call.
-    mutating func takeCounts() -> (vmcall: UInt64, cpuid: UInt64) {
-        defer { vmcallCount = 0; cpuidCount = 0 }
-        return (vmcallCount, cpuidCount)
+    func takeCounts() -> (vmcall: UInt64, cpuid: UInt64) {
+        let p = typed
+        defer { p.pointee.vmcallCount = 0; p.pointee.cpuidCount = 0 }
+        return (p.pointee.vmcallCount, p.pointee.cpuidCount)
     }
 }

@@ -31,8 +31,6 @@ public struct GuestStart: Sendable {
     public var codeSelector: UInt16 = 0x08
     public var dataSelector: UInt16 = 0x10
     public var registers = GeneralRegisters()
-    /// The exits Boot/vmx.asm handles itself, and the CPUID answers it repeats.
-    public internal(set) var fastPath = ExitFastPath()
 
     public init(mode: GuestStartMode, rip: UInt64) { self.mode = mode; self.rip = rip }
 }
@@ -103,8 +101,10 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     let msrCount: Int
 
     public var registers = GeneralRegisters()
-    /// The exits Boot/vmx.asm handles itself, and the CPUID answers it repeats.
-    public internal(set) var fastPath = ExitFastPath()
+    /// The exits Boot/vmx.asm handles itself, and the CPUID answers it
+    /// repeats: a view of `fastPathFrame`.
+    public let fastPath: ExitFastPath
+    let fastPathFrame: PhysFrame<A>
     /// When the guest owns the interrupt controller (passed-through PIC), an
     /// interrupt that arrives while it runs is its own: it is re-injected.
     public var reflectsExternalInterrupts = false
@@ -149,6 +149,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         let io = try outOfMemoryAsVMXError { () throws(FrameError) in try IOBitmap(from: allocator, interceptAll: true) }
         var msrs = try outOfMemoryAsVMXError { () throws(FrameError) in try MSRBitmap(from: allocator, interceptAll: true) }
         let lists = try outOfMemoryAsVMXError { () throws(FrameError) in try PhysFrame(from: allocator) }
+        let fastFrame = try outOfMemoryAsVMXError { () throws(FrameError) in try PhysFrame(from: allocator) }
         let settings = try Self.controlSettings(caps)
         let f = Self.features(hw, caps, settings)
         var policy = CPUIDPolicy(querying: { leaf, subleaf in hw.cpuid(leaf: leaf, subleaf: subleaf) })
@@ -163,6 +164,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         msrBitmap = msrs
         msrLists = lists
         msrCount = count
+        fastPath = ExitFastPath(zeroed: fastFrame.pointer)
+        fastPathFrame = fastFrame
         capabilities = caps
         features = f
         self.ram = ram
@@ -195,6 +198,9 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         if start.mode == .long64 { settings.entry.insert(.ia32eModeGuest) }
         registers = start.registers
         try writeControls(hw, settings, eptPointer: eptPointer)
+        // Mappings cached for this EPTP before its tables were written must
+        // not be used. SDM 29.4.3.1 "Operations that Invalidate Cached Mappings".
+        if capabilities.eptVPID?.inveptSingleContext == true { try hw.invept(eptPointer) }
         try writeHostState(hw)
         try writeGuestState(hw, start)
     }

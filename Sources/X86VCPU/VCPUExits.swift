@@ -50,7 +50,7 @@ extension VCPU {
                 // preemption timer reloaded, only on this path. Not with events
                 // queued, so their windows are planned here.
                 fastPath.enabled = timerPeriod == 0 && events.isEmpty ? ExitFastPath.allKinds : 0
-                try hw.enterGuest(&registers, fastPath: &fastPath, resume: launched)
+                try hw.enterGuest(&registers, fastPath: fastPath, resume: launched)
                 launched = true
                 lastExitTSC = hw.readTSC()
                 let field = try hw.readExitReason()

@@ -30,7 +30,7 @@ public protocol VMXHardware: CPUAccess, VMCSAccess {
     /// `registers`; returns after the next VM exit with them stored back.
     /// Exits that `fastPath` enables may be handled without returning (and
     /// are counted there); a fake may ignore it.
-    func enterGuest(_ registers: inout GeneralRegisters, fastPath: inout ExitFastPath, resume: Bool) throws(VMXError)
+    func enterGuest(_ registers: inout GeneralRegisters, fastPath: ExitFastPath, resume: Bool) throws(VMXError)
     func readTSC() -> UInt64
     func hostSegments() -> HostSegments
     /// HOST_RIP: where a VM exit resumes the host.

@@ -278,7 +278,7 @@ package final class FakeHardware: VMXHardware {
     package func hostSegments() -> HostSegments { segments }
 
     /// VM entry, the guest's run, and the next scripted VM exit.
-    package func enterGuest(_ registers: inout GeneralRegisters, fastPath: inout ExitFastPath, resume: Bool) throws(VMXError) {
+    package func enterGuest(_ registers: inout GeneralRegisters, fastPath: ExitFastPath, resume: Bool) throws(VMXError) {
         calls.append(.enter(resume: resume))
         if let enterError { throw enterError }
         func field<F: VMCSReadableField>(_ f: F) -> UInt64 { vmcs.value(f) ?? 0 }

@@ -44,7 +44,7 @@ import X86VCPU
     }
 
     @Test func fastPathOffsetsMatchExitFastPath() {
-        typealias F = ExitFastPath
+        typealias F = ExitFastPathBlock
         #expect(constant("F_ENABLED") == MemoryLayout<F>.offset(of: \.enabled))
         #expect(constant("F_VMCALL_COUNT") == MemoryLayout<F>.offset(of: \.vmcallCount))
         #expect(constant("F_CPUID_COUNT") == MemoryLayout<F>.offset(of: \.cpuidCount))

@@ -9,6 +9,13 @@ import X86VCPU
 @Suite struct ExitFastPathTests {
     let answer = CPUIDResult(eax: 1, ebx: 2, ecx: 3, edx: 4)
 
+    /// A zeroed block the size of a frame (left allocated: tests are short-lived).
+    static func freshFastPath() -> ExitFastPath {
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+        return ExitFastPath(zeroed: memory)
+    }
+
     @Test func basicHypervisorAndExtendedLeavesEachGetTheirOwnSlot() {
         var slots = Set<Int>()
         for base: UInt32 in [0, 0x4000_0000, 0x8000_0000, 0xC000_0000] {
@@ -19,20 +26,20 @@ import X86VCPU
     }
 
     @Test func anEmptyCacheAnswersNothingNotEvenLeafZero() {
-        var fast = ExitFastPath()
+        let fast = Self.freshFastPath()
         #expect(fast.cached(leaf: 0, subleaf: 0) == nil)
         #expect(fast.cached(leaf: 0xFFFF_FFFF, subleaf: 0) == nil)
     }
 
     @Test func aLeafWithSubleavesIsCachedPerSubleaf() {
-        var fast = ExitFastPath()
+        let fast = Self.freshFastPath()
         fast.store(leaf: 7, subleaf: 0, answer)
         #expect(fast.cached(leaf: 7, subleaf: 0) == answer)
         #expect(fast.cached(leaf: 7, subleaf: 1) == nil)
     }
 
     @Test func aLeafWithoutSubleavesIgnoresECX() {
-        var fast = ExitFastPath()
+        let fast = Self.freshFastPath()
         fast.store(leaf: 1, subleaf: 0x1234, answer)
         #expect(fast.cached(leaf: 1, subleaf: 0) == answer)
         #expect(fast.cached(leaf: 1, subleaf: 0xFFFF_FFFF) == answer)
@@ -40,7 +47,7 @@ import X86VCPU
     }
 
     @Test func invalidationForgetsEveryAnswer() {
-        var fast = ExitFastPath()
+        let fast = Self.freshFastPath()
         fast.store(leaf: 0, subleaf: 0, answer)
         fast.store(leaf: 0x8000_0001, subleaf: 0, answer)
         fast.invalidateCPUID()
@@ -129,9 +136,5 @@ import X86VCPU
 }
 
 extension VCPU {
-    /// `cached` is mutating (see there): ask a copy.
-    func cachedCPUID(leaf: UInt32) -> CPUIDResult? {
-        var copy = fastPath
-        return copy.cached(leaf: leaf, subleaf: 0)
-    }
+    func cachedCPUID(leaf: UInt32) -> CPUIDResult? { fastPath.cached(leaf: leaf, subleaf: 0) }
 }

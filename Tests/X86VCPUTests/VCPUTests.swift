@@ -82,13 +82,13 @@ import X86VCPU
         #expect(frames.misuse.isEmpty)
     }
 
-    @Test func theVCPUOwnsFiveFramesAndReturnsThemWhenDropped() throws {
+    @Test func theVCPUOwnsSixFramesAndReturnsThemWhenDropped() throws {
         let frames: HostFrameAllocator
         do {
             let rig = try VCPURig()
             frames = rig.frames
-            // VMCS, I/O bitmaps A and B, MSR bitmap, MSR lists.
-            #expect(frames.liveFrames == 5)
+            // VMCS, I/O bitmaps A and B, MSR bitmap, MSR lists, fast-path block.
+            #expect(frames.liveFrames == 6)
         }
         #expect(frames.liveFrames == 0)
         #expect(frames.misuse.isEmpty)
@@ -96,12 +96,18 @@ import X86VCPU
 
     @Test func setupClearsThenLoadsTheVMCSWhichHoldsTheRevisionIdentifier() throws {
         let rig = try VCPURig()
-        guard rig.hw.calls.count == 2, case .vmclear(let cleared) = rig.hw.calls[0],
+        guard rig.hw.calls.count == 3, case .vmclear(let cleared) = rig.hw.calls[0],
               case .vmptrld(let loaded) = rig.hw.calls[1] else {
             Issue.record("calls: \(rig.hw.calls)"); return
         }
         #expect(cleared == loaded)
         #expect(rig.frames.pointer(to: loaded).load(as: UInt32.self) == 0x2B)
+    }
+
+    @Test func setupInvalidatesWhatTheCPUMayHaveCachedForTheEPTPointer() throws {
+        let rig = try VCPURig()   // Bochs's capabilities offer single-context INVEPT
+        guard case .invept(let eptp) = rig.hw.calls.last else { Issue.record("calls: \(rig.hw.calls)"); return }
+        #expect(eptp == VCPURig.eptPointer)
     }
 
     @Test func theEPTPointerAndBitmapAddressesAreWritten() throws {
