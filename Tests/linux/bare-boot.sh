@@ -4,8 +4,8 @@
 # hypervisor.
 #   bare-boot.sh [--engine bochs|qemu] [--timeout S] [--ips N] [--megs N]
 #                [--cmdline "..."] OUTDIR
-# OUTDIR (= build/linux) must hold vmlinuz and initramfs.cpio.gz (fetch.sh,
-# mkinitramfs.sh). Writes OUTDIR/bare-ENGINE.iso and the serial transcript
+# OUTDIR (= build/linux) must hold vmlinuz and initramfs.cpio.gz (make
+# linux-assets). Writes OUTDIR/bare-ENGINE.iso and the serial transcript
 # OUTDIR/bare-ENGINE.txt; prints a summary and exits 0 when the transcript has
 # the userspace marker, the right `uname:` line and the kernel's halt.
 #
@@ -38,7 +38,7 @@ done
 out=${1:?usage: bare-boot.sh [options] OUTDIR}
 [ -n "$limit" ] || { [ "$engine" = bochs ] && limit=900 || limit=90; }
 for f in vmlinuz initramfs.cpio.gz version; do
-    [ -f "$out/$f" ] || { echo "bare-boot.sh: $out/$f missing (run fetch.sh and mkinitramfs.sh)" >&2; exit 2; }
+    [ -f "$out/$f" ] || { echo "bare-boot.sh: $out/$f missing (run make linux-assets)" >&2; exit 2; }
 done
 
 iso=$out/bare-$engine.iso

@@ -4,7 +4,7 @@
 #   linux        the Debian kernel (PVH) with a busybox shell on the console
 #   linux-bzimage  the same through the bzImage boot protocol
 #   menu         the menu of test guests (`make iso`)
-#   NAME         a test guest from Tests/guests (hello, timer, modeswitch, ...)
+#   NAME         a test guest built to build/guests (hello, timer, modeswitch, ...)
 set -euo pipefail
 guest=$1; out=$2; kernel=$3
 here=$(cd "$(dirname "$0")" && pwd)
