@@ -14,20 +14,7 @@ mkdir -p "$out"
 budget_cpuid=100; budget_vmcall=80; budget_boot=2000000; budget_text=131072
 
 # The bare ISO: GRUB's multiboot (v1) command loads the same ELF.
-iso_dir=$(mktemp -d); trap 'rm -rf "$iso_dir"' EXIT
-mkdir -p "$iso_dir/boot/grub"
-cp "$bench" "$iso_dir/boot/bench.elf"
-cat > "$iso_dir/boot/grub/grub.cfg" <<CFG
-serial --unit=0 --speed=115200
-terminal_input serial console
-terminal_output serial console
-set timeout=0
-menuentry "bench (bare)" {
-    multiboot /boot/bench.elf
-    boot
-}
-CFG
-grub-mkrescue -o "$out/bare.iso" "$iso_dir" >/dev/null 2>&1 || { echo "bench: grub-mkrescue failed"; exit 1; }
+"$tools/mkiso.sh" "$out/bare.iso" - --bare "bench (bare)" multiboot "$bench" "" || exit 1
 "$tools/mkiso.sh" "$out/hv.iso" "$kernel" --entry bench "log=info guest_mem=256M" --module "$bench" "" || exit 1
 
 for run in bare hv; do

@@ -23,6 +23,7 @@
 # With acpi=off, `poweroff -f` halts the CPU ("reboot: System halted") rather
 # than switching it off: the script ends the emulator when that line appears.
 set -uo pipefail
+tools=$(cd "$(dirname "$0")/../../tools" && pwd)
 engine=bochs; limit=""; ips=100000000; megs=512
 cmdline="console=ttyS0 noapic nolapic acpi=off quiet lpj=400000 clearcpuid=xsaves,xsavec"
 while [ $# -gt 1 ]; do
@@ -45,20 +46,8 @@ iso=$out/bare-$engine.iso
 log=$out/bare-$engine.txt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/iso/boot/grub"
-cp "$out/vmlinuz" "$out/initramfs.cpio.gz" "$work/iso/boot/"
-cat > "$work/iso/boot/grub/grub.cfg" <<CFG
-serial --unit=0 --speed=115200
-terminal_input serial console
-terminal_output serial console
-set timeout=0
-set default=0
-menuentry "Debian $(cat "$out/version") bare" {
-    linux /boot/vmlinuz $cmdline
-    initrd /boot/initramfs.cpio.gz
-}
-CFG
-grub-mkrescue -o "$iso" "$work/iso" >/dev/null 2>&1 || { grub-mkrescue -o "$iso" "$work/iso"; exit 1; }
+"$tools/mkiso.sh" "$iso" - --bare "Debian $(cat "$out/version") bare" linux "$out/vmlinuz" "$cmdline" \
+    --module "$out/initramfs.cpio.gz" "" || exit 1
 
 rm -f "$log"; touch "$log"
 case $engine in
