@@ -25,7 +25,8 @@
 set -uo pipefail
 tools=$(cd "$(dirname "$0")/../../tools" && pwd)
 engine=bochs; limit=""; ips=100000000; megs=512
-cmdline="console=ttyS0 noapic nolapic acpi=off quiet lpj=400000 clearcpuid=xsaves,xsavec"
+source "$tools/linux/cmdline.sh"
+cmdline="$linux_cmdline quiet"      # --cmdline replaces it whole
 while [ $# -gt 1 ]; do
     case $1 in
     --engine) engine=$2; shift 2 ;;
