@@ -39,11 +39,11 @@ EMBEDDED := -target x86_64-unknown-none-elf -swift-version 6 \
 all: kernel
 
 deps-build:
-	@Tests/scripts/ensure-packages.sh $(BUILD_PKGS)
+	@tools/ensure-packages.sh $(BUILD_PKGS)
 deps-qemu:
-	@Tests/scripts/ensure-packages.sh $(QEMU_PKGS)
+	@tools/ensure-packages.sh $(QEMU_PKGS)
 deps-bochs:
-	@Tests/scripts/ensure-packages.sh $(BOCHS_PKGS)
+	@tools/ensure-packages.sh $(BOCHS_PKGS)
 
 kernel: $(KERNEL)
 
@@ -110,24 +110,24 @@ $(BUILD)/guests/mbtest.elf: Tests/guests/mbtest.asm Tests/guests/mbtest.ld | dep
 # with apt-get into build/linux; never committed).
 LINUX := $(BUILD)/linux
 linux-assets: $(LINUX)/initramfs.cpio.gz
-$(LINUX)/initramfs.cpio.gz: Tests/linux/fetch.sh Tests/linux/mkinitramfs.sh Tests/linux/init Tests/linux/mkcpio.py \
-		Tests/linux/rdtsc.asm Tests/linux/vecstate.asm
-	Tests/scripts/ensure-packages.sh xz-utils python3 binutils nasm
-	Tests/linux/fetch.sh $(LINUX)
-	Tests/linux/mkinitramfs.sh $(LINUX)
+$(LINUX)/initramfs.cpio.gz: tools/linux/fetch.sh tools/linux/mkinitramfs.sh tools/linux/init tools/linux/mkcpio.py \
+		tools/linux/rdtsc.asm tools/linux/vecstate.asm
+	tools/ensure-packages.sh xz-utils python3 binutils nasm
+	tools/linux/fetch.sh $(LINUX)
+	tools/linux/mkinitramfs.sh $(LINUX)
 
 iso: $(ISO)
 
-$(ISO): $(KERNEL) $(GUESTS) Tests/scripts/mkiso.sh
-	Tests/scripts/mkiso.sh $@ $(KERNEL) user
+$(ISO): $(KERNEL) $(GUESTS) tools/mkiso.sh
+	tools/mkiso.sh $@ $(KERNEL) user
 
 # GUEST=linux (default: the Debian kernel to a busybox shell), linux-bzimage,
 # menu, or a test guest's name (hello, timer, modeswitch, ...).
 GUEST ?= linux
 run: $(KERNEL) $(GUESTS) deps-qemu deps-bochs
 	@if [ "$(GUEST)" = linux ] || [ "$(GUEST)" = linux-bzimage ]; then $(MAKE) --no-print-directory linux-assets; fi
-	@opts=$$(Tests/scripts/guest-iso.sh $(GUEST) $(BUILD)/run-$(GUEST).iso $(KERNEL)) && \
-	    Tests/scripts/boot.sh --engine $(ENGINE) $$opts --interactive $(BUILD)/run-$(GUEST).iso
+	@opts=$$(tools/guest-iso.sh $(GUEST) $(BUILD)/run-$(GUEST).iso $(KERNEL)) && \
+	    tools/boot.sh --engine $(ENGINE) $$opts --interactive $(BUILD)/run-$(GUEST).iso
 
 debug: $(ISO) deps-qemu
 	@echo "QEMU waits for gdb on localhost:1234. In another terminal:"

@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=build/bench
 iso=$out/profile.iso
 mkdir -p "$out"
-"$here/../scripts/mkiso.sh" "$iso" "$kernel" --entry bench "log=info guest_mem=256M" --module "$bench" "" || exit 1
+"$here/../../tools/mkiso.sh" "$iso" "$kernel" --entry bench "log=info guest_mem=256M" --module "$bench" "" || exit 1
 addr=$(nm "$bench" | awk -v s="op_$op" '$3 == s { print $1 }')
 [ -n "$addr" ] || { echo "profile: no operation '$op' in $bench (see its op_* labels)"; exit 1; }
 
@@ -26,7 +26,7 @@ dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
     echo "s 20000"
     echo quit
 } > "$dir/cmds"
-"$here/../scripts/boot.sh" --engine bochs --megs 512 --serial "$dir/serial.txt" --timeout 300 \
+"$here/../../tools/boot.sh" --engine bochs --megs 512 --serial "$dir/serial.txt" --timeout 300 \
     --debugger "$dir/cmds" "$iso" >/dev/null 2>&1
 nm "$kernel" > "$dir/symbols.txt"
 

@@ -6,7 +6,7 @@
 set -uo pipefail
 kernel=$1; bench=$2
 here=$(cd "$(dirname "$0")" && pwd)
-scripts=$here/../scripts
+tools=$(cd "$here/../../tools" && pwd)
 out=build/bench
 mkdir -p "$out"
 
@@ -14,25 +14,12 @@ mkdir -p "$out"
 budget_cpuid=100; budget_vmcall=80; budget_boot=2000000; budget_text=131072
 
 # The bare ISO: GRUB's multiboot (v1) command loads the same ELF.
-iso_dir=$(mktemp -d); trap 'rm -rf "$iso_dir"' EXIT
-mkdir -p "$iso_dir/boot/grub"
-cp "$bench" "$iso_dir/boot/bench.elf"
-cat > "$iso_dir/boot/grub/grub.cfg" <<CFG
-serial --unit=0 --speed=115200
-terminal_input serial console
-terminal_output serial console
-set timeout=0
-menuentry "bench (bare)" {
-    multiboot /boot/bench.elf
-    boot
-}
-CFG
-grub-mkrescue -o "$out/bare.iso" "$iso_dir" >/dev/null 2>&1 || { echo "bench: grub-mkrescue failed"; exit 1; }
-"$scripts/mkiso.sh" "$out/hv.iso" "$kernel" --entry bench "log=info guest_mem=256M" --module "$bench" "" || exit 1
+"$tools/mkiso.sh" "$out/bare.iso" - --bare "bench (bare)" multiboot "$bench" "" || exit 1
+"$tools/mkiso.sh" "$out/hv.iso" "$kernel" --entry bench "log=info guest_mem=256M" --module "$bench" "" || exit 1
 
 for run in bare hv; do
     rm -f "$out/$run.txt"
-    "$scripts/boot.sh" --engine "${BENCH_ENGINE:-bochs}" --megs 512 --serial "$out/$run.txt" --timeout 300 "$out/$run.iso" >/dev/null 2>&1
+    "$tools/boot.sh" --engine "${BENCH_ENGINE:-bochs}" --megs 512 --serial "$out/$run.txt" --timeout 300 "$out/$run.iso" >/dev/null 2>&1
     tr -d '\r' < "$out/$run.txt" > "$out/$run.clean.txt" 2>/dev/null
     grep -q 'bench: done' "$out/$run.clean.txt" || {
         echo "bench: the $run run did not finish; transcript tail:"; tail -n 20 "$out/$run.clean.txt"; exit 1; }

@@ -4,8 +4,8 @@
 # hypervisor.
 #   bare-boot.sh [--engine bochs|qemu] [--timeout S] [--ips N] [--megs N]
 #                [--cmdline "..."] OUTDIR
-# OUTDIR (= build/linux) must hold vmlinuz and initramfs.cpio.gz (fetch.sh,
-# mkinitramfs.sh). Writes OUTDIR/bare-ENGINE.iso and the serial transcript
+# OUTDIR (= build/linux) must hold vmlinuz and initramfs.cpio.gz (make
+# linux-assets). Writes OUTDIR/bare-ENGINE.iso and the serial transcript
 # OUTDIR/bare-ENGINE.txt; prints a summary and exits 0 when the transcript has
 # the userspace marker, the right `uname:` line and the kernel's halt.
 #
@@ -23,8 +23,10 @@
 # With acpi=off, `poweroff -f` halts the CPU ("reboot: System halted") rather
 # than switching it off: the script ends the emulator when that line appears.
 set -uo pipefail
+tools=$(cd "$(dirname "$0")/../../tools" && pwd)
 engine=bochs; limit=""; ips=100000000; megs=512
-cmdline="console=ttyS0 noapic nolapic acpi=off quiet lpj=400000 clearcpuid=xsaves,xsavec"
+source "$tools/linux/cmdline.sh"
+cmdline="$linux_cmdline quiet"      # --cmdline replaces it whole
 while [ $# -gt 1 ]; do
     case $1 in
     --engine) engine=$2; shift 2 ;;
@@ -38,27 +40,15 @@ done
 out=${1:?usage: bare-boot.sh [options] OUTDIR}
 [ -n "$limit" ] || { [ "$engine" = bochs ] && limit=900 || limit=90; }
 for f in vmlinuz initramfs.cpio.gz version; do
-    [ -f "$out/$f" ] || { echo "bare-boot.sh: $out/$f missing (run fetch.sh and mkinitramfs.sh)" >&2; exit 2; }
+    [ -f "$out/$f" ] || { echo "bare-boot.sh: $out/$f missing (run make linux-assets)" >&2; exit 2; }
 done
 
 iso=$out/bare-$engine.iso
 log=$out/bare-$engine.txt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/iso/boot/grub"
-cp "$out/vmlinuz" "$out/initramfs.cpio.gz" "$work/iso/boot/"
-cat > "$work/iso/boot/grub/grub.cfg" <<CFG
-serial --unit=0 --speed=115200
-terminal_input serial console
-terminal_output serial console
-set timeout=0
-set default=0
-menuentry "Debian $(cat "$out/version") bare" {
-    linux /boot/vmlinuz $cmdline
-    initrd /boot/initramfs.cpio.gz
-}
-CFG
-grub-mkrescue -o "$iso" "$work/iso" >/dev/null 2>&1 || { grub-mkrescue -o "$iso" "$work/iso"; exit 1; }
+"$tools/mkiso.sh" "$iso" - --bare "Debian $(cat "$out/version") bare" linux "$out/vmlinuz" "$cmdline" \
+    --module "$out/initramfs.cpio.gz" "" || exit 1
 
 rm -f "$log"; touch "$log"
 case $engine in

@@ -20,11 +20,10 @@ boot_case guest-mbtest bochs 120 - \
     'power off: status 0'
 
 # Bochs at ips=100M: at the default 4M the PIT would fire 25 times as often
-# per instruction, each tick an exit. No `quiet`, so the banner and "Run
-# /init" reach the serial transcript. clearcpuid=xsaves,xsavec: Bochs 2.7's
-# compacted XSAVE format loses the upper halves of the YMM registers (README,
-# "XSAVE in Bochs"); the standard format keeps them.
-linux_cmdline="console=ttyS0 noapic nolapic acpi=off lpj=400000 clearcpuid=xsaves,xsavec"
+# per instruction, each tick an exit. The command line is the base one
+# (tools/linux/cmdline.sh) with nothing added: no `quiet`, so the banner and
+# "Run /init" reach the serial transcript.
+source "$tools/linux/cmdline.sh"
 linux_release=$(cat build/linux/version 2>/dev/null || echo 6.1.0)
 linux_case() {
     local name=$1 image=$2 format=$3

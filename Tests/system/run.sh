@@ -7,7 +7,7 @@ set -uo pipefail
 kernel=$1; shift
 only=("$@")
 here=$(cd "$(dirname "$0")" && pwd)
-scripts=$here/../scripts
+tools=$(cd "$here/../../tools" && pwd)
 out=build/systest
 mkdir -p "$out"
 passed=0; failed=0; failures=()
@@ -42,11 +42,11 @@ boot_case() {
     shift
     local iso=$out/$name.iso log=$out/$name.txt start rc ok=1
     rm -f "$log"
-    if ! "$scripts/mkiso.sh" "$iso" "$kernel" "${iso_args[@]}"; then
+    if ! "$tools/mkiso.sh" "$iso" "$kernel" "${iso_args[@]}"; then
         echo "FAIL $name: could not build the ISO"; failed=$((failed + 1)); failures+=("$name"); return
     fi
     start=$(date +%s.%N)
-    "$scripts/boot.sh" --engine "$engine" "${engine_args[@]}" --serial "$log" --timeout "$limit" "$iso" >/dev/null 2>&1
+    "$tools/boot.sh" --engine "$engine" "${engine_args[@]}" --serial "$log" --timeout "$limit" "$iso" >/dev/null 2>&1
     rc=$?
     local secs; secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
     touch "$log"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Linux guest's initramfs: static busybox, the rdtsc and vecstate
-# helpers and Tests/linux/init as /init.
+# helpers and init (beside this script) as /init.
 #   mkinitramfs.sh OUTDIR      (OUTDIR = build/linux; runs fetch.sh there first
 #                               if OUTDIR/busybox is missing)
 # Writes OUTDIR/initramfs.cpio.gz. The archive is written by mkcpio.py (the

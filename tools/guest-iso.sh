@@ -4,20 +4,19 @@
 #   linux        the Debian kernel (PVH) with a busybox shell on the console
 #   linux-bzimage  the same through the bzImage boot protocol
 #   menu         the menu of test guests (`make iso`)
-#   NAME         a test guest from Tests/guests (hello, timer, modeswitch, ...)
+#   NAME         a test guest built to build/guests (hello, timer, modeswitch, ...)
 set -euo pipefail
 guest=$1; out=$2; kernel=$3
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(dirname "$kernel")
-# clearcpuid: Bochs 2.7's compacted XSAVE format loses YMM state (README, "XSAVE in Bochs").
-linux_cmdline="console=ttyS0 noapic nolapic acpi=off lpj=400000 clearcpuid=xsaves,xsavec x86vcpu.shell"
+source "$here/linux/cmdline.sh"
 case $guest in
 linux|linux-bzimage)
     image=$build/linux/vmlinux
     [ "$guest" = linux-bzimage ] && image=$build/linux/vmlinuz
     "$here/mkiso.sh" "$out" "$kernel" --timeout 1 \
         --entry "X86VCPU: Debian Linux guest" "log=info guest_mem=256M" \
-        --module "$image" "$linux_cmdline" --module "$build/linux/initramfs.cpio.gz" ""
+        --module "$image" "$linux_cmdline x86vcpu.shell" --module "$build/linux/initramfs.cpio.gz" ""
     echo "--ips 100000000 --megs 512" ;;
 menu)
     "$here/mkiso.sh" "$out" "$kernel" user

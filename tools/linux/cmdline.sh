@@ -1,0 +1,21 @@
+# The Linux guest's command line, defined once. Sourced by whatever boots the
+# Debian kernel: tools/guest-iso.sh (make run), Tests/system/linux-cases.sh,
+# Tests/linux/bare-boot.sh. Callers append only their own words (`quiet`,
+# `x86vcpu.shell`, ...):   "$linux_cmdline x86vcpu.shell"
+#
+#   console=ttyS0     the console on COM1: the terminal of make run, the serial
+#                     transcript of the tests (the 8250 driver is built in)
+#   noapic nolapic    the hypervisor offers no local APIC and no IOAPIC: Linux
+#                     takes its interrupts from the legacy PIC and PIT, which it
+#                     owns (README, "The guest platform")
+#   acpi=off          nor any ACPI tables
+#   lpj=400000        a preset delay-loop constant (loops per jiffy): the kernel
+#                     does not calibrate it at boot by counting loops over timer
+#                     ticks (the boot figures in Tests/linux/README.md use it)
+#   clearcpuid=xsaves,xsavec
+#                     Bochs 2.7's compacted XSAVE format loses the upper halves
+#                     of the YMM registers; without XSAVES/XSAVEC Linux keeps
+#                     XSAVE and AVX-512 in the standard format, which Bochs gets
+#                     right (README, "XSAVE in Bochs"). Not needed on KVM or
+#                     hardware, harmless there.
+linux_cmdline="console=ttyS0 noapic nolapic acpi=off lpj=400000 clearcpuid=xsaves,xsavec"
