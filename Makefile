@@ -124,8 +124,10 @@ $(ISO): $(KERNEL) $(GUESTS) tools/mkiso.sh
 # GUEST=linux (default: the Debian kernel to a busybox shell), linux-bzimage,
 # menu, or a test guest's name (hello, timer, modeswitch, ...).
 GUEST ?= linux
-run: $(KERNEL) $(GUESTS) deps-qemu deps-bochs
-	@if [ "$(GUEST)" = linux ] || [ "$(GUEST)" = linux-bzimage ]; then $(MAKE) --no-print-directory linux-assets; fi
+# The Linux guests need only tools/; the test guests are built on demand.
+run: $(KERNEL) deps-qemu deps-bochs
+	@case "$(GUEST)" in linux|linux-bzimage) $(MAKE) --no-print-directory linux-assets ;; \
+	    *) $(MAKE) --no-print-directory guests ;; esac
 	@opts=$$(tools/guest-iso.sh $(GUEST) $(BUILD)/run-$(GUEST).iso $(KERNEL)) && \
 	    tools/boot.sh --engine $(ENGINE) $$opts --interactive $(BUILD)/run-$(GUEST).iso
 
