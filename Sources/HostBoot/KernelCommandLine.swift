@@ -41,6 +41,9 @@ public struct KernelCommandLine {
             /// A known option's value could not be used (bad number, overflow,
             /// unknown level, size not a multiple of 4 KiB, ...).
             case malformedValue
+            /// A well-formed value outside what the option allows (`guest_mem`
+            /// above `maximumGuestMemory`).
+            case valueOutOfRange
             /// An option that needs a value has none (`log` or `log=`).
             case missingValue
             /// A flag was given a value (`bench=1`).
@@ -58,6 +61,7 @@ public struct KernelCommandLine {
             switch kind {
             case .unknownOption: "unknown command line option"
             case .malformedValue: "malformed value for command line option, default kept"
+            case .valueOutOfRange: "value out of range for command line option, default kept"
             case .missingValue: "command line option needs a value"
             case .unexpectedValue: "command line flag takes no value, ignored"
             }
@@ -66,6 +70,9 @@ public struct KernelCommandLine {
 
     public static let defaultLogLevel = LogLevel.info
     public static let defaultGuestMemory: UInt64 = 64 << 20
+    /// Guest RAM starts at guest-physical 0 and 4-level EPT translates 48-bit
+    /// guest-physical addresses (SDM 29.3.2 "EPT Translation Mechanism").
+    public static let maximumGuestMemory: UInt64 = 1 << 48
     public static let defaultSerialPort: UInt16 = 0x3F8
     /// Warnings kept for `warning(at:)`; more are counted in `droppedWarnings`.
     public static let warningCapacity = 8
@@ -151,6 +158,7 @@ public struct KernelCommandLine {
             guard let size = Self.parseSize(value), size != 0, size % frameSize == 0 else {
                 return warn(.malformedValue)
             }
+            guard size <= Self.maximumGuestMemory else { return warn(.valueOutOfRange) }
             guestMemory = size
         } else if Self.equal(key, "serial") {
             guard let port = Self.parseNumber(value), port != 0, port <= 0xFFFF else {

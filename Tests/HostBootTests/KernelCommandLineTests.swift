@@ -74,6 +74,15 @@ func size(_ s: String) -> UInt64? { withBytes(s) { KernelCommandLine.parseSize($
             #expect(w.map(\.1) == ["guest_mem", "log", "serial", "serial", "serial", "guest_mem", "guest_mem"])
             #expect(w.first?.2 == "guest_mem=12Q")
         }
+        // Sizes that parse but no guest could have: refused, not rounded up past 2^64 later.
+        withBytes("guest_mem=0xFFFFFFFFFFFFF000 guest_mem=262145G") { line in
+            let c = KernelCommandLine(line)
+            #expect(c.guestMemory == KernelCommandLine.defaultGuestMemory)
+            #expect(warnings(c).map(\.0) == [.valueOutOfRange, .valueOutOfRange])
+        }
+        withBytes("guest_mem=262144G") { line in
+            #expect(KernelCommandLine(line).guestMemory == KernelCommandLine.maximumGuestMemory)
+        }
         withBytes("guest_mem=99999999999G") { line in
             let c = KernelCommandLine(line)
             #expect(c.guestMemory == 64 << 20 && warnings(c).map(\.0) == [.malformedValue])
