@@ -8,6 +8,7 @@
 //   GuestBoot  guest boot protocols, ending in a guest start state
 //   HostBoot   the hypervisor's own boot information (multiboot2, memory
 //              map, frame bitmap, command line)
+//   Devices    the devices a guest sees, as pure models (UART, console)
 // The kernel compiles the same sources in Embedded mode through the Makefile.
 import PackageDescription
 
@@ -17,6 +18,7 @@ let layers: [(name: String, dependencies: [String])] = [
     ("X86VCPU", ["X86Arch", "VMX"]),
     ("GuestBoot", ["X86Arch", "VMX", "X86VCPU"]),
     ("HostBoot", ["X86Arch", "VMX", "X86VCPU"]),
+    ("Devices", ["X86Arch", "VMX", "X86VCPU"]),
 ]
 
 let package = Package(
