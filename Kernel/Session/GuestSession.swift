@@ -32,12 +32,20 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     }
 
     // Guest RAM: whole 2 MiB pages, host-contiguous, so EPT can use large pages.
+    // Without guest_mem the format's default is tried, then halves of it
+    // down to the command line's own default, on a machine short of memory.
     let twoMiB: UInt64 = 2 << 20
-    let size = (options.guestMemory + twoMiB - 1) & ~(twoMiB - 1)
-    guard let hostPhysical = frames.allocateGuestMemory(count: Int(size / frameSize), alignment: twoMiB) else {
+    var size = ((options.guestMemoryGiven ? options.guestMemory : format.defaultRAM) + twoMiB - 1) & ~(twoMiB - 1)
+    var allocated = frames.allocateGuestMemory(count: Int(size / frameSize), alignment: twoMiB)
+    while allocated == nil && !options.guestMemoryGiven && size > KernelCommandLine.defaultGuestMemory {
+        size /= 2
+        allocated = frames.allocateGuestMemory(count: Int(size / frameSize), alignment: twoMiB)
+    }
+    guard let hostPhysical = allocated else {
         logError("guest_mem=\(size >> 20)M: not enough free contiguous memory (\(frameBitmap?.freeFrames ?? 0) frames free)")
         powerOff(.failure)
     }
+    if !options.guestMemoryGiven { logInfo("guest RAM: \(size >> 20) MiB, the default for a \(format.name) guest (guest_mem= sets it)") }
     let ram = GuestRAM(hostPhysical: hostPhysical, base: frames.pointer(to: hostPhysical), size: size)
     let loaded: LoadedGuest
     do { loaded = try GuestLoader.load(kernel: kernel, modules: modules, ram: ram) } catch {

@@ -201,6 +201,16 @@ public enum GuestImageFormat: Equatable, Sendable {
         case .bootSector: "boot sector"
         }
     }
+
+    /// Guest RAM when the command line does not say: an operating system
+    /// needs room beyond its image (Debian's PVH vmlinux alone ends above
+    /// 64 MiB); a test guest needs little.
+    public var defaultRAM: UInt64 {
+        switch self {
+        case .pvh, .linux: 256 << 20
+        case .multiboot1, .bootSector: 64 << 20
+        }
+    }
 }
 
 public enum GuestImage {

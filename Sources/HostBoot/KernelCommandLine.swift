@@ -80,6 +80,8 @@ public struct KernelCommandLine {
     public private(set) var logLevel = defaultLogLevel
     /// Bytes of guest RAM.
     public private(set) var guestMemory = defaultGuestMemory
+    /// Whether `guest_mem` was given (else the guest's format decides).
+    public private(set) var guestMemoryGiven = false
     /// The self-test selector's bytes (`test=<name>`), nil when not given.
     public private(set) var testName: UnsafeRawBufferPointer? = nil
     /// I/O port base of the serial console.
@@ -160,6 +162,7 @@ public struct KernelCommandLine {
             }
             guard size <= Self.maximumGuestMemory else { return warn(.valueOutOfRange) }
             guestMemory = size
+            guestMemoryGiven = true
         } else if Self.equal(key, "serial") {
             guard let port = Self.parseNumber(value), port != 0, port <= 0xFFFF else {
                 return warn(.malformedValue)

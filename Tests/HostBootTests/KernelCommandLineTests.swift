@@ -81,7 +81,11 @@ func size(_ s: String) -> UInt64? { withBytes(s) { KernelCommandLine.parseSize($
             #expect(warnings(c).map(\.0) == [.valueOutOfRange, .valueOutOfRange])
         }
         withBytes("guest_mem=262144G") { line in
-            #expect(KernelCommandLine(line).guestMemory == KernelCommandLine.maximumGuestMemory)
+            let c = KernelCommandLine(line)
+            #expect(c.guestMemory == KernelCommandLine.maximumGuestMemory && c.guestMemoryGiven)
+        }
+        withBytes("guest_mem=0 log=info") { line in
+            #expect(!KernelCommandLine(line).guestMemoryGiven)   // refused: the guest's format decides
         }
         withBytes("guest_mem=99999999999G") { line in
             let c = KernelCommandLine(line)
