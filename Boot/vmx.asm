@@ -89,7 +89,7 @@ FUNC vmx_invept
     add rsp, 16
     ret
 
-; ExitFastPath (Sources/X86VCPU/ExitFastPath.swift) and its CPUID cache
+; ExitFastPathBlock (Sources/X86VCPU/ExitFastPath.swift) and its CPUID cache
 ; entries; a host test checks these against the Swift layout.
 F_ENABLED      equ 0
 F_VMCALL_COUNT equ 8
@@ -152,13 +152,13 @@ EXIT_VMCALL           equ 18
     mov [rdi + R_RDI], rax
 %endmacro
 
-; int vmx_run(GeneralRegisters *regs, uint64 launched, ExitFastPath *fast)
+; int vmx_run(GeneralRegisters *regs, uint64 launched, ExitFastPathBlock *fast)
 ; Enters the guest with its GPRs from *regs (VMLAUNCH when launched == 0, else
 ; VMRESUME). Returns 0 after a VM exit with the guest GPRs stored back into
 ; *regs, or the failure status when the VM instruction itself failed.
 ; The host's callee-saved registers and RFLAGS are saved on the stack; a VM
-; exit loads RSP = HOST_RSP (this frame) and clears RFLAGS, so both come back
-; from here (the Rust reference never restored RFLAGS).
+; exit loads RSP = HOST_RSP (this frame) and clears RFLAGS except bit 1 (SDM
+; 28.5.3 "Loading Host RIP, RSP, RFLAGS, and SSP"), so both come back from here.
 FUNC vmx_run
     push rbp
     push rbx
