@@ -27,7 +27,8 @@ check() {
 }
 
 # boot_case NAME ENGINE LIMIT QEMU_STATUS ISO_ARGS... -- PATTERNS...
-# ISO_ARGS may include --ips N and --megs N for the engine.
+# ISO_ARGS may include --ips N, --megs N, --uefi (OVMF) and --screendump PATTERN
+# (the screen saved to build/systest/NAME.ppm once PATTERN is on serial).
 # QEMU_STATUS: the exit code QEMU must give ((status << 1) | 1), or - to skip.
 boot_case() {
     local name=$1 engine=$2 limit=$3 want=$4; shift 4
@@ -36,6 +37,8 @@ boot_case() {
     while [ $# -gt 0 ] && [ "$1" != -- ]; do
         case $1 in
         --ips|--megs) engine_args+=("$1" "$2"); shift 2 ;;
+        --uefi) engine_args+=("$1"); shift ;;
+        --screendump) engine_args+=("$1" "$out/$name.ppm" "$2"); shift 2 ;;
         *) iso_args+=("$1"); shift ;;
         esac
     done
