@@ -11,11 +11,11 @@ let bootInfoLimit = 64 << 10
 @c(kmain)
 func kmain(_ magic: UInt32, _ infoAddress: UInt64) {
     Serial.initialize()
-    Screen.clear()
     prepareCPU()
-    Console.line("X86VCPU hypervisor (Embedded Swift), multiboot2 kernel")
-
+    // The screen is known only from the boot information: until then, serial.
     let info = parseBootInfo(magic, infoAddress)
+    Screen.configure(info.framebuffer)
+    Console.line("X86VCPU hypervisor (Embedded Swift), multiboot2 kernel")
     let options = KernelCommandLine(info.commandLine ?? UnsafeRawBufferPointer(start: nil, count: 0)) { warning in
         logWarn("command line: \(warning.message): '\(bytes: warning.token)' ignored")
     }

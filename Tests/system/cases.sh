@@ -19,6 +19,15 @@ boot_case qemu-uefi-no-vmx qemu 60 5 --uefi --entry qemu "log=info" -- \
     'power off: status 2' \
     '!boot information:'
 
+# The framebuffer console on UEFI (GOP): QEMU saves the screen once the kernel
+# has powered off (halted: no exit device in this mode), and its first text
+# row must be the banner in the kernel's font.
+boot_case qemu-uefi-screen qemu 60 - --uefi --screendump 'power off: status 2' --entry qemu "log=info" -- \
+    'X86VCPU hypervisor' \
+    'power off: status 2' \
+    '!framebuffer'
+screen_case qemu-uefi-screen 'X86VCPU hypervisor (Embedded Swift), multiboot2 kernel'
+
 # Bochs Skylake-X: a VMX summary that names EPT and unrestricted guest; with
 # no module2 line there is no guest, which is said and is a failure.
 boot_case bochs-vmx-summary bochs 60 - --entry bochs "log=info" -- \

@@ -44,7 +44,7 @@ boot_case() {
     done
     shift
     local iso=$out/$name.iso log=$out/$name.txt start rc ok=1
-    rm -f "$log"
+    rm -f "$log" "$out/$name.ppm"
     if ! "$tools/mkiso.sh" "$iso" "$kernel" "${iso_args[@]}"; then
         echo "FAIL $name: could not build the ISO"; failed=$((failed + 1)); failures+=("$name"); return
     fi
@@ -62,6 +62,19 @@ boot_case() {
         echo "FAIL $name (${engine}, ${secs}s); transcript tail ($log):"
         tail -n 25 "$log" | tr -d '\r' | sed 's/\x1b\[[0-9;]*[A-Za-z]//g; s/^/    | /'
         failed=$((failed + 1)); failures+=("$name")
+    fi
+}
+
+# screen_case NAME TEXT: the screendump boot_case NAME saved must show TEXT on
+# its first text row, in the kernel's font (Tests/system/check-screen.py).
+screen_case() {
+    local name=$1 text=$2
+    if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " =~ " $name " ]]; then return; fi
+    if [ -f "$out/$name.ppm" ] && python3 "$here/check-screen.py" "$out/$name.ppm" \
+            "$here/../../Sources/HostBoot/Font8x16.swift" "$text"; then
+        echo "PASS $name-pixels"; passed=$((passed + 1))
+    else
+        echo "FAIL $name-pixels ($out/$name.ppm)"; failed=$((failed + 1)); failures+=("$name-pixels")
     fi
 }
 
