@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Boots an ISO in QEMU (TCG or KVM) or Bochs.
-#   boot.sh --engine auto|qemu|kvm|bochs [--interactive | --serial FILE --timeout S] [--cpu MODEL] [--ips N] [--megs N]
+#   boot.sh --engine auto|qemu|kvm|bochs|qemu-uefi|kvm-uefi [--interactive | --serial FILE --timeout S] [--cpu MODEL] [--ips N] [--megs N]
 #           [--debugger COMMANDS] [--uefi] [--screendump PPM PATTERN] ISO
 # --uefi (QEMU): boot through OVMF (Debian's ovmf) on a q35 machine instead of
 # the BIOS; the same ISO boots both ways.
@@ -32,6 +32,9 @@ while [ $# -gt 1 ]; do
     esac
 done
 iso=$1
+
+# qemu-uefi, kvm-uefi: the engine through OVMF (as --uefi).
+case $engine in qemu-uefi|kvm-uefi) engine=${engine%-uefi}; uefi=1 ;; esac
 
 kvm_has_vmx() {
     [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo 2>/dev/null
@@ -122,5 +125,5 @@ RC
     fi
     exit $rc
     ;;
-*) echo "boot.sh: unknown engine $engine (auto, qemu, kvm, bochs)" >&2; exit 2 ;;
+*) echo "boot.sh: unknown engine $engine (auto, qemu, kvm, bochs, qemu-uefi, kvm-uefi)" >&2; exit 2 ;;
 esac
