@@ -19,8 +19,8 @@ KERNEL     := $(BUILD)/kernel.elf
 GUESTS     := $(patsubst Tests/guests/%.asm,$(BUILD)/guests/%.bin,$(wildcard Tests/guests/*.asm))
 ISO        := $(BUILD)/hypervisor.iso
 
-BUILD_PKGS := nasm binutils grub-pc-bin grub-common xorriso mtools
-QEMU_PKGS  := qemu-system-x86
+BUILD_PKGS := nasm binutils grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools
+QEMU_PKGS  := qemu-system-x86 ovmf
 BOCHS_PKGS := bochs bochsbios vgabios bochs-term
 
 # Embedded Swift for a freestanding x86-64 kernel (see shared PLATFORM-NOTES):

@@ -22,6 +22,9 @@ mb2_header:
     ; module alignment tag: modules start on page boundaries
     dw 6, 0
     dd 8
+    ; No framebuffer tag (3.1.10): GRUB on EFI has no text mode and hands over
+    ; the GOP framebuffer without one; on BIOS even an optional 0x0x0 request
+    ; made GRUB 2.06 in Bochs fail ("out of range pointer: 0xfff0000").
     ; end tag
     dw 0, 0
     dd 8

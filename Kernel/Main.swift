@@ -11,11 +11,11 @@ let bootInfoLimit = 64 << 10
 @c(kmain)
 func kmain(_ magic: UInt32, _ infoAddress: UInt64) {
     Serial.initialize()
-    Screen.clear()
     prepareCPU()
-    Console.line("X86VCPU hypervisor (Embedded Swift), multiboot2 kernel")
-
+    // The screen is known only from the boot information: until then, serial.
     let info = parseBootInfo(magic, infoAddress)
+    Screen.configure(info.framebuffer)
+    Console.line("X86VCPU hypervisor (Embedded Swift), multiboot2 kernel")
     let options = KernelCommandLine(info.commandLine ?? UnsafeRawBufferPointer(start: nil, count: 0)) { warning in
         logWarn("command line: \(warning.message): '\(bytes: warning.token)' ignored")
     }
@@ -62,10 +62,12 @@ func parseBootInfo(_ magic: UInt32, _ address: UInt64) -> Multiboot2Info {
 
 func reportMemory(_ info: Multiboot2Info, _ memory: PhysicalMemoryMap) {
     if let map = info.memoryMap {
+        logInfo("memory map: \(map.isEFI ? "EFI (tag 17)" as StaticString : "multiboot (tag 6)"), \(map.count) entries")
         map.forEach { region in
-            logDebug("  e820 \(hex: region.base, width: 9)..\(hex: region.base &+ region.length, width: 9) type \(region.type)")
+            logDebug("  \(map.isEFI ? "efi " as StaticString : "e820") \(hex: region.base, width: 9)..\(hex: region.base &+ region.length, width: 9) type \(region.type) (raw \(region.efiType ?? region.type))")
         }
     }
+    if let table = info.efiSystemTable { logInfo("EFI system table at \(hex: table) (runtime services unused)") }
     let frames = frameBitmap?.freeFrames ?? 0
     logInfo("memory: \(memory.usableBytes >> 20) MiB usable of \(memory.totalAvailableBytes >> 20) MiB available, \(frames) free frames")
     info.forEachModule { module in
@@ -75,7 +77,7 @@ func reportMemory(_ info: Multiboot2Info, _ memory: PhysicalMemoryMap) {
         logDebug("framebuffer \(hex: fb.address) \(fb.width)x\(fb.height)x\(fb.bitsPerPixel)")
     }
     if let rsdp = info.acpiRSDP {
-        logDebug("ACPI RSDP revision \(rsdp.revision), checksum valid: \(rsdp.checksumValid)")
+        logInfo("ACPI RSDP (copy) at \(hex: rsdp.physicalAddress), revision \(rsdp.revision), RSDT \(hex: rsdp.rsdtAddress), XSDT \(hex: rsdp.xsdtAddress ?? 0), checksum valid: \(rsdp.checksumValid)")
     }
 }
 

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Boots an ISO in QEMU (TCG or KVM) or Bochs.
-#   boot.sh --engine auto|qemu|kvm|bochs [--interactive | --serial FILE --timeout S] [--cpu MODEL] [--ips N] [--megs N]
-#           [--debugger COMMANDS] ISO
+#   boot.sh --engine auto|qemu|kvm|bochs|qemu-uefi|kvm-uefi [--interactive | --serial FILE --timeout S] [--cpu MODEL] [--ips N] [--megs N]
+#           [--debugger COMMANDS] [--uefi] [--screendump PPM PATTERN] ISO
+# --uefi (QEMU): boot through OVMF (Debian's ovmf) on a q35 machine instead of
+# the BIOS; the same ISO boots both ways.
+# --screendump (QEMU): no isa-debug-exit device (the kernel halts instead of
+# exiting); once PATTERN (grep -E) is in the serial transcript, the monitor
+# saves the screen to PPM and QEMU quits.
 # --debugger (Bochs): a file of debugger commands to run instead of
 # "continue, quit"; the debugger's output is kept in FILE.debugger.txt.
 # auto picks KVM when /dev/kvm can really run VMX (an Intel host with nested
@@ -10,6 +15,7 @@
 # or fail from the transcript.
 set -uo pipefail
 engine=auto; interactive=0; serial=""; limit=60; cpu=corei7_skylake_x; ips=4000000; megs=256; debugger=
+uefi=0; shot=""; shot_after=""
 while [ $# -gt 1 ]; do
     case $1 in
     --engine) engine=$2; shift 2 ;;
@@ -20,10 +26,15 @@ while [ $# -gt 1 ]; do
     --ips) ips=$2; shift 2 ;;
     --megs) megs=$2; shift 2 ;;
     --debugger) debugger=$2; shift 2 ;;
+    --uefi) uefi=1; shift ;;
+    --screendump) shot=$2; shot_after=$3; shift 3 ;;
     *) echo "boot.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 iso=$1
+
+# qemu-uefi, kvm-uefi: the engine through OVMF (as --uefi).
+case $engine in qemu-uefi|kvm-uefi) engine=${engine%-uefi}; uefi=1 ;; esac
 
 kvm_has_vmx() {
     [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo 2>/dev/null
@@ -37,10 +48,41 @@ case $engine in
 qemu|kvm)
     accel=(-accel tcg)
     [ "$engine" = kvm ] && accel=(-accel kvm -cpu host)
-    common=(-m "$megs" -cdrom "$iso" -display none -no-reboot -monitor none
-            -device isa-debug-exit,iobase=0xf4,iosize=0x04)
+    common=(-m "$megs" -cdrom "$iso" -display none -no-reboot)
+    if [ $uefi = 1 ]; then
+        ovmf=/usr/share/OVMF
+        [ -r $ovmf/OVMF_CODE_4M.fd ] || { echo "boot.sh: $ovmf/OVMF_CODE_4M.fd missing (Debian package ovmf)" >&2; exit 2; }
+        fw=$(mktemp -d)
+        trap 'rm -rf "$fw"' EXIT
+        cp $ovmf/OVMF_VARS_4M.fd "$fw/vars.fd"   # UEFI variables are written: a private copy
+        common+=(-machine q35
+                 -drive if=pflash,format=raw,unit=0,readonly=on,file=$ovmf/OVMF_CODE_4M.fd
+                 -drive "if=pflash,format=raw,unit=1,file=$fw/vars.fd")
+    fi
+    if [ -n "$shot" ]; then
+        [ $interactive = 0 ] || { echo "boot.sh: --screendump needs --serial" >&2; exit 2; }
+        sock=$(mktemp -u /tmp/boot-monitor.XXXXXX)
+        : > "$serial"
+        timeout --foreground -k 5 "$limit" qemu-system-x86_64 "${accel[@]}" "${common[@]}" \
+            -vga std -monitor "unix:$sock,server,nowait" -serial "file:$serial" &
+        qemu=$!
+        while kill -0 $qemu 2>/dev/null && ! grep -aqE -- "$shot_after" "$serial"; do sleep 0.5; done
+        if kill -0 $qemu 2>/dev/null; then
+            sleep 1   # the screen is drawn before the serial line ends; let it settle
+            printf 'screendump %s\nquit\n' "$shot" | python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+for line in sys.stdin: s.sendall(line.encode()); time.sleep(1)
+' "$sock"
+        fi
+        wait $qemu; rc=$?
+        rm -f "$sock"
+        exit $rc
+    fi
+    common+=(-monitor none -device isa-debug-exit,iobase=0xf4,iosize=0x04)
     if [ $interactive = 1 ]; then
-        exec qemu-system-x86_64 "${accel[@]}" "${common[@]}" -serial stdio
+        qemu-system-x86_64 "${accel[@]}" "${common[@]}" -serial stdio
+        exit $?
     fi
     timeout --foreground -k 5 "$limit" qemu-system-x86_64 "${accel[@]}" "${common[@]}" -serial "file:$serial"
     ;;
@@ -83,5 +125,5 @@ RC
     fi
     exit $rc
     ;;
-*) echo "boot.sh: unknown engine $engine (auto, qemu, kvm, bochs)" >&2; exit 2 ;;
+*) echo "boot.sh: unknown engine $engine (auto, qemu, kvm, bochs, qemu-uefi, kvm-uefi)" >&2; exit 2 ;;
 esac

@@ -88,8 +88,16 @@ close
     echo "serial --unit=0 --speed=115200"
     echo "terminal_input serial console"
     echo "terminal_output serial console"
+    # One ISO for BIOS and UEFI (grub-mkrescue makes it hybrid when both
+    # grub-pc-bin and grub-efi-amd64-bin are installed). BIOS keeps EGA text
+    # (the kernel's framebuffer request is only a preference); UEFI has no
+    # text mode, so GRUB needs its GOP driver to hand over a framebuffer.
+    echo 'if [ "$grub_platform" = efi ]; then insmod all_video; else set gfxpayload=text; fi'
     echo "set timeout=$timeout"
     echo "set default=0"
     printf '%s' "$entries"
 } > "$root/boot/grub/grub.cfg"
+for d in /usr/lib/grub/i386-pc /usr/lib/grub/x86_64-efi; do
+    [ -d "$d" ] || { echo "mkiso: $d missing (grub-pc-bin, grub-efi-amd64-bin): the ISO would not boot both ways" >&2; exit 1; }
+done
 grub-mkrescue -o "$out" "$root" >/dev/null 2>&1 || { grub-mkrescue -o "$out" "$root"; exit 1; }

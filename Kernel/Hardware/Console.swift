@@ -1,4 +1,5 @@
-// The console: COM1 (16550, polled) mirrored to the VGA text screen. Messages
+// The console: COM1 (16550, polled) mirrored to the screen (VGA text or a
+// framebuffer). Messages
 // are formatted into a fixed buffer by string interpolation: no heap.
 
 
@@ -122,22 +123,63 @@ enum Serial {
     }
 }
 
+/// The screen mirror: VGA text (BIOS text mode), or text drawn on a linear RGB
+/// framebuffer (UEFI GOP), or nothing. Serial stays the primary console.
 enum Screen {
-    static let columns = 80, rows = 25
+    enum Mode { case none, vgaText, framebuffer }
+    static let vgaColumns = 80, vgaRows = 25
     nonisolated(unsafe) static var enabled = true
+    nonisolated(unsafe) static var mode = Mode.none
     nonisolated(unsafe) static var row = 0, column = 0
+    nonisolated(unsafe) static var grid: FramebufferText? = nil
+    nonisolated(unsafe) static var pixels: UnsafeMutableRawPointer? = nil
+    nonisolated(unsafe) static var foreground: UInt32 = 0, background: UInt32 = 0
     static var cells: UnsafeMutablePointer<UInt16> { UnsafeMutablePointer(bitPattern: 0xB8000)! }
 
+    static var columns: Int { mode == .framebuffer ? grid?.columns ?? 0 : vgaColumns }
+    static var rows: Int { mode == .framebuffer ? grid?.rows ?? 0 : vgaRows }
+
+    /// Picks the mirror from the boot information's framebuffer tag: none (or
+    /// EGA text) means VGA text; RGB inside the identity map means the pixel
+    /// console; anything else, no mirror.
+    static func configure(_ framebuffer: Multiboot2Info.Framebuffer?) {
+        mode = .none
+        guard let fb = framebuffer, fb.kind != .egaText else { mode = .vgaText; clear(); return }
+        guard let text = FramebufferText(fb) else {
+            logWarn("framebuffer: type \(fb.type), \(fb.bitsPerPixel) bpp is not 16/24/32-bit RGB: no screen console")
+            return
+        }
+        let (end, overflow) = fb.address.addingReportingOverflow(UInt64(text.byteCount))
+        guard !overflow, end <= identityMappedEnd, let base = UnsafeMutableRawPointer(bitPattern: UInt(fb.address)) else {
+            logWarn("framebuffer at \(hex: fb.address) is above the 4 GiB identity map: no screen console")
+            return
+        }
+        grid = text
+        pixels = base
+        foreground = text.pack(red: 0xAA, green: 0xAA, blue: 0xAA)   // VGA's light grey on black
+        background = text.pack(red: 0, green: 0, blue: 0)
+        mode = .framebuffer
+        clear()
+    }
+
     static func clear() {
-        for i in 0..<(columns * rows) { cells[i] = 0x0720 }
+        switch mode {
+        case .none: break
+        case .vgaText: for i in 0..<(vgaColumns * vgaRows) { cells[i] = 0x0720 }
+        case .framebuffer: if let grid, let pixels { grid.clear(fromRow: 0, background: background, into: pixels) }
+        }
         row = 0; column = 0
     }
 
     static func put(_ byte: UInt8, attribute: UInt16 = 0x07) {
-        guard enabled else { return }
+        guard enabled, mode != .none else { return }
         if byte == 0x0A { newline(); return }
         if byte == 0x0D { column = 0; return }
-        cells[row * columns + column] = attribute << 8 | UInt16(byte)
+        if mode == .vgaText {
+            cells[row * vgaColumns + column] = attribute << 8 | UInt16(byte)
+        } else if let grid, let pixels {
+            grid.draw(byte, column: column, row: row, foreground: foreground, background: background, into: pixels)
+        }
         column += 1
         if column == columns { newline() }
     }
@@ -146,8 +188,12 @@ enum Screen {
         column = 0
         row += 1
         if row == rows {
-            for i in 0..<(columns * (rows - 1)) { cells[i] = cells[i + columns] }
-            for i in (columns * (rows - 1))..<(columns * rows) { cells[i] = 0x0720 }
+            if mode == .vgaText {
+                for i in 0..<(vgaColumns * (vgaRows - 1)) { cells[i] = cells[i + vgaColumns] }
+                for i in (vgaColumns * (vgaRows - 1))..<(vgaColumns * vgaRows) { cells[i] = 0x0720 }
+            } else if let grid, let pixels {
+                grid.scroll(background: background, into: pixels)
+            }
             row = rows - 1
         }
     }

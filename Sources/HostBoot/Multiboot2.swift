@@ -62,6 +62,17 @@ public struct BootInfoError: Error, Equatable {
         /// An ACPI RSDP tag too short for the RSDP it must copy
         /// (20 bytes for "3.6.16 ACPI old RSDP", 36 for "3.6.17 ACPI new RSDP").
         case rsdpTooShort
+        /// An EFI memory map `descriptor_size` below the 40 bytes of an
+        /// EFI_MEMORY_DESCRIPTOR or not a multiple of 8 ("3.6.19 EFI memory map").
+        case efiDescriptorSizeBad
+        /// An EFI memory map whose descriptors do not fill its tag exactly.
+        case efiMemoryMapPartialEntry
+        /// An EFI memory descriptor whose PhysicalStart is not 4 KiB aligned or
+        /// whose NumberOfPages runs past 2^64 (UEFI 2.10 7.2 EFI_MEMORY_DESCRIPTOR).
+        case efiDescriptorInvalid
+        /// Tag 18 ("3.6.20 EFI boot services not terminated"): the loader left
+        /// the firmware running, so its memory map and the machine are not ours.
+        case efiBootServicesNotTerminated
     }
 
     public let kind: Kind
@@ -95,6 +106,10 @@ public struct BootInfoError: Error, Equatable {
         case .moduleEndBeforeStart: "module mod_end below mod_start"
         case .stringNotTerminated: "boot info string without NUL inside its tag"
         case .rsdpTooShort: "ACPI RSDP tag too short for an RSDP"
+        case .efiDescriptorSizeBad: "EFI memory map descriptor_size below 40 or not a multiple of 8"
+        case .efiMemoryMapPartialEntry: "EFI memory map tag holds a partial descriptor"
+        case .efiDescriptorInvalid: "EFI memory descriptor unaligned or wrapping past 2^64"
+        case .efiBootServicesNotTerminated: "EFI boot services not terminated (tag 18): unsupported"
         }
     }
 }
@@ -109,7 +124,7 @@ public struct Multiboot2Info {
     /// The value GRUB leaves in EAX ("3.3 I386 machine state").
     public static let bootloaderMagic: UInt32 = 0x36D7_6289
 
-    /// Tag types ("3.6 Boot information": 3.6.3 - 3.6.17).
+    /// Tag types ("3.6 Boot information": 3.6.3 - 3.6.20).
     public enum TagType {
         public static let end: UInt32 = 0
         public static let commandLine: UInt32 = 1
@@ -120,6 +135,10 @@ public struct Multiboot2Info {
         public static let framebuffer: UInt32 = 8
         public static let acpiOldRSDP: UInt32 = 14
         public static let acpiNewRSDP: UInt32 = 15
+        public static let efi32SystemTable: UInt32 = 11
+        public static let efi64SystemTable: UInt32 = 12
+        public static let efiMemoryMap: UInt32 = 17
+        public static let efiBootServicesNotTerminated: UInt32 = 18
     }
 
     /// Checks the magic in EAX before the EBX pointer is trusted at all.
@@ -139,6 +158,9 @@ public struct Multiboot2Info {
     @usableFromInline let framebufferOffset: Int?
     @usableFromInline let rsdpV1Offset: Int?
     @usableFromInline let rsdpV2Offset: Int?
+    @usableFromInline let efiMemoryMapOffset: Int?
+    @usableFromInline let efi32SystemTableOffset: Int?
+    @usableFromInline let efi64SystemTableOffset: Int?
     @usableFromInline let firstModuleOffset: Int
     /// Number of module tags (type 3), in the order the loader listed them.
     public let moduleCount: Int
@@ -173,6 +195,9 @@ public struct Multiboot2Info {
         var framebuffer: Int? = nil
         var rsdpV1: Int? = nil
         var rsdpV2: Int? = nil
+        var efiMap: Int? = nil
+        var efi32: Int? = nil
+        var efi64: Int? = nil
         var firstModule = 0
         var modules = 0
 
@@ -239,6 +264,22 @@ public struct Multiboot2Info {
                 // 3.6.17 ACPI new RSDP: a copy of the 36-byte ACPI 2.0+ RSDP.
                 guard size >= 8 + 36 else { throw BootInfoError(.rsdpTooShort, at: offset) }
                 try Self.once(&rsdpV2, offset)
+            case TagType.efi32SystemTable:
+                // 3.6.13 EFI 32-bit system table pointer: u32 pointer.
+                guard size >= 12 else { throw BootInfoError(.tagTooShort, at: offset) }
+                try Self.once(&efi32, offset)
+            case TagType.efi64SystemTable:
+                // 3.6.14 EFI 64-bit system table pointer: u64 pointer.
+                guard size >= 16 else { throw BootInfoError(.tagTooShort, at: offset) }
+                try Self.once(&efi64, offset)
+            case TagType.efiMemoryMap:
+                // 3.6.19 EFI memory map: u32 descriptor_size, u32 descriptor_version,
+                // then the map exactly as GetMemoryMap() returned it.
+                guard size >= 16 else { throw BootInfoError(.tagTooShort, at: offset) }
+                try Self.once(&efiMap, offset)
+                try Self.checkEFIMemoryMap(bytes, tag: offset, size: size)
+            case TagType.efiBootServicesNotTerminated:
+                throw BootInfoError(.efiBootServicesNotTerminated, at: offset)
             default:
                 break // Other tags are advisory ("3.6.1"); skip them.
             }
@@ -255,8 +296,34 @@ public struct Multiboot2Info {
         framebufferOffset = framebuffer
         rsdpV1Offset = rsdpV1
         rsdpV2Offset = rsdpV2
+        efiMemoryMapOffset = efiMap
+        efi32SystemTableOffset = efi32
+        efi64SystemTableOffset = efi64
         firstModuleOffset = firstModule
         moduleCount = modules
+    }
+
+    /// Checks an EFI memory map tag: descriptor size, whole descriptors, and
+    /// each descriptor's range (UEFI 2.10 7.2: PhysicalStart "must be aligned on
+    /// a 4 KiB boundary"; NumberOfPages counts 4 KiB pages).
+    static func checkEFIMemoryMap(
+        _ bytes: UnsafeRawBufferPointer, tag: Int, size: Int
+    ) throws(BootInfoError) {
+        let descriptorSize = Int(bytes.loadUnaligned(fromByteOffset: tag + 8, as: UInt32.self))
+        guard descriptorSize >= EFIMemoryDescriptor.minimumSize, descriptorSize % 8 == 0 else {
+            throw BootInfoError(.efiDescriptorSizeBad, at: tag)
+        }
+        guard (size - 16) % descriptorSize == 0 else {
+            throw BootInfoError(.efiMemoryMapPartialEntry, at: tag)
+        }
+        var at = tag + 16
+        while at < tag + size {
+            let descriptor = EFIMemoryDescriptor(bytes, at: at)
+            guard descriptor.physicalStart & 0xFFF == 0, descriptor.numberOfPages <= UInt64.max >> 12,
+                  !descriptor.physicalStart.addingReportingOverflow(descriptor.numberOfPages << 12).overflow
+            else { throw BootInfoError(.efiDescriptorInvalid, at: tag) }
+            at += descriptorSize
+        }
     }
 
     /// Records the first occurrence of a single-instance tag; rejects a second one.
@@ -387,242 +454,4 @@ public struct Multiboot2Info {
         return iterator.next()
     }
 
-    // MARK: Memory map
-
-    /// One memory map entry (3.6.8 Memory map).
-    public struct MemoryRegion: Equatable {
-        /// What a region's `type` says about it. Values other than 1, 3, 4, 5
-        /// "currently indicate a reserved area".
-        public enum Kind: Equatable, Sendable {
-            /// Type 1: RAM available for use.
-            case available
-            /// Type 3: RAM holding ACPI tables (usable once the OS is done with them;
-            /// this hypervisor keeps them for its guest).
-            case acpiReclaimable
-            /// Type 4: reserved memory to preserve across hibernation (ACPI NVS).
-            case acpiNVS
-            /// Type 5: defective RAM.
-            case badMemory
-            /// Type 2 and every other value.
-            case reserved
-        }
-
-        /// `base_addr`.
-        public let base: UInt64
-        /// `length` in bytes.
-        public let length: UInt64
-        /// The raw `type`.
-        public let type: UInt32
-
-        public init(base: UInt64, length: UInt64, type: UInt32) {
-            self.base = base
-            self.length = length
-            self.type = type
-        }
-
-        /// The decoded `type`.
-        public var kind: Kind {
-            switch type {
-            case 1: .available
-            case 3: .acpiReclaimable
-            case 4: .acpiNVS
-            case 5: .badMemory
-            default: .reserved
-            }
-        }
-    }
-
-    /// The memory map tag's entries: random access by index, or a walk.
-    public struct MemoryMap {
-        let bytes: UnsafeRawBufferPointer
-        let entriesOffset: Int
-        /// `entry_size`: the stride between entries (24 today, larger in future
-        /// versions; extra fields are ignored).
-        public let entrySize: Int
-        /// `entry_version` (0 today; later versions stay backward compatible).
-        public let entryVersion: UInt32
-        /// Number of entries.
-        public let count: Int
-
-        /// Entry `index`; `index` must be in `0..<count`.
-        public subscript(index: Int) -> MemoryRegion {
-            let at = entriesOffset + index * entrySize
-            return MemoryRegion(
-                base: bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self),
-                length: bytes.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self),
-                type: bytes.loadUnaligned(fromByteOffset: at + 16, as: UInt32.self))
-        }
-
-        /// Calls `body` for each entry, in the loader's order.
-        public func forEach<E: Error>(_ body: (MemoryRegion) throws(E) -> Void) throws(E) {
-            var index = 0
-            while index < count {
-                try body(self[index])
-                index += 1
-            }
-        }
-
-        /// Walks the entries: `var it = map.makeIterator(); while let r = it.next() {}`.
-        public struct Iterator: IteratorProtocol {
-            let map: MemoryMap
-            var index = 0
-            public mutating func next() -> MemoryRegion? {
-                guard index < map.count else { return nil }
-                defer { index += 1 }
-                return map[index]
-            }
-        }
-
-        public func makeIterator() -> Iterator { Iterator(map: self) }
-    }
-
-    /// The memory map, if the loader supplied one (it may not on EFI with boot
-    /// services still running, "3.6.8").
-    public var memoryMap: MemoryMap? {
-        memoryMapOffset.map { tag in
-            let size = Int(u32(tag + 4))
-            let entrySize = Int(u32(tag + 8))
-            return MemoryMap(
-                bytes: bytes, entriesOffset: tag + 16, entrySize: entrySize,
-                entryVersion: u32(tag + 12), count: (size - 16) / entrySize)
-        }
-    }
-
-    /// Calls `body` for each memory map entry; does nothing without a map.
-    public func forEachMemoryRegion<E: Error>(_ body: (MemoryRegion) throws(E) -> Void) throws(E) {
-        try memoryMap?.forEach(body)
-    }
-
-    // MARK: Framebuffer
-
-    /// The framebuffer the loader set up (3.6.12 Framebuffer info).
-    public struct Framebuffer: Equatable {
-        /// `framebuffer_type` values.
-        public enum Kind: Equatable, Sendable {
-            case indexed, rgb, egaText
-            case other(UInt8)
-        }
-
-        /// Bit position and width of one colour channel in a direct-RGB pixel.
-        public struct Channel: Equatable {
-            public let position: UInt8
-            public let maskSize: UInt8
-        }
-
-        /// Physical address of the first pixel (or character cell).
-        public let address: UInt64
-        /// Bytes per line.
-        public let pitch: UInt32
-        /// Pixels per line (characters for EGA text).
-        public let width: UInt32
-        /// Lines (character rows for EGA text).
-        public let height: UInt32
-        /// Bits per pixel (16 for EGA text).
-        public let bitsPerPixel: UInt8
-        /// The raw `framebuffer_type`.
-        public let type: UInt8
-        /// Channel layout when `type` is RGB and the tag carries it: GRUB places
-        /// `color_info` at byte 32 (its `reserved` is a u16), which is what is read.
-        public let red: Channel?
-        public let green: Channel?
-        public let blue: Channel?
-
-        public var kind: Kind {
-            switch type {
-            case 0: .indexed
-            case 1: .rgb
-            case 2: .egaText
-            default: .other(type)
-            }
-        }
-
-        /// Bytes the framebuffer spans (`pitch * height`), to map or reserve it.
-        public var byteCount: UInt64 { UInt64(pitch) * UInt64(height) }
-    }
-
-    /// The framebuffer, if the loader reported one.
-    public var framebuffer: Framebuffer? {
-        framebufferOffset.map { tag in
-            let size = Int(u32(tag + 4))
-            let type = bytes[tag + 29]
-            let hasRGB = type == 1 && size >= 38
-            func channel(_ at: Int) -> Framebuffer.Channel? {
-                hasRGB ? Framebuffer.Channel(position: bytes[tag + at], maskSize: bytes[tag + at + 1]) : nil
-            }
-            return Framebuffer(
-                address: u64(tag + 8), pitch: u32(tag + 16), width: u32(tag + 20),
-                height: u32(tag + 24), bitsPerPixel: bytes[tag + 28], type: type,
-                red: channel(32), green: channel(34), blue: channel(36))
-        }
-    }
-
-    // MARK: ACPI
-
-    /// The loader's copy of the ACPI Root System Description Pointer
-    /// (3.6.16 ACPI old RSDP, 3.6.17 ACPI new RSDP). It is a copy: the original
-    /// may lie anywhere in the BIOS area; the tables it points to are the real ones.
-    public struct RSDP {
-        /// 1 for the ACPI 1.0 tag (type 14), 2 for the ACPI 2.0+ tag (type 15).
-        public let tagVersion: Int
-        /// The copied RSDP bytes (the tag body).
-        public let bytes: UnsafeRawBufferPointer
-        /// Physical address of the copy inside the boot information.
-        public let physicalAddress: UInt64
-
-        /// True when the copy starts with "RSD PTR ".
-        public var signatureValid: Bool {
-            let signature: StaticString = "RSD PTR "
-            var index = 0
-            while index < 8 {
-                if bytes[index] != signature.utf8Start[index] { return false }
-                index += 1
-            }
-            return true
-        }
-
-        /// True when the ACPI 1.0 checksum (first 20 bytes) sums to zero and, for
-        /// a 2.0+ RSDP, the extended checksum over `length` bytes does too.
-        public var checksumValid: Bool {
-            guard Self.sum(bytes, count: 20) == 0 else { return false }
-            guard tagVersion == 2 else { return true }
-            let length = Int(bytes.loadUnaligned(fromByteOffset: 20, as: UInt32.self))
-            guard length >= 36, length <= bytes.count else { return false }
-            return Self.sum(bytes, count: length) == 0
-        }
-
-        static func sum(_ bytes: UnsafeRawBufferPointer, count: Int) -> UInt8 {
-            var total: UInt8 = 0
-            var index = 0
-            while index < count {
-                total &+= bytes[index]
-                index += 1
-            }
-            return total
-        }
-
-        /// The RSDP's `revision` (0 for ACPI 1.0, 2 for 2.0+).
-        public var revision: UInt8 { bytes[15] }
-        /// The 32-bit physical address of the RSDT.
-        public var rsdtAddress: UInt32 { bytes.loadUnaligned(fromByteOffset: 16, as: UInt32.self) }
-        /// The 64-bit physical address of the XSDT (ACPI 2.0+ copies only).
-        public var xsdtAddress: UInt64? {
-            tagVersion == 2 ? bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self) : nil
-        }
-    }
-
-    func rsdp(at tag: Int?, version: Int) -> RSDP? {
-        tag.map { tag in
-            let size = Int(u32(tag + 4))
-            return RSDP(
-                tagVersion: version, bytes: UnsafeRawBufferPointer(rebasing: bytes[(tag + 8)..<(tag + size)]),
-                physicalAddress: physicalAddress + UInt64(tag + 8))
-        }
-    }
-
-    /// The ACPI 1.0 RSDP copy (tag 14), if present.
-    public var acpiOldRSDP: RSDP? { rsdp(at: rsdpV1Offset, version: 1) }
-    /// The ACPI 2.0+ RSDP copy (tag 15), if present.
-    public var acpiNewRSDP: RSDP? { rsdp(at: rsdpV2Offset, version: 2) }
-    /// The best RSDP available: the 2.0+ copy when present, else the 1.0 copy.
-    public var acpiRSDP: RSDP? { acpiNewRSDP ?? acpiOldRSDP }
 }

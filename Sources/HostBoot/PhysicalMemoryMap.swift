@@ -14,8 +14,9 @@
 //    passes (its image, the boot information, each module, ...), each piece
 //    shrunk inward to whole 4 KiB frames. ACPI reclaimable (type 3) memory is not
 //    used: the guest gets the ACPI tables.
-// 4. Each module must lie inside one available entry (else the loader and the
-//    map disagree about RAM).
+// 4. Each module must lie inside available RAM: one entry, or adjacent ones
+//    (an EFI map splits RAM by owner), else the loader and the map disagree.
+// Adjacent usable pieces are merged: an EFI map has many small entries.
 
 import X86Arch
 import VMX
@@ -210,22 +211,39 @@ public struct PhysicalMemoryMap {
         var modules = info.modules
         var moduleIndex = 0
         while let module = modules.next() {
-            var inside = false
-            var index = 0
-            while index < map.count, !inside {
-                let region = map[index]
-                if region.kind == .available,
-                   let ram = Range(start: region.base, size: region.length),
-                   ram.contains(module.range) {
-                    inside = true
-                }
-                index += 1
-            }
-            guard inside else { throw .moduleOutsideRAM(index: moduleIndex) }
+            guard Self.availableCovers(map, module.range) else { throw .moduleOutsideRAM(index: moduleIndex) }
             try reserved.append(module.range)
             moduleIndex += 1
         }
         try self.init(memoryMap: map, reserved: reserved)
+    }
+
+    /// True when `range` lies in available entries that touch one another
+    /// (an empty range: inside or at the end of one available entry).
+    static func availableCovers(_ map: Multiboot2Info.MemoryMap, _ range: Range) -> Bool {
+        var cursor = range.start
+        // Each pass moves the cursor to an entry's end; at most one pass per entry.
+        var passes = 0
+        while passes <= map.count {
+            var next: UInt64? = nil
+            var index = 0
+            while index < map.count {
+                let region = map[index]
+                index += 1
+                guard region.kind == .available, let ram = Range(start: region.base, size: region.length) else {
+                    continue
+                }
+                if ram.start <= cursor, cursor < ram.end || (range.isEmpty && cursor == ram.end) {
+                    next = ram.end
+                    break
+                }
+            }
+            guard let end = next else { return false }
+            if end >= range.end { return true }
+            cursor = end
+            passes += 1
+        }
+        return false
     }
 
     /// Adds one piece, shrunk inward to whole frames, keeping the list sorted.
@@ -235,6 +253,22 @@ public struct PhysicalMemoryMap {
         let start = rounded & ~(frameSize - 1)
         let end = piece.end & ~(frameSize - 1)
         guard start < end else { return }
+        usableBytes += end - start
+        // Merge with a neighbour that touches it (the pieces never overlap).
+        var index = 0
+        while index < count {
+            if storage[index].end == start {
+                storage[index].end = end
+                if index + 1 < count, storage[index + 1].start == end { remove(at: index + 1, mergingInto: index) }
+                return
+            }
+            if storage[index].start == end {
+                storage[index].start = start
+                if index > 0, storage[index - 1].end == start { remove(at: index, mergingInto: index - 1) }
+                return
+            }
+            index += 1
+        }
         guard count < Self.capacity else { throw .tooManyRegions }
         var slot = count
         while slot > 0, storage[slot - 1].start > start {
@@ -243,7 +277,18 @@ public struct PhysicalMemoryMap {
         }
         storage[slot] = Range(start: start, end: end)
         count += 1
-        usableBytes += end - start
+    }
+
+    /// Joins piece `index` into its neighbour `into` and closes the gap.
+    mutating func remove(at index: Int, mergingInto into: Int) {
+        storage[into] = Range(start: min(storage[into].start, storage[index].start),
+                              end: max(storage[into].end, storage[index].end))
+        var move = index
+        while move + 1 < count {
+            storage[move] = storage[move + 1]
+            move += 1
+        }
+        count -= 1
     }
 
     /// Usable range `index` (sorted by address); `index` must be in `0..<count`.

@@ -80,6 +80,19 @@ struct MBIBuilder {
         return r
     }
 
+    /// An EFI memory map tag (type 17) of (type, start, pages) descriptors;
+    /// `descriptorSize` above 40 pads each with 0xEE (OVMF uses 48).
+    @discardableResult
+    mutating func efiMemoryMap(_ descriptors: [(UInt32, UInt64, UInt64)], descriptorSize: UInt32 = 48) -> Int {
+        var body = Self.le32(descriptorSize) + Self.le32(1)
+        for (type, start, pages) in descriptors {
+            var d = Self.le32(type) + Self.le32(0) + Self.le64(start) + Self.le64(0) + Self.le64(pages) + Self.le64(0xF)
+            while d.count < Int(descriptorSize) { d.append(0xEE) }
+            body += d.prefix(Int(descriptorSize))
+        }
+        return tag(17, body)
+    }
+
     @discardableResult package mutating func end(size: UInt32 = 8) -> Int { tag(0, [], size: size) }
 
     /// The finished image with total_size patched (or forced to `total`).

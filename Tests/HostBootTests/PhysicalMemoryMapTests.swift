@@ -128,7 +128,14 @@ let qemuMap: [(UInt64, UInt64, UInt32)] = [
             (0x10_0000, 0x10_0000, 1), (0x20_0000, 0x10_0000, 1), // adjacent, not overlapping
             (0xFEC0_0000, 0x1000, 2), (0xFEC0_0000, 0x10_0000, 2), // reserved overlaps reserved
         ])
-        #expect(ranges(map) == [PRange(start: 0x10_0000, end: 0x20_0000), PRange(start: 0x20_0000, end: 0x30_0000)])
+        // Touching pieces are merged into one.
+        #expect(ranges(map) == [PRange(start: 0x10_0000, end: 0x30_0000)])
+        // In any order, and a piece that fills a gap joins both neighbours.
+        let gap = try usableMap([
+            (0x30_0000, 0x10_0000, 1), (0x10_0000, 0x10_0000, 1), (0x50_0000, 0x1000, 1), (0x20_0000, 0x10_0000, 1),
+        ])
+        #expect(ranges(gap) == [PRange(start: 0x10_0000, end: 0x40_0000), PRange(start: 0x50_0000, end: 0x50_1000)])
+        #expect(gap.usableBytes == 0x30_1000)
     }
 
     @Test func modulesMustLieInAvailableRAM() throws {

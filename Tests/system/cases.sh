@@ -8,6 +8,26 @@ boot_case qemu-no-vmx qemu 30 5 --entry qemu "log=info" -- \
     'VMX is not available' \
     'power off: status 2'
 
+# The same ISO through UEFI (OVMF, q35): GRUB's EFI loader, the EFI memory
+# map and the RSDP from the boot information, then the same clear VMX line.
+boot_case qemu-uefi-no-vmx qemu 60 5 --uefi --entry qemu "log=info" -- \
+    'X86VCPU hypervisor' \
+    'memory map: EFI \(tag 17\), [0-9]+ entries' \
+    'memory: [0-9]+ MiB usable' \
+    'ACPI RSDP \(copy\) at 0x[0-9a-f]+, revision 2' \
+    'VMX is not available' \
+    'power off: status 2' \
+    '!boot information:'
+
+# The framebuffer console on UEFI (GOP): QEMU saves the screen once the kernel
+# has powered off (halted: no exit device in this mode), and its first text
+# row must be the banner in the kernel's font.
+boot_case qemu-uefi-screen qemu 60 - --uefi --screendump 'power off: status 2' --entry qemu "log=info" -- \
+    'X86VCPU hypervisor' \
+    'power off: status 2' \
+    '!framebuffer'
+screen_case qemu-uefi-screen 'X86VCPU hypervisor (Embedded Swift), multiboot2 kernel'
+
 # Bochs Skylake-X: a VMX summary that names EPT and unrestricted guest; with
 # no module2 line there is no guest, which is said and is a failure.
 boot_case bochs-vmx-summary bochs 60 - --entry bochs "log=info" -- \

@@ -27,7 +27,8 @@ check() {
 }
 
 # boot_case NAME ENGINE LIMIT QEMU_STATUS ISO_ARGS... -- PATTERNS...
-# ISO_ARGS may include --ips N and --megs N for the engine.
+# ISO_ARGS may include --ips N, --megs N, --uefi (OVMF) and --screendump PATTERN
+# (the screen saved to build/systest/NAME.ppm once PATTERN is on serial).
 # QEMU_STATUS: the exit code QEMU must give ((status << 1) | 1), or - to skip.
 boot_case() {
     local name=$1 engine=$2 limit=$3 want=$4; shift 4
@@ -36,12 +37,14 @@ boot_case() {
     while [ $# -gt 0 ] && [ "$1" != -- ]; do
         case $1 in
         --ips|--megs) engine_args+=("$1" "$2"); shift 2 ;;
+        --uefi) engine_args+=("$1"); shift ;;
+        --screendump) engine_args+=("$1" "$out/$name.ppm" "$2"); shift 2 ;;
         *) iso_args+=("$1"); shift ;;
         esac
     done
     shift
     local iso=$out/$name.iso log=$out/$name.txt start rc ok=1
-    rm -f "$log"
+    rm -f "$log" "$out/$name.ppm"
     if ! "$tools/mkiso.sh" "$iso" "$kernel" "${iso_args[@]}"; then
         echo "FAIL $name: could not build the ISO"; failed=$((failed + 1)); failures+=("$name"); return
     fi
@@ -59,6 +62,19 @@ boot_case() {
         echo "FAIL $name (${engine}, ${secs}s); transcript tail ($log):"
         tail -n 25 "$log" | tr -d '\r' | sed 's/\x1b\[[0-9;]*[A-Za-z]//g; s/^/    | /'
         failed=$((failed + 1)); failures+=("$name")
+    fi
+}
+
+# screen_case NAME TEXT: the screendump boot_case NAME saved must show TEXT on
+# its first text row, in the kernel's font (Tests/system/check-screen.py).
+screen_case() {
+    local name=$1 text=$2
+    if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " =~ " $name " ]]; then return; fi
+    if [ -f "$out/$name.ppm" ] && python3 "$here/check-screen.py" "$out/$name.ppm" \
+            "$here/../../Sources/HostBoot/Font8x16.swift" "$text"; then
+        echo "PASS $name-pixels"; passed=$((passed + 1))
+    else
+        echo "FAIL $name-pixels ($out/$name.ppm)"; failed=$((failed + 1)); failures+=("$name-pixels")
     fi
 }
 
