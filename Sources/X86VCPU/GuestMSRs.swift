@@ -94,3 +94,23 @@ extension VCPU {
         return true
     }
 }
+
+extension VCPU {
+    mutating func handleRDMSR<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+        let msr = UInt32(truncatingIfNeeded: registers.rcx)
+        guard let value = try readGuestMSR(hw, msr) else { return raise(.exception(.generalProtection, errorCode: 0)) }
+        registers.rax = value & 0xFFFF_FFFF
+        registers.rdx = value >> 32
+        return try advance(hw)
+    }
+
+    mutating func handleWRMSR<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+        let msr = UInt32(truncatingIfNeeded: registers.rcx)
+        let value = (registers.rdx & 0xFFFF_FFFF) << 32 | (registers.rax & 0xFFFF_FFFF)
+        let mirrored = (xss, apicBase)
+        guard try writeGuestMSR(hw, msr, value) else { return raise(.exception(.generalProtection, errorCode: 0)) }
+        // Leaf 0xD follows IA32_XSS, leaf 1's APIC bit the APIC base.
+        if mirrored != (xss, apicBase) { fastPath.invalidateCPUID() }
+        return try advance(hw)
+    }
+}

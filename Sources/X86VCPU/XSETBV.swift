@@ -87,3 +87,22 @@ public enum XSETBV {
         return .valid(xcr0: value)
     }
 }
+
+extension VCPU {
+    mutating func handleXSETBV<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+        // SDM "XSETBV": #GP(0) at CPL > 0, else the rules of 13.3.
+        guard try currentPrivilegeLevel(hw) == 0 else { return raise(XSETBVOutcome.fault) }
+        let value = XSETBV.operand(rax: registers.rax, rdx: registers.rdx)
+        switch XSETBV.validate(ecx: UInt32(truncatingIfNeeded: registers.rcx), value: value,
+                               supported: cpuidPolicy.supportedXCR0) {
+        case .valid(let newXCR0):
+            // The host's code uses no extended state, so the guest's XCR0 stays loaded.
+            hw.writeXCR0(newXCR0)
+            xcr0 = newXCR0
+            fastPath.invalidateCPUID()  // leaf 0xD sizes follow XCR0
+            return try advance(hw)
+        case .generalProtection:
+            return raise(XSETBVOutcome.fault)
+        }
+    }
+}

@@ -1,0 +1,69 @@
+// Exits about events and activity: NMIs and external interrupts the guest
+// owns, HLT, INIT and SIPI.
+
+import X86Arch
+import VMX
+
+extension VCPU {
+    /// Exceptions are not intercepted (empty exception bitmap), so this is an
+    /// NMI that arrived while the guest ran: it belongs to the guest.
+    mutating func handleExceptionOrNMI<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+        let info = VMExitInterruptionInfo(raw: try hw.read(VMCSFields.ReadOnly32.exitInterruptionInformation))
+        if info.type == .nmi { _ = queue(.nmi); return .resume }
+        let code: UInt32? = info.hasErrorCode ? try hw.read(VMCSFields.ReadOnly32.exitInterruptionErrorCode) : nil
+        _ = queue(PendingEvent(vector: info.vector, type: info.type, errorCode: code))
+        return .resume
+    }
+
+    /// "Acknowledge interrupt on exit" leaves the vector in the exit
+    /// interruption information (SDM 28.2.2); the guest gets it when it can.
+    mutating func handleExternalInterrupt<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+        guard reflectsExternalInterrupts else { return .resume }
+        let info = VMExitInterruptionInfo(raw: try hw.read(VMCSFields.ReadOnly32.exitInterruptionInformation))
+        if info.isValid { _ = queue(.externalInterrupt(info.vector)) }
+        return .resume
+    }
+
+    mutating func handleHLT<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+        _ = try advance(hw)
+        let interruptsOn = try hw.read(VMCSFields.GuestNatural.rflags) & (1 << 9) != 0
+        if !events.isEmpty { return .resume }
+        // With interrupts on, a device interrupt can wake the guest when it owns
+        // the interrupt controller: wait in the HLT state for its exit. When the
+        // activity state is unsupported, resuming past HLT is a busy wait.
+        if interruptsOn && reflectsExternalInterrupts {
+            if features.activityHLT { try hw.write(VMCSFields.Guest32.activityState, 1) }
+            return .resume
+        }
+        guard interruptsOn, timerPeriod != 0 else {
+            return .stop(.halted(rip: try hw.read(VMCSFields.GuestNatural.rip)))
+        }
+        if features.activityHLT && features.preemptionTimer {
+            // SDM 26.5.1: the preemption timer counts down in the HLT state too.
+            try hw.write(VMCSFields.Guest32.activityState, 1)
+        } else {
+            while hw.readTSC() < timerDeadline {}
+        }
+        return .resume
+    }
+
+    mutating func handleINIT<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+        // One vCPU: INIT leaves it waiting for a SIPI, as on hardware.
+        guard capabilities.misc.supportsActivityWaitForSIPI else {
+            return .stop(.unhandled(reason: .initSignal, qualification: 0, rip: try hw.read(VMCSFields.GuestNatural.rip)))
+        }
+        try hw.write(VMCSFields.Guest32.activityState, 3)
+        return .resume
+    }
+
+    mutating func handleSIPI<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+        // SDM 28.2.1: the qualification holds the SIPI vector; start at vector:0000.
+        let vector = try qualification(hw) & 0xFF
+        try hw.write(VMCSFields.Guest16.csSelector, UInt16(vector << 8))
+        try hw.write(VMCSFields.GuestNatural.csBase, vector << 12)
+        try hw.write(VMCSFields.GuestNatural.rip, 0)
+        try hw.write(VMCSFields.Guest32.activityState, 0)
+        fastPath.invalidateCPUID()  // a restarted guest sets its state up again
+        return .resume
+    }
+}

@@ -1,0 +1,252 @@
+// The run loop, entry preparation (timer, event injection) and the helpers
+// every exit handler shares. Handlers advance RIP by the VM-exit
+// instruction-length field, never by a guessed length.
+// SDM 26 "VMX Non-Root Operation", 28 "VM Exits".
+
+import X86Arch
+import VMX
+
+/// What a handler decided.
+enum ExitAction {
+    case resume
+    case stop(VCPUExit)
+}
+
+extension VCPU {
+    /// Runs the guest until something needs the kernel: every exit the vCPU can
+    /// handle is handled here, I/O through `platform`.
+    public mutating func run<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) -> VCPUExit {
+        // The policy is public and may have changed since the last run.
+        fastPath.invalidateCPUID()
+        defer {
+            let fast = fastPath.takeCounts()
+            statistics.recordFast(.vmcall, count: fast.vmcall)
+            statistics.recordFast(.cpuid, count: fast.cpuid)
+        }
+        while true {
+            do {
+                try prepareEntry(hw)
+                if exitUnrecorded { statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC) }
+                exitUnrecorded = false
+                // Not while a timer is armed: its deadline is checked, and the
+                // preemption timer reloaded, only on this path. Not with events
+                // queued, so their windows are planned here.
+                fastPath.enabled = timerPeriod == 0 && events.isEmpty ? ExitFastPath.allKinds : 0
+                try hw.enterGuest(&registers, fastPath: fastPath, resume: launched)
+                launched = true
+                lastExitTSC = hw.readTSC()
+                let field = try hw.readExitReason()
+                lastExitReason = field.basicReason
+                if field.isEntryFailure {
+                    statistics.record(lastExitReason, cycles: 0)
+                    return .entryFailure(field, qualification: try hw.read(VMCSFields.ReadOnlyNatural.exitQualification))
+                }
+                exitUnrecorded = true
+                if field.basicReason.canInterruptEventDelivery { try noteInterruptedEvent(hw) }
+                if case .stop(let exit) = try handleExit(field.basicReason, hw, &platform) {
+                    // Counted here, so not again if the kernel runs the guest on.
+                    statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC)
+                    exitUnrecorded = false
+                    return exit
+                }
+            } catch {
+                return .instructionFailure(error)
+            }
+        }
+    }
+
+    /// Queues an event for the guest (delivered when it can take it).
+    public mutating func queue(_ event: PendingEvent) -> Bool {
+        do { try events.push(event) } catch { return false }
+        return true
+    }
+
+    mutating func handleExit<H: VMXHardware, P: GuestPlatform>(_ reason: ExitReason, _ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
+        switch reason {
+        case .exceptionOrNMI: return try handleExceptionOrNMI(hw)
+        case .externalInterrupt: return try handleExternalInterrupt(hw)
+        case .tripleFault: return .stop(.tripleFault(rip: try hw.read(VMCSFields.GuestNatural.rip)))
+        case .initSignal: return try handleINIT(hw)
+        case .startupIPI: return try handleSIPI(hw)
+        case .interruptWindow, .nmiWindow, .preemptionTimerExpired: return .resume
+        case .cpuid: return try handleCPUID(hw)
+        case .hlt: return try handleHLT(hw)
+        case .invd, .wbinvd, .pause: return try advance(hw)
+        case .vmcall: return try handleVMCALL(hw, &platform)
+        case .controlRegisterAccess: return try handleCRAccess(hw)
+        case .ioInstruction: return try handleIO(hw, &platform)
+        case .rdmsr: return try handleRDMSR(hw)
+        case .wrmsr: return try handleWRMSR(hw)
+        case .xsetbv: return try handleXSETBV(hw)
+        case .eptViolation:
+            return .stop(.eptViolation(guestPhysical: try hw.read(VMCSFields.ReadOnly64.guestPhysicalAddress),
+                                       qualification: EPTViolationQualification(raw: try qualification(hw)),
+                                       rip: try hw.read(VMCSFields.GuestNatural.rip)))
+        case .eptMisconfiguration:
+            return .stop(.eptMisconfiguration(guestPhysical: try hw.read(VMCSFields.ReadOnly64.guestPhysicalAddress),
+                                              rip: try hw.read(VMCSFields.GuestNatural.rip)))
+        default:
+            if reason.isVMXInstruction || reason == .getsec || reason == .mwait || reason == .monitor
+                || reason == .rdtscp || reason == .invpcid {
+                // The guest sees a CPU without these: #UD, RIP left at the instruction.
+                return raise(.exception(.invalidOpcode))
+            }
+            return .stop(.unhandled(reason: reason, qualification: try qualification(hw),
+                                    rip: try hw.read(VMCSFields.GuestNatural.rip)))
+        }
+    }
+
+    // MARK: - Entry preparation
+
+    /// Timer, then event injection: a re-injected event first, else the queue's plan.
+    mutating func prepareEntry<H: VMXHardware>(_ hw: H) throws(VMXError) {
+        // The common case, nothing to deliver and no window open: nothing to write.
+        let windows = PrimaryProcessorBasedControls.interruptWindowExiting.rawValue
+            | PrimaryProcessorBasedControls.nmiWindowExiting.rawValue
+        if timerPeriod == 0 && reinjection == nil && events.isEmpty && primaryControls.rawValue & windows == 0 { return }
+        if timerPeriod != 0 {
+            let now = hw.readTSC()
+            if now >= timerDeadline {
+                _ = queue(.externalInterrupt(timerVector))
+                timerDeadline = max(timerDeadline &+ timerPeriod, now &+ 1)
+            }
+            if features.preemptionTimer {
+                let ticks = (timerDeadline - now) >> UInt64(capabilities.misc.preemptionTimerTSCShift)
+                try hw.write(VMCSFields.Guest32.preemptionTimerValue, UInt32(clamping: ticks))
+            }
+        }
+        var injection = reinjection
+        reinjection = nil
+        var interruptWindow = false
+        var nmiWindow = false
+        if injection == nil && !events.isEmpty {
+            let guest = GuestEventContext(rflags: try hw.read(VMCSFields.GuestNatural.rflags),
+                                          cr0: try hw.read(VMCSFields.ControlNatural.cr0ReadShadow),
+                                          interruptibility: try hw.read(VMCSFields.Guest32.interruptibilityState))
+            let plan = events.plan(guest: guest)
+            injection = plan.injection
+            // SDM 27.2.1.1: NMI-window exiting only with virtual NMIs.
+            let nmiWindowUsable = features.virtualNMIs && capabilities.primary.allows(.nmiWindowExiting)
+            interruptWindow = plan.interruptWindow || (plan.nmiWindow && !nmiWindowUsable)
+            nmiWindow = plan.nmiWindow && nmiWindowUsable
+        } else if injection != nil {
+            interruptWindow = !events.isEmpty
+        }
+        if let event = injection {
+            // SDM 27.6 "Event Injection".
+            try hw.write(VMCSFields.Control32.entryInterruptionInformation, event.entryInfo.raw)
+            if let code = event.errorCode { try hw.write(VMCSFields.Control32.entryExceptionErrorCode, code) }
+            if let length = event.instructionLength { try hw.write(VMCSFields.Control32.entryInstructionLength, length) }
+            if try hw.read(VMCSFields.Guest32.activityState) != 0 { try hw.write(VMCSFields.Guest32.activityState, 0) }
+        }
+        var primary = primaryControls
+        if interruptWindow { primary.insert(.interruptWindowExiting) } else { primary.remove(.interruptWindowExiting) }
+        if nmiWindow { primary.insert(.nmiWindowExiting) } else { primary.remove(.nmiWindowExiting) }
+        if primary != primaryControls {
+            primaryControls = primary
+            try hw.write(VMCSFields.Control32.primaryProcessorBasedControls, primary.rawValue)
+        }
+    }
+
+    /// SDM 28.2.4 "Information for VM Exits During Event Delivery": an event
+    /// the exit interrupted is delivered again at the next entry.
+    mutating func noteInterruptedEvent<H: VMXHardware>(_ hw: H) throws(VMXError) {
+        let info = IDTVectoringInfo(raw: try hw.read(VMCSFields.ReadOnly32.idtVectoringInformation))
+        guard info.isValid else { return }
+        let code = info.hasErrorCode ? try hw.read(VMCSFields.ReadOnly32.idtVectoringErrorCode) : 0
+        let length = try hw.read(VMCSFields.ReadOnly32.exitInstructionLength)
+        reinjection = info.reinjection(errorCode: code, instructionLength: length)
+    }
+
+    // MARK: - Helpers
+
+    @inline(__always)  // a call copied the whole vCPU (see readGuestMSR)
+    func qualification<H: VMXHardware>(_ hw: H) throws(VMXError) -> UInt64 {
+        try hw.read(VMCSFields.ReadOnlyNatural.exitQualification)
+    }
+
+    /// RIP past the exiting instruction, and the STI / MOV SS blocking it
+    /// carried cleared, as completing the instruction would.
+    mutating func advance<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+        let length = try hw.read(VMCSFields.ReadOnly32.exitInstructionLength)
+        let rip = try hw.read(VMCSFields.GuestNatural.rip)
+        try hw.write(VMCSFields.GuestNatural.rip, rip &+ UInt64(length))
+        let state = try hw.read(VMCSFields.Guest32.interruptibilityState)
+        if state & 0x3 != 0 { try hw.write(VMCSFields.Guest32.interruptibilityState, state & ~0x3) }
+        return .resume
+    }
+
+    /// Queues an exception for the guest; the faulting instruction is not completed.
+    mutating func raise(_ event: PendingEvent) -> ExitAction {
+        _ = queue(event)
+        return .resume
+    }
+
+    /// A guest GPR by x86 number; RSP lives in the VMCS.
+    @inline(__always)  // a call copied the whole vCPU (see readGuestMSR)
+    func readRegister<H: VMXHardware>(_ hw: H, _ number: Int, width: OperandWidth = .qword) throws(VMXError) -> UInt64 {
+        if GeneralRegisters.isStackPointer(number, width: width) {
+            return GeneralRegisters.extract(try hw.read(VMCSFields.GuestNatural.rsp), width: width)
+        }
+        return registers.read(number, width: width) ?? 0
+    }
+
+    mutating func writeRegister<H: VMXHardware>(_ hw: H, _ number: Int, _ value: UInt64, width: OperandWidth = .qword) throws(VMXError) {
+        if GeneralRegisters.isStackPointer(number, width: width) {
+            let old = try hw.read(VMCSFields.GuestNatural.rsp)
+            try hw.write(VMCSFields.GuestNatural.rsp, GeneralRegisters.merge(value, into: old, width: width))
+            return
+        }
+        _ = registers.write(number, value, width: width)
+    }
+
+    /// The guest's current privilege level: SS.DPL (SDM 25.4.1).
+    @inline(__always)  // a call copied the whole vCPU (see readGuestMSR)
+    func currentPrivilegeLevel<H: VMXHardware>(_ hw: H) throws(VMXError) -> UInt32 {
+        (try hw.read(VMCSFields.Guest32.ssAccessRights) >> 5) & 3
+    }
+
+    /// The guest's paging registers, for walking its page tables.
+    @inline(__always)  // a call copied the whole vCPU (see readGuestMSR)
+    func pagingState<H: VMXHardware>(_ hw: H) throws(VMXError) -> GuestPagingState {
+        GuestPagingState(cr0: try hw.read(VMCSFields.GuestNatural.cr0), cr3: try hw.read(VMCSFields.GuestNatural.cr3),
+                         cr4: try hw.read(VMCSFields.GuestNatural.cr4), efer: try hw.read(VMCSFields.Guest64.ia32EFER),
+                         physicalAddressBits: 52)
+    }
+
+    /// The guest-physical address of a guest linear address, or nil.
+    func translate(_ linear: UInt64, write: Bool, paging: GuestPagingState) -> UInt64? {
+        let access = GuestAccess(write ? .write : .read, userMode: false)
+        do { return try paging.translate(linear, access: access, memory: ram).guestPhysical } catch { return nil }
+    }
+}
+
+extension ExitReason {
+    /// Exits that can happen while an event is delivered through the IDT, so
+    /// that the IDT-vectoring information may be valid: a fault during
+    /// delivery (exception bitmap), a task gate, an APIC access, an EPT
+    /// violation or misconfiguration, a full PML log, an SPP event. Never an
+    /// exit caused by an instruction, nor a triple fault. SDM 28.2.4
+    /// "Information for VM Exits During Event Delivery".
+    public var canInterruptEventDelivery: Bool {
+        switch self {
+        case .exceptionOrNMI, .taskSwitch, .apicAccess, .eptViolation, .eptMisconfiguration,
+             .pageModificationLogFull, .sppRelatedEvent:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// The VMX instructions a guest may try (VMCALL is the hypercall, not here).
+    /// SDM 26.1.3 "Instructions That Cause VM Exits Unconditionally".
+    var isVMXInstruction: Bool {
+        switch self {
+        case .vmclear, .vmlaunch, .vmptrld, .vmptrst, .vmread, .vmresume, .vmwrite, .vmxoff, .vmxon,
+             .invept, .invvpid, .vmfunc:
+            return true
+        default:
+            return false
+        }
+    }
+}
