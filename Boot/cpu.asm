@@ -55,6 +55,9 @@ FUNC cpu_read_cr0
 FUNC cpu_read_cr2
     mov rax, cr2
     ret
+FUNC cpu_write_cr2
+    mov cr2, rdi
+    ret
 FUNC cpu_read_cr3
     mov rax, cr3
     ret

@@ -60,6 +60,7 @@ struct Hardware: VMXHardware {
     }
 
     func readTSC() -> UInt64 { cpu_rdtsc() }
+    func writeCR2(_ value: UInt64) { cpu_write_cr2(value) }
     var exitEntryPoint: UInt64 { vmx_exit_entry_address() }
 
     func hostSegments() -> HostSegments {

@@ -1,9 +1,8 @@
 // The guest's view of the MSRs that exit. Every MSR the host depends on is
 // either swapped by VM entry/exit (EFER, PAT, SYSENTER, FS/GS base through the
 // VMCS; STAR, LSTAR, CSTAR, FMASK, KERNEL_GS_BASE, TSC_AUX through the MSR
-// lists, see VCPU.swift) or emulated here; anything else raises #GP, as an
-// unimplemented MSR does on hardware. The Rust reference let the guest write
-// the host's LSTAR and friends.
+// lists, see VCPU.swift; SPEC_CTRL too when the CPU has it) or emulated here;
+// anything else raises #GP, as an unimplemented MSR does on hardware.
 
 import X86Arch
 import VMX
@@ -30,7 +29,6 @@ extension VCPU {
         case MSR.ia32MiscEnable.address: return miscEnable
         case MSR.ia32MTRRCap.address: return 0
         case MSR.ia32MTRRDefType.address: return mtrrDefType
-        case MSR.ia32SpecCtrl.address: return specCtrl
         case MSR.ia32XSS.address where features.xsaves: return xss
         case MSR.ia32PlatformID.address, MSR.ia32BIOSSignID.address: return 0
         default: return nil
@@ -52,11 +50,21 @@ extension VCPU {
             // Only LBR and BTF may be set; they are kept but not acted on.
             guard value & ~0x3 == 0 else { return false }
             try hw.write(VMCSFields.Guest64.ia32DebugCtl, value)
-        case MSR.ia32FSBase.address: try hw.write(VMCSFields.GuestNatural.fsBase, value)
-        case MSR.ia32GSBase.address: try hw.write(VMCSFields.GuestNatural.gsBase, value)
+        // SDM "WRMSR": a non-canonical base or SYSENTER address raises #GP
+        // (these are normally written without an exit; the same rule here).
+        case MSR.ia32FSBase.address:
+            guard isCanonicalForGuest(value) else { return false }
+            try hw.write(VMCSFields.GuestNatural.fsBase, value)
+        case MSR.ia32GSBase.address:
+            guard isCanonicalForGuest(value) else { return false }
+            try hw.write(VMCSFields.GuestNatural.gsBase, value)
         case MSR.ia32SysenterCS.address: try hw.write(VMCSFields.Guest32.ia32SysenterCS, UInt32(truncatingIfNeeded: value))
-        case MSR.ia32SysenterESP.address: try hw.write(VMCSFields.GuestNatural.ia32SysenterESP, value)
-        case MSR.ia32SysenterEIP.address: try hw.write(VMCSFields.GuestNatural.ia32SysenterEIP, value)
+        case MSR.ia32SysenterESP.address:
+            guard isCanonicalForGuest(value) else { return false }
+            try hw.write(VMCSFields.GuestNatural.ia32SysenterESP, value)
+        case MSR.ia32SysenterEIP.address:
+            guard isCanonicalForGuest(value) else { return false }
+            try hw.write(VMCSFields.GuestNatural.ia32SysenterEIP, value)
         case MSR.ia32TimeStampCounter.address:
             // The host's TSC is never written: the guest's moves by the offset.
             guard features.tscOffsetting else { return true }
@@ -69,15 +77,23 @@ extension VCPU {
         case MSR.ia32MTRRDefType.address:
             guard value & ~0xCFF == 0 else { return false }
             mtrrDefType = value
-        case MSR.ia32SpecCtrl.address: specCtrl = value
         case MSR.ia32XSS.address where features.xsaves:
             // SDM 13.4.4 "IA32_XSS": only supervisor states the policy exposes.
             guard value & ~cpuidPolicy.allowedXSS == 0 else { return false }
             xss = value
-        case MSR.ia32PredCmd.address, MSR.ia32BIOSSignID.address, 0x79 /* BIOS update trigger */: break
+        // SPEC_CTRL and PRED_CMD exit only on a CPU without them: #GP, as there.
+        case MSR.ia32BIOSSignID.address, 0x79 /* BIOS update trigger */: break
         default: return false
         }
         return true
+    }
+
+    /// Canonical for the CPU's linear-address width (57 bits with 5-level
+    /// paging support, else 48), which VM entry also checks.
+    func isCanonicalForGuest(_ address: UInt64) -> Bool {
+        let bits: UInt64 = guestCR4Bits & CR4Bits.la57.rawValue != 0 ? 57 : 48
+        let top = address >> (bits - 1)
+        return top == 0 || top == UInt64.max >> (bits - 1)
     }
 
     /// SDM 2.2.1 "Extended Feature Enable Register": SCE, LME, NXE are the

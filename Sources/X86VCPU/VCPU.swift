@@ -78,6 +78,16 @@ public struct VCPUFeatures: Sendable {
     public var tscOffsetting = false
     public var activityHLT = false
     public var switchesTSCAux = false
+    /// MAXPHYADDR, CPUID 0x80000008 EAX[7:0] (36 without the leaf): the width
+    /// of CR3, PDPTE and page-table addresses.
+    public var physicalAddressBits = 36
+    /// CPUID 0x80000001 EDX[26]: PS in a PDPTE maps 1 GiB.
+    public var supports1GiBPages = false
+    /// IA32_SPEC_CTRL exists (CPUID.(7,0):EDX IBRS 26, STIBP 27 or SSBD 31):
+    /// the guest uses the real MSR, switched at entry and exit.
+    public var switchesSpecCtrl = false
+    /// IA32_PRED_CMD exists (CPUID.(7,0):EDX[26], IBPB): guest writes reach it.
+    public var predictionCommand = false
     public init() {}
 }
 
@@ -85,7 +95,8 @@ public struct VCPUFeatures: Sendable {
 /// through the VM-entry MSR-load / VM-exit MSR-store lists (guest values) and
 /// the VM-exit MSR-load list (host values). SDM 25.7.2 "VM-Exit Controls for
 /// MSRs", 25.8.2 "VM-Entry Controls for MSRs".
-let switchedMSRs: [6 of UInt32] = [0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084, 0xC000_0102, 0xC000_0103]
+let switchedMSRs: [7 of UInt32] = [0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084, 0xC000_0102, 0xC000_0103,
+                                   MSR.ia32SpecCtrl.address]
 
 /// Runs an allocation, reporting exhaustion as the VMX layer's error.
 func outOfMemoryAsVMXError<T: ~Copyable>(_ body: () throws(FrameError) -> T) throws(VMXError) -> T {
@@ -126,9 +137,12 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     var apicBase: UInt64 = 0xFEE0_0900
     var mtrrDefType: UInt64 = 0
     var miscEnable: UInt64 = 1
-    var specCtrl: UInt64 = 0
     var xss: UInt64 = 0
     var tpr: UInt64 = 0
+    /// The CR4 bits MOV to CR4 may set (see `allowedCR4Bits`), from `setup`.
+    var guestCR4Bits: UInt64 = 0
+    /// CR2 for the #PF the vCPU queued (string I/O), written just before its injection.
+    var faultAddress: UInt64?
     var timerVector: UInt8 = 0
     var timerPeriod: UInt64 = 0
     var timerDeadline: UInt64 = 0
@@ -197,6 +211,11 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         var settings = controls
         if start.mode == .long64 { settings.entry.insert(.ia32eModeGuest) }
         registers = start.registers
+        let policy = cpuidPolicy
+        guestCR4Bits = Self.allowedCR4Bits(fixed1: capabilities.cr4Fixed.fixed1) { leaf, subleaf in
+            policy.guestView(leaf: leaf, subleaf: subleaf, host: hw.cpuid(leaf: leaf, subleaf: subleaf),
+                             guest: CPUIDGuestState(cr4: 0, xcr0: 1))
+        }
         try writeControls(hw, settings, eptPointer: eptPointer)
         // Mappings cached for this EPTP before its tables were written must
         // not be used. SDM 29.4.3.1 "Operations that Invalidate Cached Mappings".
@@ -244,7 +263,18 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         f.xsaves = settings.secondary.contains(.enableXSAVES)
         f.tscOffsetting = settings.primary.contains(.useTSCOffsetting)
         f.activityHLT = caps.misc.supportsActivityHLT
-        f.switchesTSCAux = (hw.cpuid(leaf: 0x8000_0001, subleaf: 0).edx >> 27) & 1 != 0
+        let extended1 = hw.cpuid(leaf: 0x8000_0001, subleaf: 0)
+        f.switchesTSCAux = (extended1.edx >> 27) & 1 != 0
+        f.supports1GiBPages = (extended1.edx >> 26) & 1 != 0
+        if hw.cpuid(leaf: 0x8000_0000, subleaf: 0).eax >= 0x8000_0008 {
+            let width = Int(hw.cpuid(leaf: 0x8000_0008, subleaf: 0).eax & 0xFF)
+            if width >= 32 && width <= 52 { f.physicalAddressBits = width }
+        }
+        if hw.cpuid(leaf: 0, subleaf: 0).eax >= 7 {
+            let leaf7 = hw.cpuid(leaf: 7, subleaf: 0).edx
+            f.switchesSpecCtrl = leaf7 & (1 << 26 | 1 << 27 | 1 << 31) != 0
+            f.predictionCommand = leaf7 & (1 << 26) != 0
+        }
         return f
     }
 
@@ -256,6 +286,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         for i in 0..<switchedMSRs.count {
             let msr = switchedMSRs[i]
             if msr == MSR.ia32TSCAux.address && !f.switchesTSCAux { continue }
+            if msr == MSR.ia32SpecCtrl.address && !f.switchesSpecCtrl { continue }
             lists.storeBytes(of: UInt64(msr), toByteOffset: count * 16, as: UInt64.self)
             lists.storeBytes(of: UInt64(0), toByteOffset: count * 16 + 8, as: UInt64.self)
             lists.storeBytes(of: UInt64(msr), toByteOffset: 2048 + count * 16, as: UInt64.self)
@@ -265,6 +296,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
             try? bitmap.setWriteIntercept(msr: msr, false)
             count += 1
         }
+        // IBPB is a command: the guest's write reaches the CPU; RDMSR #GPs.
+        if f.predictionCommand { try? bitmap.setWriteIntercept(msr: MSR.ia32PredCmd.address, false) }
         let vmcsHeld: [7 of MSR] = [.ia32FSBase, .ia32GSBase, .ia32SysenterCS, .ia32SysenterESP,
                                      .ia32SysenterEIP, .ia32PAT, .ia32TimeStampCounter]
         for i in 0..<vmcsHeld.count {

@@ -120,8 +120,10 @@ extension VCPU {
         var interruptWindow = false
         var nmiWindow = false
         if injection == nil && !events.isEmpty {
+            // The real CR0: PE is the guest's, and a PE flip that did not exit
+            // leaves the read shadow stale.
             let guest = GuestEventContext(rflags: try hw.read(VMCSFields.GuestNatural.rflags),
-                                          cr0: try hw.read(VMCSFields.ControlNatural.cr0ReadShadow),
+                                          cr0: try hw.read(VMCSFields.GuestNatural.cr0),
                                           interruptibility: try hw.read(VMCSFields.Guest32.interruptibilityState))
             let plan = events.plan(guest: guest)
             injection = plan.injection
@@ -137,6 +139,11 @@ extension VCPU {
             try hw.write(VMCSFields.Control32.entryInterruptionInformation, event.entryInfo.raw)
             if let code = event.errorCode { try hw.write(VMCSFields.Control32.entryExceptionErrorCode, code) }
             if let length = event.instructionLength { try hw.write(VMCSFields.Control32.entryInstructionLength, length) }
+            // A #PF the vCPU raised carries its linear address in CR2, which VM entry does not load.
+            if event.entryInfo.vector == ExceptionVector.pageFault.rawValue, let address = faultAddress {
+                hw.writeCR2(address)
+            }
+            faultAddress = nil
             if try hw.read(VMCSFields.Guest32.activityState) != 0 { try hw.write(VMCSFields.Guest32.activityState, 0) }
         }
         var primary = primaryControls
@@ -173,6 +180,14 @@ extension VCPU {
         try hw.write(VMCSFields.GuestNatural.rip, rip &+ UInt64(length))
         let state = try hw.read(VMCSFields.Guest32.interruptibilityState)
         if state & 0x3 != 0 { try hw.write(VMCSFields.Guest32.interruptibilityState, state & ~0x3) }
+        // With RFLAGS.TF the completed instruction ends in a single-step #DB
+        // (unless DEBUGCTL.BTF asks for branches only): VM entry delivers the
+        // pending BS. SDM 18.3.1.4 "Single-Step Exception Condition", 27.3.1.5.
+        if try hw.read(VMCSFields.GuestNatural.rflags) & (1 << 8) != 0,
+           try hw.read(VMCSFields.Guest64.ia32DebugCtl) & (1 << 1) == 0 {
+            let pending = try hw.read(VMCSFields.GuestNatural.pendingDebugExceptions)
+            try hw.write(VMCSFields.GuestNatural.pendingDebugExceptions, pending | (1 << 14))
+        }
         return .resume
     }
 
@@ -209,9 +224,16 @@ extension VCPU {
     /// The guest's paging registers, for walking its page tables.
     @inline(__always)  // a call copied the whole vCPU (see readGuestMSR)
     func pagingState<H: VMXHardware>(_ hw: H) throws(VMXError) -> GuestPagingState {
-        GuestPagingState(cr0: try hw.read(VMCSFields.GuestNatural.cr0), cr3: try hw.read(VMCSFields.GuestNatural.cr3),
-                         cr4: try hw.read(VMCSFields.GuestNatural.cr4), efer: try hw.read(VMCSFields.Guest64.ia32EFER),
-                         physicalAddressBits: 52)
+        var state = GuestPagingState(cr0: try hw.read(VMCSFields.GuestNatural.cr0), cr3: try hw.read(VMCSFields.GuestNatural.cr3),
+                                     cr4: try hw.read(VMCSFields.GuestNatural.cr4), efer: try hw.read(VMCSFields.Guest64.ia32EFER),
+                                     physicalAddressBits: features.physicalAddressBits,
+                                     supports1GiBPages: features.supports1GiBPages)
+        // PAE paging walks from the PDPTE registers, which VM entry loads from the VMCS.
+        if state.mode == .pae {
+            state.paePDPTEs = (try hw.read(VMCSFields.Guest64.pdpte0), try hw.read(VMCSFields.Guest64.pdpte1),
+                               try hw.read(VMCSFields.Guest64.pdpte2), try hw.read(VMCSFields.Guest64.pdpte3))
+        }
+        return state
     }
 
     /// The guest-physical address of a guest linear address, or nil.

@@ -32,6 +32,8 @@ public protocol VMXHardware: CPUAccess, VMCSAccess {
     /// are counted there); a fake may ignore it.
     func enterGuest(_ registers: inout GeneralRegisters, fastPath: ExitFastPath, resume: Bool) throws(VMXError)
     func readTSC() -> UInt64
+    /// CR2, which the guest shares with the host: set for a #PF the vCPU injects.
+    func writeCR2(_ value: UInt64)
     func hostSegments() -> HostSegments
     /// HOST_RIP: where a VM exit resumes the host.
     var exitEntryPoint: UInt64 { get }

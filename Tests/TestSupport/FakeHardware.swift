@@ -167,6 +167,8 @@ package final class FakeHardware: VMXHardware {
     package var tsc: UInt64 = 1_000_000
     package var tscStep: UInt64 = 10
     package private(set) var tscReads = 0
+    /// CR2 as the vCPU last wrote it (for a #PF it injects).
+    package var cr2: UInt64 = 0
 
     package var segments = HostSegments(cs: 0x08, ss: 0x10, ds: 0x10, es: 0x10, fs: 0x10, gs: 0x10, tr: 0x28,
                                 fsBase: 0x1111_0000, gsBase: 0x2222_0000, trBase: 0x0010_3000,
@@ -268,6 +270,8 @@ package final class FakeHardware: VMXHardware {
     }
 
     package func invept(_ eptPointer: UInt64) throws(VMXError) { calls.append(.invept(eptPointer)) }
+
+    package func writeCR2(_ value: UInt64) { cr2 = value }
 
     package func readTSC() -> UInt64 {
         tscReads += 1

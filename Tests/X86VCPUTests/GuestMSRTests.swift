@@ -34,7 +34,6 @@ import X86VCPU
         (.ia32APICBase, 0xFEE0_0D00),             // enable, x2APIC, BSP
         (.ia32MiscEnable, 0x0085_0089),
         (.ia32MTRRDefType, 0xC06),
-        (.ia32SpecCtrl, 0x1),
     ]
 
     @Test(arguments: roundTrips)
@@ -102,7 +101,7 @@ import X86VCPU
         #expect(rig.hw.cpu.msrWrites.isEmpty)
     }
 
-    @Test(arguments: [MSR.ia32PredCmd.address, MSR.ia32BIOSSignID.address, 0x79])
+    @Test(arguments: [MSR.ia32BIOSSignID.address, 0x79])
     func writeOnlyCommandsAreAcceptedAndIgnored(msr: UInt32) throws {
         var rig = try VCPURig()
         _ = rig.run([.wrmsr(msr, 1)])
@@ -182,5 +181,47 @@ import X86VCPU
         _ = other.run([.wrmsr(MSR.ia32XSS.address, 1 << 8)])
         #expect(other.entries[1].injected.raw == injectGP)   // PT state is not exposed
         #expect(rig.hw.cpu.msrWrites.isEmpty && other.hw.cpu.msrWrites.isEmpty)
+    }
+}
+
+/// IA32_SPEC_CTRL and IA32_PRED_CMD: the real MSRs when CPUID.(7,0):EDX
+/// reports them, #GP otherwise, so a guest never believes in a mitigation
+/// that is not there.
+@Suite struct SpeculationControlMSRTests {
+    @Test(arguments: [(MSR.ia32SpecCtrl.address, true), (MSR.ia32SpecCtrl.address, false),
+                      (MSR.ia32PredCmd.address, true), (MSR.ia32PredCmd.address, false)])
+    func withoutIBRSAndIBPBBothRaiseGP(msr: UInt32, write: Bool) throws {
+        var rig = try VCPURig()
+        #expect(rig.hw.cpu.cpuid(leaf: 7, subleaf: 0).edx & (1 << 26 | 1 << 27 | 1 << 31) == 0)
+        _ = rig.run([write ? .wrmsr(msr, 1) : .rdmsr(msr)])
+        #expect(rig.entries[1].injected.raw == injectGP)
+        #expect(rig.rip == 0x1000)
+        #expect(rig.hw.cpu.msrWrites.isEmpty)
+    }
+
+    @Test func withIBRSSpecCtrlIsTheGuestsOwnSwitchedAtEntryAndExit() throws {
+        let hw = FakeHardware(bochs: BochsCapabilities.corei7_skylake_x)
+        var leaf7 = hw.cpu.cpuid(leaf: 7, subleaf: 0)
+        leaf7.edx |= 1 << 26
+        hw.cpu.setCPUID(leaf: 7, leaf7)
+        hw.cpu.msrs[MSR.ia32SpecCtrl.address] = 0x5   // the host's own setting
+        let rig = try VCPURig(hw: hw)
+        #expect(rig.vcpu.features.switchesSpecCtrl && rig.vcpu.features.predictionCommand)
+        let count = Int(rig.field(VMCSFields.Control32.entryMSRLoadCount))
+        func entries(_ address: UInt64) -> [(UInt64, UInt64)] {
+            (0..<count).map { i in
+                let p = rig.frames.pointer(to: address + UInt64(i) * 16)
+                return (p.load(as: UInt64.self), p.load(fromByteOffset: 8, as: UInt64.self))
+            }
+        }
+        let guest = entries(rig.field(VMCSFields.Control64.entryMSRLoadAddress))
+        let host = entries(rig.field(VMCSFields.Control64.exitMSRLoadAddress))
+        #expect(guest.contains { $0 == (0x48, 0) })   // the guest starts with SPEC_CTRL 0
+        #expect(host.contains { $0 == (0x48, 0x5) })  // and the host gets its own back at exit
+        #expect(rig.vcpu.msrBitmap.interceptsRead(msr: 0x48) == .bitmap(intercepted: false))
+        #expect(rig.vcpu.msrBitmap.interceptsWrite(msr: 0x48) == .bitmap(intercepted: false))
+        // PRED_CMD is write-only: writes reach the CPU, reads #GP through the handler.
+        #expect(rig.vcpu.msrBitmap.interceptsWrite(msr: 0x49) == .bitmap(intercepted: false))
+        #expect(rig.vcpu.msrBitmap.interceptsRead(msr: 0x49) == .bitmap(intercepted: true))
     }
 }

@@ -50,10 +50,11 @@ import X86VCPU
     }
 
     /// REP OUTSB/INSB with 32-bit addressing (instruction information bits 9:7 = 1).
+    /// INS/OUTS; `segment` is the instruction information's segment (3 = DS, OUTS's default).
     func string(port: UInt16, width: OperandWidth = .byte, in isIn: Bool, rep: Bool = true,
-                addressSize: UInt32 = 1) -> ScriptedExit {
+                addressSize: UInt32 = 1, segment: UInt32 = 3) -> ScriptedExit {
         ScriptedExit.io(port: port, width: width, in: isIn, string: true, rep: rep, length: 2)
-            .with { $0.instructionInformation = addressSize << 7 }
+            .with { $0.instructionInformation = addressSize << 7 | segment << 15 }
     }
 
     @Test func repOutsbForwardsWalksRSIUpAndExhaustsRCX() throws {
@@ -147,6 +148,8 @@ import X86VCPU
     @Test func withoutInstructionInformationA64BitCSUsesRSIWhole() throws {
         let hw = FakeHardware()
         hw.cpu.msrs[0x480] = 0x0098_1000_0000_002B   // IA32_VMX_BASIC bit 54 clear
+        hw.cpu.setCPUID(leaf: 0x8000_0000, CPUIDResult(eax: 0x8000_0008))
+        hw.cpu.setCPUID(leaf: 0x8000_0001, CPUIDResult(edx: 1 << 26))   // 1 GiB pages
         var rig = try VCPURig(.long64, rip: 0x1000, hw: hw) { $0.cr3 = 0x10000 }
         // Linear 4 GiB + x maps to guest-physical x (a 1 GiB page).
         rig.memory.store64(0x11000 | 3, at: 0x10000)
@@ -176,5 +179,125 @@ import X86VCPU
         _ = rig.run([string(port: 0x80, in: false).then { r, _ in r.rsi = 0x3000; r.rcx = 0 }])
         #expect(rig.platform.outs.isEmpty)
         #expect(rig.rip == 0x1002)
+    }
+}
+
+/// INS/OUTS memory operands checked as the CPU would: segment, then the
+/// guest's paging at the guest's privilege, every byte of every element.
+@Suite struct StringIOProtectionTests {
+    /// #PF with an error code: valid | deliver | hardware exception | 14.
+    static let injectPF: UInt32 = 0x8000_0B0E
+    static let injectSS: UInt32 = 0x8000_0B0C
+
+    func string(port: UInt16 = 0x80, width: OperandWidth = .byte, in isIn: Bool, rep: Bool = false,
+                segment: UInt32 = 3, addressSize: UInt32 = 1) -> ScriptedExit {
+        ScriptedExit.io(port: port, width: width, in: isIn, string: true, rep: rep, length: 2)
+            .with { $0.instructionInformation = addressSize << 7 | segment << 15 }
+    }
+
+    /// 32-bit paging: linear 0x5000 supervisor-only, 0x6000 user, 0x7000 not
+    /// present, 0x8000 user and backed by frame 0x9000.
+    func paged(cpl3: Bool = false) throws -> VCPURig {
+        let rig = try VCPURig()
+        rig.memory.store64(0x21000 | 7, at: 0x20000)
+        rig.memory.store64(0x5000 | 3, at: 0x21000 + 5 * 4)
+        rig.memory.store64(0x6000 | 7, at: 0x21000 + 6 * 4)
+        rig.memory.store64(0x9000 | 7, at: 0x21000 + 8 * 4)
+        rig.preset(VMCSFields.GuestNatural.cr3, 0x20000)
+        rig.preset(VMCSFields.GuestNatural.cr0, 0x8001_0031)
+        rig.preset(VMCSFields.ControlNatural.cr0ReadShadow, 0x8001_0011)
+        if cpl3 { rig.preset(VMCSFields.Guest32.ssAccessRights, 0xC0F3) }
+        return rig
+    }
+
+    @Test func ring3INSIntoASupervisorPageRaisesPFAndWritesNothing() throws {
+        var rig = try paged(cpl3: true)
+        rig.platform.inValues = [0x80: [0xAB]]
+        _ = rig.run([string(in: true).then { r, _ in r.rdi = 0x5010 }])
+        #expect(rig.entries[1].injected.raw == Self.injectPF)
+        #expect(rig.entries[1].exceptionErrorCode == 0x7)   // present | write | user
+        #expect(rig.hw.cr2 == 0x5010)
+        #expect(rig.memory.load8(0x5010) == 0)
+        #expect(rig.vcpu.registers.rdi == 0x5010)
+        #expect(rig.rip == 0x1000)
+    }
+
+    @Test func ring0INSIntoTheSamePageWrites() throws {
+        var rig = try paged()
+        rig.platform.inValues = [0x80: [0xAB]]
+        _ = rig.run([string(in: true).then { r, _ in r.rdi = 0x5010 }])
+        #expect(rig.memory.load8(0x5010) == 0xAB)
+        #expect(rig.rip == 0x1002)
+    }
+
+    @Test func aWordStraddlingIntoANotPresentPageRaisesPFForTheSecondPage() throws {
+        var rig = try paged()
+        _ = rig.run([string(width: .word, in: false).then { r, _ in r.rsi = 0x6FFF }])
+        #expect(rig.entries[1].injected.raw == Self.injectPF)
+        #expect(rig.entries[1].exceptionErrorCode == 0)
+        #expect(rig.hw.cr2 == 0x7000)
+        #expect(rig.platform.outs.isEmpty)
+    }
+
+    @Test func aWordStraddlingTwoPagesWritesEachByteThroughItsOwnPage() throws {
+        var rig = try paged()
+        rig.memory.store64(0x21000 | 7, at: 0x20000)
+        rig.memory.store64(0x9000 | 7, at: 0x21000 + 7 * 4)   // linear 0x7000 -> frame 0x9000
+        rig.platform.inValues = [0x80: [0xBBAA]]
+        _ = rig.run([string(width: .word, in: true).then { r, _ in r.rdi = 0x6FFF }])
+        #expect(rig.memory.load8(0x6FFF) == 0xAA)
+        #expect(rig.memory.load8(0x9000) == 0xBB)
+        #expect(rig.memory.load8(0x7000) == 0)
+    }
+
+    @Test func aREPThatFaultsMidwayLeavesTheRegistersAtTheFaultingElement() throws {
+        var rig = try paged()
+        rig.memory.store([1, 2], at: 0x6FFE)
+        _ = rig.run([string(in: false, rep: true).then { r, _ in r.rsi = 0x6FFE; r.rcx = 3 }])
+        #expect(rig.platform.outs.map(\.value) == [1, 2])
+        #expect(rig.vcpu.registers.rsi == 0x7000)
+        #expect(rig.vcpu.registers.rcx == 1)
+        #expect(rig.entries[1].injected.raw == Self.injectPF)
+        #expect(rig.rip == 0x1000)
+    }
+
+    @Test func outsWithAnFSOverrideReadsThroughFS() throws {
+        var rig = try VCPURig()
+        rig.preset(VMCSFields.GuestNatural.fsBase, 0x4000)
+        rig.memory.store([0x77], at: 0x4010)
+        rig.memory.store([0x11], at: 0x10)
+        _ = rig.run([string(in: false, segment: 4).then { r, _ in r.rsi = 0x10 }])
+        #expect(rig.platform.outs.map(\.value) == [0x77])
+    }
+
+    @Test func anOffsetBeyondTheSegmentLimitRaisesGPOrSSThroughSS() throws {
+        var rig = try VCPURig()
+        rig.preset(VMCSFields.Guest32.dsLimit, 0xFFF)
+        _ = rig.run([string(in: false).then { r, _ in r.rsi = 0x1000 }])
+        #expect(rig.entries[1].injected.raw == injectGP)
+        var stack = try VCPURig()
+        stack.preset(VMCSFields.Guest32.ssLimit, 0xFFF)
+        _ = stack.run([string(in: false, segment: 2).then { r, _ in r.rsi = 0xFFF }])
+        #expect(stack.platform.outs.count == 1)
+        _ = stack.run([string(width: .word, in: false, segment: 2).then { r, _ in r.rsi = 0xFFF }])
+        #expect(stack.entries.last?.injected.raw == Self.injectSS)
+    }
+
+    @Test func insIntoAReadOnlyOrUnusableESRaisesGP() throws {
+        var rig = try VCPURig()
+        rig.preset(VMCSFields.Guest32.esAccessRights, 0xC091)   // read-only data
+        _ = rig.run([string(in: true).then { r, _ in r.rdi = 0x3000 }])
+        #expect(rig.entries[1].injected.raw == injectGP)
+        var unusable = try VCPURig()
+        unusable.preset(VMCSFields.Guest32.esAccessRights, 1 << 16)
+        _ = unusable.run([string(in: true).then { r, _ in r.rdi = 0x3000 }])
+        #expect(unusable.entries[1].injected.raw == injectGP)
+    }
+
+    @Test func aNonCanonicalAddressIn64BitModeRaisesGP() throws {
+        var rig = try VCPURig(.long64) { $0.cr3 = 0x10000 }
+        _ = rig.run([string(in: false, addressSize: 2).then { r, _ in r.rsi = 0x0000_8000_0000_0000 }])
+        #expect(rig.entries[1].injected.raw == injectGP)
+        #expect(rig.platform.outs.isEmpty)
     }
 }
