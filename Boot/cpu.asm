@@ -55,6 +55,12 @@ FUNC cpu_read_cr0
 FUNC cpu_read_cr2
     mov rax, cr2
     ret
+; bool cpu_take_host_nmi(void): the NMI flag, cleared in the same instruction.
+extern host_nmi_pending
+FUNC cpu_take_host_nmi
+    xor eax, eax
+    xchg al, [rel host_nmi_pending]
+    ret
 FUNC cpu_write_cr2
     mov cr2, rdi
     ret

@@ -9,7 +9,7 @@ KERNEL_DS        equ 0x10
 KERNEL_TSS       equ 0x18
 COM1             equ 0x3F8
 
-global _start, boot_entry_tsc, boot_gdtr, boot_idtr, boot_tss, boot_pml4
+global _start, host_nmi_pending, boot_entry_tsc, boot_gdtr, boot_idtr, boot_tss, boot_pml4
 extern kmain, trap_handler
 
 ; --- Multiboot2 header (Multiboot2 spec 3.1 "OS image format") ---------------
@@ -204,7 +204,12 @@ long_mode_entry:
 ; frame, then the common path pushes the GPRs and calls trap_handler(frame).
 %macro ISR 1
 isr_%1:
-%if (%1 = 8) || (%1 = 10) || (%1 = 11) || (%1 = 12) || (%1 = 13) || (%1 = 14) || (%1 = 17) || (%1 = 21) || (%1 = 29) || (%1 = 30)
+%if %1 = 2
+    ; An NMI in root mode is noted for the guest and returned from at once
+    ; (IRETQ unblocks NMIs); the vCPU's run loop hands it to the guest.
+    mov byte [rel host_nmi_pending], 1
+    iretq
+%elif (%1 = 8) || (%1 = 10) || (%1 = 11) || (%1 = 12) || (%1 = 13) || (%1 = 14) || (%1 = 17) || (%1 = 21) || (%1 = 29) || (%1 = 30)
 %else
     push 0
 %endif
@@ -288,6 +293,7 @@ boot_idtr:
     dw 256 * 16 - 1
     dq boot_idt
 saved_info: dd 0
+host_nmi_pending: db 0
 align 8
 boot_entry_tsc: dq 0
 

@@ -1,7 +1,8 @@
 // The test guests' ports: a 16550 UART at COM1 whose output reaches the
 // hypervisor's console line by line as "[guest] ...", and the exit port 0xF4
 // (QEMU's isa-debug-exit convention) that powers off with the guest's status.
-// Every other port reads as all ones and ignores writes (an empty bus).
+// An operating-system guest also gets the RTC (CMOSPorts). Every other port
+// reads as all ones and ignores writes (an empty bus).
 import X86Arch
 import X86VCPU
 import Devices
@@ -12,12 +13,20 @@ struct KernelPlatform: GuestPlatform {
 
     var uart = UART16550()
     var console = GuestConsole()
+    /// The guest drives the real RTC (0x70, 0x71), NVRAM read-only.
+    var ownsClock = false
+    var cmos = CMOSPorts()
 
     func uartRegister(_ port: UInt16) -> UART16550.Register? {
         port >= Self.com1 ? UART16550.Register(rawValue: port - Self.com1) : nil
     }
 
     mutating func portIn(_ port: UInt16, width: OperandWidth) -> UInt32 {
+        if ownsClock && width == .byte && port == CMOSPorts.indexPort { return UInt32(cmos.indexValue) }
+        if ownsClock && width == .byte && port == CMOSPorts.dataPort {
+            port_out8(CMOSPorts.indexPort, cmos.index)
+            return UInt32(port_in8(CMOSPorts.dataPort))
+        }
         guard width == .byte, let register = uartRegister(port) else { return UInt32(truncatingIfNeeded: width.mask) }
         return UInt32(uart.read(register))
     }
@@ -26,6 +35,11 @@ struct KernelPlatform: GuestPlatform {
         if port == Self.exitPort {
             flush()
             return .powerOff(status: UInt8(truncatingIfNeeded: value))
+        }
+        if ownsClock && width == .byte && port == CMOSPorts.indexPort { cmos.select(UInt8(truncatingIfNeeded: value)) }
+        if ownsClock && width == .byte && port == CMOSPorts.dataPort && cmos.dataWritable {
+            port_out8(CMOSPorts.indexPort, cmos.index)
+            port_out8(CMOSPorts.dataPort, UInt8(truncatingIfNeeded: value))
         }
         if let register = uartRegister(port), let byte = uart.write(register, UInt8(truncatingIfNeeded: value)) {
             console.append(byte, emit: Self.printLine)

@@ -17,15 +17,18 @@ extension GuestImageFormat {
 }
 
 /// The guest platform for an operating system: the legacy PIC (0x20, 0xA0),
-/// PIT (0x40-0x43, gate 0x61), RTC/CMOS (0x70-0x71), the POST delay port
-/// (0x80) and COM1 (its interrupt-driven driver needs the real IRQ 4, and
-/// the user's shell needs input) belong to the guest, and interrupts that
-/// arrive while it runs are delivered to it. The host depends on none of them:
-/// it runs with interrupts off. The keyboard controller (0x64 can reset the
-/// machine), PCI configuration and everything else stay intercepted.
+/// PIT (0x40-0x43, gate 0x61), the POST delay port (0x80) and COM1 (its
+/// interrupt-driven driver needs the real IRQ 4, and the user's shell needs
+/// input) belong to the guest, and interrupts that arrive while it runs are
+/// delivered to it. The host depends on none of them: it runs with interrupts
+/// off. Port 0x61's NMI enables are safe with the guest: an NMI in root mode
+/// is handed to the guest too. The RTC is the guest's through KernelPlatform
+/// (CMOSPorts), which keeps the firmware's NVRAM read-only. The keyboard
+/// controller (0x64 can reset the machine), PCI configuration and everything
+/// else stay intercepted.
 func giveLegacyDevices(_ vcpu: inout VCPU<KernelFrames>) {
-    let ports: [7 of ClosedRange<UInt16>] = [0x20...0x21, 0xA0...0xA1, 0x40...0x43, 0x61...0x61,
-                                             0x70...0x71, 0x80...0x80, 0x3F8...0x3FF]
+    let ports: [6 of ClosedRange<UInt16>] = [0x20...0x21, 0xA0...0xA1, 0x40...0x43, 0x61...0x61,
+                                             0x80...0x80, 0x3F8...0x3FF]
     for i in 0..<ports.count { vcpu.ioBitmap.setIntercept(ports: ports[i], false) }
     vcpu.reflectsExternalInterrupts = true
     Serial.flush()

@@ -9,6 +9,7 @@
 @_extern(c, "cpu_cpuid") func cpu_cpuid(_ leaf: UInt32, _ subleaf: UInt32, _ out: UnsafeMutablePointer<UInt32>)
 @_extern(c, "cpu_read_cr0") func cpu_read_cr0() -> UInt64
 @_extern(c, "cpu_read_cr2") func cpu_read_cr2() -> UInt64
+@_extern(c, "cpu_take_host_nmi") func cpu_take_host_nmi() -> Bool
 @_extern(c, "cpu_write_cr2") func cpu_write_cr2(_ value: UInt64)
 @_extern(c, "cpu_read_cr3") func cpu_read_cr3() -> UInt64
 @_extern(c, "cpu_read_cr4") func cpu_read_cr4() -> UInt64

@@ -61,6 +61,7 @@ struct Hardware: VMXHardware {
 
     func readTSC() -> UInt64 { cpu_rdtsc() }
     func writeCR2(_ value: UInt64) { cpu_write_cr2(value) }
+    func takeHostNMI() -> Bool { cpu_take_host_nmi() }
     var exitEntryPoint: UInt64 { vmx_exit_entry_address() }
 
     func hostSegments() -> HostSegments {

@@ -96,6 +96,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     logInfo("boot: entry-tsc \(kernel_entry_tsc()) now-tsc \(cpu_rdtsc())")
 
     var platform = KernelPlatform()
+    platform.ownsClock = format.ownsLegacyDevices
     let exit = vcpu.run(hw, &platform)
     platform.flush()
     let status = reportGuestExit(exit, hw, root.capabilities)

@@ -25,6 +25,9 @@ extension VCPU {
         }
         while true {
             do {
+                // An NMI the host took in root mode belongs to the guest, as
+                // one that arrives while it runs (handleExceptionOrNMI).
+                if hw.takeHostNMI() { _ = queue(.nmi) }
                 try prepareEntry(hw)
                 if exitUnrecorded { statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC) }
                 exitUnrecorded = false

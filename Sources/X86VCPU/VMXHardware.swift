@@ -34,6 +34,8 @@ public protocol VMXHardware: CPUAccess, VMCSAccess {
     func readTSC() -> UInt64
     /// CR2, which the guest shares with the host: set for a #PF the vCPU injects.
     func writeCR2(_ value: UInt64)
+    /// Whether an NMI arrived in root mode since the last call (then cleared).
+    func takeHostNMI() -> Bool
     func hostSegments() -> HostSegments
     /// HOST_RIP: where a VM exit resumes the host.
     var exitEntryPoint: UInt64 { get }

@@ -169,6 +169,8 @@ package final class FakeHardware: VMXHardware {
     package private(set) var tscReads = 0
     /// CR2 as the vCPU last wrote it (for a #PF it injects).
     package var cr2: UInt64 = 0
+    /// NMIs that arrived in root mode, not yet taken by the vCPU.
+    package var hostNMIs = 0
 
     package var segments = HostSegments(cs: 0x08, ss: 0x10, ds: 0x10, es: 0x10, fs: 0x10, gs: 0x10, tr: 0x28,
                                 fsBase: 0x1111_0000, gsBase: 0x2222_0000, trBase: 0x0010_3000,
@@ -272,6 +274,12 @@ package final class FakeHardware: VMXHardware {
     package func invept(_ eptPointer: UInt64) throws(VMXError) { calls.append(.invept(eptPointer)) }
 
     package func writeCR2(_ value: UInt64) { cr2 = value }
+
+    package func takeHostNMI() -> Bool {
+        guard hostNMIs > 0 else { return false }
+        hostNMIs -= 1
+        return true
+    }
 
     package func readTSC() -> UInt64 {
         tscReads += 1

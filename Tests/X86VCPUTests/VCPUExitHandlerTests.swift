@@ -406,3 +406,14 @@ let injectUD: UInt32 = 0x8000_0306
         #expect(exit == .unhandled(reason: .initSignal, qualification: 0, rip: 0x1000))
     }
 }
+
+@Suite struct HostNMITests {
+    @Test func anNMITheHostTookInRootModeIsDeliveredToTheGuest() throws {
+        var rig = try VCPURig()
+        rig.hw.hostNMIs = 1
+        _ = rig.run([.cpuid(leaf: 0)])
+        #expect(rig.entries[0].injected.raw == 0x8000_0202)   // valid | NMI | vector 2
+        #expect(!rig.entries[1].injected.isValid)             // once
+        #expect(rig.hw.hostNMIs == 0)
+    }
+}
