@@ -61,6 +61,7 @@ _start:
     BENCH s_out, op_out
     BENCH s_rdmsr, op_rdmsr
     BENCH s_wrmsr, op_wrmsr
+    BENCH s_cr0, op_cr0
     cmp byte [under_hv], 0
     je .done
     BENCH s_vmcall, op_vmcall
@@ -107,6 +108,13 @@ op_wrmsr:
     mov eax, [msr_value]
     mov edx, [msr_value + 4]
     wrmsr
+    ret
+op_cr0:                                 ; two MOVs to CR0, NE off then on:
+    mov eax, cr0                        ; NE is host-owned, so both exit
+    xor eax, 0x20
+    mov cr0, eax
+    xor eax, 0x20
+    mov cr0, eax
     ret
 op_vmcall:
     xor eax, eax                        ; hypercall 0: null
@@ -238,6 +246,7 @@ s_in:     db "in", 0
 s_out:    db "out", 0
 s_rdmsr:  db "rdmsr", 0
 s_wrmsr:  db "wrmsr", 0
+s_cr0:    db "cr0", 0
 s_vmcall: db "vmcall", 0
 s_end:    db "bench: done", 10, 0
 
