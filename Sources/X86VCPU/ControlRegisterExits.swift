@@ -85,20 +85,19 @@ extension VCPU {
             }
         }
         let lma = efer & EFER.lma.rawValue != 0
-        var state = GuestControlState(cr0: cr0View.realValue(forGuestValue: value),
-                                      cr3: try hw.read(VMCSFields.GuestNatural.cr3), cr4: cr4, efer: efer,
+        let state = GuestControlState(cr0: cr0View.realValue(forGuestValue: value), cr3: nil, cr4: cr4, efer: efer,
                                       ia32eModeGuest: lma)
         // SDM 4.4.1 "PDPTE Registers": a MOV to CR0 that changes PG, CD or NW
         // under PAE paging loads them.
-        let reloads = state.usesPDPTEs && (old ^ value) & (pg | CR0Bits.cd.rawValue | CR0Bits.nw.rawValue) != 0
-        if reloads {
-            guard let entries = readPDPTEs(cr3: state.cr3) else { return gp }
-            state.pdptes = entries
+        var pdptes: InlineArray<4, UInt64>?
+        if state.usesPDPTEs && (old ^ value) & (pg | CR0Bits.cd.rawValue | CR0Bits.nw.rawValue) != 0 {
+            guard let entries = readPDPTEs(cr3: try hw.read(VMCSFields.GuestNatural.cr3)) else { return gp }
+            pdptes = entries
         }
         guard commitable(state) else { return gp }
         if efer != oldEFER { try setIA32eMode(hw, efer: efer, on: lma) }
         if activating { try makeTR64Bit(hw) }
-        if let entries = state.pdptes { try writePDPTEs(hw, entries) }
+        if let pdptes { try writePDPTEs(hw, pdptes) }
         try hw.write(VMCSFields.GuestNatural.cr0, state.cr0)
         try hw.write(VMCSFields.ControlNatural.cr0ReadShadow, cr0View.readShadow(forGuestValue: value))
         return nil
@@ -117,14 +116,15 @@ extension VCPU {
         } else {
             value &= 0xFFFF_FFFF  // a 32-bit operand outside IA-32e mode
         }
-        var state = GuestControlState(cr0: try hw.read(VMCSFields.GuestNatural.cr0), cr3: value, cr4: cr4, efer: efer,
+        let state = GuestControlState(cr0: try hw.read(VMCSFields.GuestNatural.cr0), cr3: value, cr4: cr4, efer: efer,
                                       ia32eModeGuest: efer & EFER.lma.rawValue != 0)
+        var pdptes: InlineArray<4, UInt64>?
         if state.usesPDPTEs {
             guard let entries = readPDPTEs(cr3: value) else { return gp }
-            state.pdptes = entries
+            pdptes = entries
         }
         guard commitable(state) else { return gp }
-        if let entries = state.pdptes { try writePDPTEs(hw, entries) }
+        if let pdptes { try writePDPTEs(hw, pdptes) }
         try hw.write(VMCSFields.GuestNatural.cr3, value)
         return nil
     }
@@ -147,15 +147,16 @@ extension VCPU {
         if lma && changed & CR4Bits.la57.rawValue != 0 { return gp }
         if value & ~old & CR4Bits.pcide.rawValue != 0 && (!lma || cr3 & 0xFFF != 0) { return gp }
         if value & CR4Bits.cet.rawValue != 0 && cr0 & CR0Bits.wp.rawValue == 0 { return gp }
-        var state = GuestControlState(cr0: cr0, cr3: cr3, cr4: cr4View.realValue(forGuestValue: value), efer: efer,
+        let state = GuestControlState(cr0: cr0, cr3: nil, cr4: cr4View.realValue(forGuestValue: value), efer: efer,
                                       ia32eModeGuest: lma)
         let reloadBits = CR4Bits.pae.rawValue | CR4Bits.pge.rawValue | CR4Bits.pse.rawValue | CR4Bits.smep.rawValue
+        var pdptes: InlineArray<4, UInt64>?
         if state.usesPDPTEs && changed & reloadBits != 0 {
             guard let entries = readPDPTEs(cr3: cr3) else { return gp }
-            state.pdptes = entries
+            pdptes = entries
         }
         guard commitable(state) else { return gp }
-        if let entries = state.pdptes { try writePDPTEs(hw, entries) }
+        if let pdptes { try writePDPTEs(hw, pdptes) }
         try hw.write(VMCSFields.GuestNatural.cr4, state.cr4)
         try hw.write(VMCSFields.ControlNatural.cr4ReadShadow, cr4View.readShadow(forGuestValue: value))
         fastPath.invalidateCPUID()  // OSXSAVE and OSPKE follow CR4
@@ -163,6 +164,7 @@ extension VCPU {
     }
 
     /// The safety net: the state passes the VM-entry rules on control registers.
+    @inline(__always)
     func commitable(_ state: GuestControlState) -> Bool {
         state.violation(cr0Fixed: capabilities.cr0Fixed, cr4Fixed: capabilities.cr4Fixed,
                         physicalAddressWidth: features.physicalAddressBits) == nil

@@ -206,6 +206,8 @@ extension VCPU {
         if GeneralRegisters.isStackPointer(number, width: width) {
             return GeneralRegisters.extract(try hw.read(VMCSFields.GuestNatural.rsp), width: width)
         }
+        // Whole registers (MOV to CR) skip the sub-register decoding.
+        if width == .qword { return registers[number] ?? 0 }
         return registers.read(number, width: width) ?? 0
     }
 
