@@ -1,0 +1,34 @@
+# Hostile-guest cases (sourced by run.sh when X86VCPU_HOSTILE=1; default once
+# the exit-handler fixes of issue 11 land). Each guest in Tests/guests/hostile*
+# probes one class of forbidden or awkward guest behaviour and must get the
+# architectural result: every probe line "ok ...", no FAIL, and the host's
+# power-off line with the guest's own status 0, never 3 (host trap) or 5
+# (hypervisor failure).
+
+# hostile_case NAME LIMIT [--cpu MODEL] PATTERN...: case guest-NAME.
+hostile_case() {
+    local name=$1 limit=$2 engine_args=(); shift 2
+    if [ "${1:-}" = --cpu ]; then engine_args=(--cpu "$2"); shift 2; fi
+    boot_case "guest-$name" bochs "$limit" - "${engine_args[@]}" \
+        --entry "$name" "log=info" --module "build/guests/$name.bin" "" -- \
+        '!FAIL' '!power off: status [35]([^0-9]|$)' "$@" \
+        "\\[guest\\] $name: all checks passed" '^\[info\] power off: status 0'
+}
+
+hostile_case hostile-cr 90 \
+    '\[guest\] hostile-cr: ok cr4-reserved-bit #GP' \
+    '\[guest\] hostile-cr: (ok|skip) cr4-pcide-legacy' \
+    '\[guest\] hostile-cr: (ok cr4-cet-with-wp0|skip cr4-cet-with-wp0)' \
+    '\[guest\] hostile-cr: ok cr0-pg-without-pe #GP' \
+    '\[guest\] hostile-cr: ok cr0-nw-without-cd #GP' \
+    '\[guest\] hostile-cr: ok cr0-bit32 #GP' \
+    '\[guest\] hostile-cr: ok cr4-reserved-bit-long-mode #GP' \
+    '\[guest\] hostile-cr: (ok|skip) cr4-la57-toggle' \
+    '\[guest\] hostile-cr: ok cr3-bit63-without-pcide #GP' \
+    '\[guest\] hostile-cr: (ok cr4-pcide-with-cr3-low-bits|skip cr4-pcide probes)'
+
+hostile_case hostile-cr-stale 90 \
+    '\[guest\] hostile-cr-stale: ok in protected mode' \
+    '\[guest\] hostile-cr-stale: ok cr4-reserved-bit #GP\(0\) with error code' \
+    '\[guest\] hostile-cr-stale: ok cr0-nw-without-cd #GP\(0\) with error code' \
+    '\[guest\] hostile-cr-stale: ok cr0-pg-without-pe #GP\(0\) with error code'
