@@ -32,3 +32,16 @@ hostile_case hostile-cr-stale 90 \
     '\[guest\] hostile-cr-stale: ok cr4-reserved-bit #GP\(0\) with error code' \
     '\[guest\] hostile-cr-stale: ok cr0-nw-without-cd #GP\(0\) with error code' \
     '\[guest\] hostile-cr-stale: ok cr0-pg-without-pe #GP\(0\) with error code'
+
+hostile_case hostile-event-real 90 \
+    '\[guest\] hostile-event-real: ok wrmsr unknown MSR \(from reset\): #GP via IVT, no error code' \
+    '\[guest\] hostile-event-real: ok xsetbv XCR0=0 \(from reset\): #GP via IVT, no error code' \
+    '\[guest\] hostile-event-real: ok back in real mode' \
+    '\[guest\] hostile-event-real: ok wrmsr unknown MSR \(after PE on and off\): #GP via IVT, no error code' \
+    '\[guest\] hostile-event-real: ok xsetbv XCR0=0 \(after PE on and off\): #GP via IVT, no error code'
+
+hostile_case hostile-event 90 \
+    '\[guest\] hostile-event: ok wrmsr unknown MSR \(PE set by a plain MOV\): #GP\(0\), error code on the stack' \
+    '\[guest\] hostile-event: ok xsetbv XCR0=0 \(PE set by a plain MOV\): #GP\(0\), error code on the stack' \
+    '\[guest\] hostile-event: ok wrmsr unknown MSR \(after a CR0 exit\): #GP\(0\), error code on the stack' \
+    '\[guest\] hostile-event: ok xsetbv XCR0=0 \(after a CR0 exit\): #GP\(0\), error code on the stack'
