@@ -45,3 +45,10 @@ hostile_case hostile-event 90 \
     '\[guest\] hostile-event: ok xsetbv XCR0=0 \(PE set by a plain MOV\): #GP\(0\), error code on the stack' \
     '\[guest\] hostile-event: ok wrmsr unknown MSR \(after a CR0 exit\): #GP\(0\), error code on the stack' \
     '\[guest\] hostile-event: ok xsetbv XCR0=0 \(after a CR0 exit\): #GP\(0\), error code on the stack'
+
+hostile_case hostile-pae 90 \
+    '\[guest\] hostile-pae: ok cr0-pg with reserved PDPTE bit: #GP, CR0 and CR3 unchanged' \
+    '\[guest\] hostile-pae: ok cr0-pg with valid PDPTEs: PAE paging on' \
+    '\[guest\] hostile-pae: ok cr3 load with reserved PDPTE bit: #GP, CR3 unchanged' \
+    '\[guest\] hostile-pae: ok cr4-pae with paging on and reserved PDPTE bit: #GP, CR4 unchanged' \
+    '\[guest\] hostile-pae: ok 32-bit paging still in force'
