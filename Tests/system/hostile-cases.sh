@@ -52,3 +52,10 @@ hostile_case hostile-pae 90 \
     '\[guest\] hostile-pae: ok cr3 load with reserved PDPTE bit: #GP, CR3 unchanged' \
     '\[guest\] hostile-pae: ok cr4-pae with paging on and reserved PDPTE bit: #GP, CR4 unchanged' \
     '\[guest\] hostile-pae: ok 32-bit paging still in force'
+
+hostile_case hostile-strio 90 \
+    '\[guest\] hostile-strio: ok fs rep outsb reads FS:ESI' \
+    '\[guest\] hostile-strio: ok fs outsb reads FS:ESI' \
+    '\[guest\] hostile-strio: ok insw straddling into a not-present page: #PF\(W\), EDI kept' \
+    '\[guest\] hostile-strio: ok rep outsb from a not-present page: #PF\(R\), ESI and ECX kept' \
+    '\[guest\] hostile-strio: ok ring 3 rep insb into a supervisor page: #PF\(P\|W\|U\), ECX and EDI kept'
