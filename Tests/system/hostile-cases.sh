@@ -59,3 +59,28 @@ hostile_case hostile-strio 90 \
     '\[guest\] hostile-strio: ok insw straddling into a not-present page: #PF\(W\), EDI kept' \
     '\[guest\] hostile-strio: ok rep outsb from a not-present page: #PF\(R\), ESI and ECX kept' \
     '\[guest\] hostile-strio: ok ring 3 rep insb into a supervisor page: #PF\(P\|W\|U\), ECX and EDI kept'
+
+# Bochs's corei7_skylake_x lacks IBRS/IBPB (the #GP branch); a model that has
+# them (run.sh's --cpu) takes the other.
+hostile_case hostile-spec 90 \
+    '\[guest\] hostile-spec: (ok wrmsr SPEC_CTRL\.IBRS without IBRS: #GP|ok wrmsr SPEC_CTRL\.IBRS=1 reads back 1)' \
+    '\[guest\] hostile-spec: (ok wrmsr PRED_CMD\.IBPB without IBPB: #GP|ok wrmsr PRED_CMD\.IBPB accepted)'
+
+# The transcript is the check here: control bytes as '?', CR dropped, every
+# guest line (a wrapped long one too) under "[guest] ", no forged host line.
+hostile_case hostile-console 90 \
+    '\[guest\] hostile-console: nul \[\?\] end' \
+    '\[guest\] hostile-console: esc \[\?\[2J\?\[31m\] end' \
+    '\[guest\] hostile-console: cr \[abc\??\[info\] power off: status 9\] end' \
+    '\[guest\] hostile-console: high \[\?\?\?\?\] end' \
+    $'^\\[guest\\] \\[info\\] power off: status 9\r?$' \
+    $'^\\[guest\\] \\??\\[error\\] VM entry failed: fake\r?$' \
+    $'^\\[guest\\] x{200}\r?$' \
+    $'^\\[guest\\] x{5}TAIL\r?$' \
+    '\[guest\] hostile-console: vmcall \[\?\[2J\??\[info\] power off: status 8\?\] end' \
+    '\[guest\] hostile-console: ok console hypercall returned its length' \
+    '!^\[(info|error)\] power off: status [89]' \
+    '!^\[error\] VM entry failed: fake' \
+    $'!\r\\[(info|error)\\]' \
+    $'!^\\[guest\\] .*\r.' \
+    $'!^\\[guest\\] .*[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]'
