@@ -84,3 +84,9 @@ hostile_case hostile-console 90 \
     $'!\r\\[(info|error)\\]' \
     $'!^\\[guest\\] .*\r.' \
     $'!^\\[guest\\] .*[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]'
+
+# Optional class: the platform claims neither port, so reads give all ones.
+hostile_case hostile-nmi-ports 90 \
+    '\[guest\] hostile-nmi-ports: cmos\[0x34\] after writing 0x5a reads 0x000000ff' \
+    '\[guest\] hostile-nmi-ports: port 0x61 before:after \(hex\) 0000ffff' \
+    '\[guest\] hostile-nmi-ports: ok guest CMOS write did not reach a real NVRAM'
