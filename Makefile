@@ -82,7 +82,7 @@ $(KERNEL): $(ASM_OBJ) $(BUILD)/Kernel.o $(MODULE_OBJ) linker.ld
 # Test guests: boot-sector images (see Tests/guests/README.md).
 guests: $(GUESTS)
 
-$(BUILD)/guests/%.bin: Tests/guests/%.asm Tests/guests/lib.inc | deps-build
+$(BUILD)/guests/%.bin: Tests/guests/%.asm $(wildcard Tests/guests/*.inc) | deps-build
 	@mkdir -p $(dir $@)
 	nasm -f bin -w+all -w+error -I Tests/guests/ -o $@ $<
 

@@ -27,7 +27,7 @@ check() {
 }
 
 # boot_case NAME ENGINE LIMIT QEMU_STATUS ISO_ARGS... -- PATTERNS...
-# ISO_ARGS may include --ips N, --megs N, --uefi (OVMF) and --screendump PATTERN
+# ISO_ARGS may include --ips N, --megs N, --cpu MODEL (Bochs), --uefi (OVMF) and --screendump PATTERN
 # (the screen saved to build/systest/NAME.ppm once PATTERN is on serial).
 # QEMU_STATUS: the exit code QEMU must give ((status << 1) | 1), or - to skip.
 boot_case() {
@@ -36,7 +36,7 @@ boot_case() {
     local iso_args=() engine_args=()
     while [ $# -gt 0 ] && [ "$1" != -- ]; do
         case $1 in
-        --ips|--megs) engine_args+=("$1" "$2"); shift 2 ;;
+        --ips|--megs|--cpu) engine_args+=("$1" "$2"); shift 2 ;;
         --uefi) engine_args+=("$1"); shift ;;
         --screendump) engine_args+=("$1" "$out/$name.ppm" "$2"); shift 2 ;;
         *) iso_args+=("$1"); shift ;;
@@ -95,6 +95,9 @@ if [ ${#only[@]} -eq 0 ]; then static_case; fi
 source "$here/cases.sh"
 source "$here/guest-cases.sh"
 source "$here/linux-cases.sh"
+# Hostile guests: several fail until the exit-handler fixes land (issue 11);
+# opt in with X86VCPU_HOSTILE=1. To become the default once they pass.
+if [ "${X86VCPU_HOSTILE:-0}" = 1 ]; then source "$here/hostile-cases.sh"; fi
 
 echo "system tests: $passed passed, $failed failed"
 [ $failed = 0 ] || { echo "failed: ${failures[*]}"; exit 1; }

@@ -1,0 +1,106 @@
+# Hostile-guest cases (sourced by run.sh when X86VCPU_HOSTILE=1; default once
+# the exit-handler fixes of issue 11 land). Each guest in Tests/guests/hostile*
+# probes one class of forbidden or awkward guest behaviour and must get the
+# architectural result: every probe line "ok ...", no FAIL, and the host's
+# power-off line with the guest's own status 0, never 3 (host trap) or 5
+# (hypervisor failure).
+
+# hostile_case NAME LIMIT [--cpu MODEL] PATTERN...: case guest-NAME (with
+# --cpu: guest-NAME-MODEL, the Bochs CPU model instead of boot.sh's default).
+hostile_case() {
+    local name=$1 limit=$2 case=guest-$1 engine_args=(); shift 2
+    if [ "${1:-}" = --cpu ]; then engine_args=(--cpu "$2"); case=$case-$2; shift 2; fi
+    boot_case "$case" bochs "$limit" - "${engine_args[@]}" \
+        --entry "$name" "log=info" --module "build/guests/$name.bin" "" -- \
+        '!FAIL' '!power off: status [35]([^0-9]|$)' "$@" \
+        "\\[guest\\] $name: all checks passed" '^\[info\] power off: status 0'
+}
+
+hostile_case hostile-cr 90 \
+    '\[guest\] hostile-cr: ok cr4-reserved-bit #GP' \
+    '\[guest\] hostile-cr: (ok|skip) cr4-pcide-legacy' \
+    '\[guest\] hostile-cr: (ok cr4-cet-with-wp0|skip cr4-cet-with-wp0)' \
+    '\[guest\] hostile-cr: ok cr0-pg-without-pe #GP' \
+    '\[guest\] hostile-cr: ok cr0-nw-without-cd #GP' \
+    '\[guest\] hostile-cr: ok cr0-bit32 #GP' \
+    '\[guest\] hostile-cr: ok cr4-reserved-bit-long-mode #GP' \
+    '\[guest\] hostile-cr: (ok|skip) cr4-la57-toggle' \
+    '\[guest\] hostile-cr: ok cr3-bit63-without-pcide #GP' \
+    '\[guest\] hostile-cr: (ok cr4-pcide-with-cr3-low-bits|skip cr4-pcide probes)'
+
+# Tiger Lake has CET (no Bochs model has LA57: that probe prints skip).
+hostile_case hostile-cr 90 --cpu tigerlake \
+    '\[guest\] hostile-cr: ok cr4-reserved-bit #GP' \
+    '\[guest\] hostile-cr: ok cr4-pcide-legacy #GP' \
+    '\[guest\] hostile-cr: ok cr4-cet-with-wp0 #GP' \
+    '\[guest\] hostile-cr: ok cr0-wp-clear-with-cet #GP' \
+    '\[guest\] hostile-cr: ok cr0-pg-without-pe #GP' \
+    '\[guest\] hostile-cr: ok cr4-pcide-with-cr3-low-bits #GP'
+
+hostile_case hostile-cr-stale 90 \
+    '\[guest\] hostile-cr-stale: ok in protected mode' \
+    '\[guest\] hostile-cr-stale: ok cr4-reserved-bit #GP\(0\) with error code' \
+    '\[guest\] hostile-cr-stale: ok cr0-nw-without-cd #GP\(0\) with error code' \
+    '\[guest\] hostile-cr-stale: ok cr0-pg-without-pe #GP\(0\) with error code'
+
+hostile_case hostile-event-real 90 \
+    '\[guest\] hostile-event-real: ok wrmsr unknown MSR \(from reset\): #GP via IVT, no error code' \
+    '\[guest\] hostile-event-real: ok xsetbv XCR0=0 \(from reset\): #GP via IVT, no error code' \
+    '\[guest\] hostile-event-real: ok back in real mode' \
+    '\[guest\] hostile-event-real: ok wrmsr unknown MSR \(after PE on and off\): #GP via IVT, no error code' \
+    '\[guest\] hostile-event-real: ok xsetbv XCR0=0 \(after PE on and off\): #GP via IVT, no error code'
+
+hostile_case hostile-event 90 \
+    '\[guest\] hostile-event: ok wrmsr unknown MSR \(PE set by a plain MOV\): #GP\(0\), error code on the stack' \
+    '\[guest\] hostile-event: ok xsetbv XCR0=0 \(PE set by a plain MOV\): #GP\(0\), error code on the stack' \
+    '\[guest\] hostile-event: ok wrmsr unknown MSR \(after a CR0 exit\): #GP\(0\), error code on the stack' \
+    '\[guest\] hostile-event: ok xsetbv XCR0=0 \(after a CR0 exit\): #GP\(0\), error code on the stack'
+
+hostile_case hostile-pae 90 \
+    '\[guest\] hostile-pae: ok cr0-pg with reserved PDPTE bit: #GP, CR0 and CR3 unchanged' \
+    '\[guest\] hostile-pae: ok cr0-pg with valid PDPTEs: PAE paging on' \
+    '\[guest\] hostile-pae: ok cr3 load with reserved PDPTE bit: #GP, CR3 unchanged' \
+    '\[guest\] hostile-pae: ok cr4-pae with paging on and reserved PDPTE bit: #GP, CR4 unchanged' \
+    '\[guest\] hostile-pae: ok 32-bit paging still in force'
+
+hostile_case hostile-strio 90 \
+    '\[guest\] hostile-strio: ok fs rep outsb reads FS:ESI' \
+    '\[guest\] hostile-strio: ok fs outsb reads FS:ESI' \
+    '\[guest\] hostile-strio: ok insw straddling into a not-present page: #PF\(W\), EDI kept' \
+    '\[guest\] hostile-strio: ok rep outsb from a not-present page: #PF\(R\), ESI and ECX kept' \
+    '\[guest\] hostile-strio: ok ring 3 rep insb into a supervisor page: #PF\(P\|W\|U\), ECX and EDI kept'
+
+# Bochs's corei7_skylake_x lacks IBRS/IBPB (the #GP branch); tigerlake has
+# them (the read-back branch). The guest sees CPUID as the hypervisor filters it.
+hostile_case hostile-spec 90 \
+    '\[guest\] hostile-spec: (ok wrmsr SPEC_CTRL\.IBRS without IBRS: #GP|ok wrmsr SPEC_CTRL\.IBRS=1 reads back 1)' \
+    '\[guest\] hostile-spec: (ok wrmsr PRED_CMD\.IBPB without IBPB: #GP|ok wrmsr PRED_CMD\.IBPB accepted)'
+
+hostile_case hostile-spec 90 --cpu tigerlake \
+    '\[guest\] hostile-spec: (ok wrmsr SPEC_CTRL\.IBRS without IBRS: #GP|ok wrmsr SPEC_CTRL\.IBRS=1 reads back 1)' \
+    '\[guest\] hostile-spec: (ok wrmsr PRED_CMD\.IBPB without IBPB: #GP|ok wrmsr PRED_CMD\.IBPB accepted)'
+
+# The transcript is the check here: control bytes as '?', CR dropped, every
+# guest line (a wrapped long one too) under "[guest] ", no forged host line.
+hostile_case hostile-console 90 \
+    '\[guest\] hostile-console: nul \[\?\] end' \
+    '\[guest\] hostile-console: esc \[\?\[2J\?\[31m\] end' \
+    '\[guest\] hostile-console: cr \[abc\??\[info\] power off: status 9\] end' \
+    '\[guest\] hostile-console: high \[\?\?\?\?\] end' \
+    $'^\\[guest\\] \\[info\\] power off: status 9\r?$' \
+    $'^\\[guest\\] \\??\\[error\\] VM entry failed: fake\r?$' \
+    $'^\\[guest\\] x{200}\r?$' \
+    $'^\\[guest\\] x{5}TAIL\r?$' \
+    '\[guest\] hostile-console: vmcall \[\?\[2J\??\[info\] power off: status 8\?\] end' \
+    '\[guest\] hostile-console: ok console hypercall returned its length' \
+    '!^\[(info|error)\] power off: status [89]' \
+    '!^\[error\] VM entry failed: fake' \
+    $'!\r\\[(info|error)\\]' \
+    $'!^\\[guest\\] .*\r.' \
+    $'!^\\[guest\\] .*[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]'
+
+# Optional class: the platform claims neither port, so reads give all ones.
+hostile_case hostile-nmi-ports 90 \
+    '\[guest\] hostile-nmi-ports: cmos\[0x34\] after writing 0x5a reads 0x000000ff' \
+    '\[guest\] hostile-nmi-ports: port 0x61 before:after \(hex\) 0000ffff' \
+    '\[guest\] hostile-nmi-ports: ok guest CMOS write did not reach a real NVRAM'
