@@ -1,5 +1,4 @@
-# Hostile-guest cases (sourced by run.sh when X86VCPU_HOSTILE=1; default once
-# the exit-handler fixes of issue 11 land). Each guest in Tests/guests/hostile*
+# Hostile-guest cases (sourced by run.sh). Each guest in Tests/guests/hostile*
 # probes one class of forbidden or awkward guest behaviour and must get the
 # architectural result: every probe line "ok ...", no FAIL, and the host's
 # power-off line with the guest's own status 0, never 3 (host trap) or 5
@@ -28,12 +27,13 @@ hostile_case hostile-cr 90 \
     '\[guest\] hostile-cr: ok cr3-bit63-without-pcide #GP' \
     '\[guest\] hostile-cr: (ok cr4-pcide-with-cr3-low-bits|skip cr4-pcide probes)'
 
-# Tiger Lake has CET (no Bochs model has LA57: that probe prints skip).
+# Tiger Lake has PCID and CET. The guest's CPUID hides CET (its state is not
+# emulated), so CR4.CET is a reserved bit for the guest and the CET probes
+# print skip; the reserved-bit probe covers the #GP (no Bochs model has LA57).
 hostile_case hostile-cr 90 --cpu tigerlake \
     '\[guest\] hostile-cr: ok cr4-reserved-bit #GP' \
     '\[guest\] hostile-cr: ok cr4-pcide-legacy #GP' \
-    '\[guest\] hostile-cr: ok cr4-cet-with-wp0 #GP' \
-    '\[guest\] hostile-cr: ok cr0-wp-clear-with-cet #GP' \
+    '\[guest\] hostile-cr: skip cr4-cet-with-wp0, cr0-wp-clear-with-cet \(no CET\)' \
     '\[guest\] hostile-cr: ok cr0-pg-without-pe #GP' \
     '\[guest\] hostile-cr: ok cr4-pcide-with-cr3-low-bits #GP'
 
