@@ -81,7 +81,7 @@ public enum InterruptionType: UInt8, Sendable {
 }
 
 /// The class of an exception for the double-fault rules.
-// SDM 6.15 "Exception and Interrupt Reference", Interrupt 8 "Double Fault Exception (#DF)",
+// SDM 7.15 "Exception and Interrupt Reference", Interrupt 8 "Double Fault Exception (#DF)",
 // Table "Interrupt and Exception Classes"
 public enum ExceptionClass: Sendable {
     /// #DB, NMI, #BP, #OF, #BR, #UD, #NM, 9, #MF, #AC, #MC, #XM, every

@@ -282,7 +282,7 @@ public struct EventQueue: Sendable {
 }
 
 /// What happens when delivering one event raises an exception.
-// SDM 6.15 "Exception and Interrupt Reference", Interrupt 8, Table "Conditions for Generating a Double Fault"
+// SDM 7.15 "Exception and Interrupt Reference", Interrupt 8, Table "Conditions for Generating a Double Fault"
 public enum ExceptionMerge: Equatable, Sendable {
     /// Handle serially: deliver the new exception. If the first event was an
     /// exception, re-executing the instruction raises it again; if it was an
