@@ -87,5 +87,7 @@ func reportMemory(_ info: Multiboot2Info, _ memory: PhysicalMemoryMap) {
 func prepareCPU() {
     port_out8(0x21, 0xFF)
     port_out8(0xA1, 0xFF)
-    if cpuid(1).ecx & (1 << 26) != 0 { cpu_write_cr4(cpu_read_cr4() | (1 << 18)) }
+    if CPUIDLeaf1ECX(rawValue: cpuid(CPUIDLeaf.features).ecx).contains(.xsave) {
+        cpu_write_cr4(cpu_read_cr4() | CR4Bits.osxsave.rawValue)
+    }
 }

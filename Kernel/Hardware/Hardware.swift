@@ -74,13 +74,13 @@ struct Hardware: VMXHardware {
         let gdtBase = withUnsafeBytes(of: &gdtr) { $0.loadUnaligned(fromByteOffset: 2, as: UInt64.self) }
         let idtBase = withUnsafeBytes(of: &idtr) { $0.loadUnaligned(fromByteOffset: 2, as: UInt64.self) }
         let tr = cpu_read_tr()
-        // SDM 8.2.3 "TSS Descriptor in 64-bit mode": base 15:0, 23:16, 31:24, 63:32.
-        let d = UnsafeRawPointer(bitPattern: UInt(gdtBase + UInt64(tr & ~7))).unsafelyUnwrapped
+        // SDM 8.2.3 "TSS Descriptor in 64-bit mode": a 16-byte system descriptor.
+        let d = UnsafeRawPointer(bitPattern: UInt(gdtBase + UInt64(tr & SegmentSelector.indexMask))).unsafelyUnwrapped
         let low = d.loadUnaligned(as: UInt64.self), high = d.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-        let trBase = (low >> 16) & 0xFF_FFFF | ((low >> 56) & 0xFF) << 24 | (high & 0xFFFF_FFFF) << 32
+        let trBase = SegmentDescriptor.systemBase(low: low, high: high)
         return HostSegments(cs: cpu_read_cs(), ss: cpu_read_ss(), ds: cpu_read_ds(), es: cpu_read_es(),
                             fs: cpu_read_fs(), gs: cpu_read_gs(), tr: tr,
-                            fsBase: cpu_rdmsr(0xC000_0100), gsBase: cpu_rdmsr(0xC000_0101),
+                            fsBase: readMSR(.ia32FSBase), gsBase: readMSR(.ia32GSBase),
                             trBase: trBase, gdtrBase: gdtBase, idtrBase: idtBase)
     }
 

@@ -60,10 +60,9 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
                                supports1GiBPages: eptCaps.pages1GiB, supportsAccessedDirty: eptCaps.accessedDirtyFlags,
                                supportsWriteBack: eptCaps.writeBack, supportsUncacheable: eptCaps.uncacheable,
                                supportsExecuteOnly: eptCaps.executeOnly)
-    let addressBits = Int(cpuid(0x8000_0008).eax & 0xFF)
     var ept: ExtendedPageTable<KernelFrames>
     do {
-        ept = try ExtendedPageTable(allocator: frames, features: features, physicalAddressBits: addressBits)
+        ept = try ExtendedPageTable(allocator: frames, features: features, physicalAddressBits: hw.addressSizes.physicalAddressBits)
         try ept.map(guestPhysical: 0, hostPhysical: hostPhysical, size: size, permissions: .readWriteExecute,
                     memoryType: .writeBack)
     } catch {
@@ -89,7 +88,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     if options.isTest("bad-guest-state") {
         // Self-test of the failure report: an unusable TR fails VM entry (SDM 27.3.1.2).
         logInfo("self-test: making the guest's TR unusable")
-        try? hw.write(VMCSFields.Guest32.trAccessRights, 0x1_0000)
+        try? hw.write(VMCSFields.Guest32.trAccessRights, SegmentAccessRights.unusable.rawValue)
     }
     if format.ownsLegacyDevices { giveLegacyDevices(&vcpu) }
     logInfo("VMX root mode on; entering the guest at \(hex: loaded.start.rip)")

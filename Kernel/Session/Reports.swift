@@ -77,8 +77,9 @@ func reportStatistics(_ stats: ExitStatistics) {
 
 /// A hypervisor failure: the SDM rule the VMCS breaks, then the whole VMCS.
 func reportVMCSFailure(_ hw: Hardware, _ caps: VMXCapabilities) {
-    let width = Int(cpuid(0x8000_0008).eax & 0xFF)
-    if let v = checkVMEntry(hw, capabilities: caps, physicalAddressWidth: width) {
+    let sizes = hw.addressSizes
+    if let v = checkVMEntry(hw, capabilities: caps, physicalAddressWidth: sizes.physicalAddressBits,
+                            linearAddressWidth: sizes.linearAddressBits) {
         logError("VM-entry check failed: \(v.rule)")
         logError("  SDM \(v.section); field \(v.fieldName) (\(hex: v.fieldEncoding)) = \(hex: v.value); \(v.area.outcome)")
     } else {

@@ -124,16 +124,21 @@ public enum GuestLoader {
     /// GDT descriptors (SDM 3.4.5 "Segment Descriptors"), accessed bit set so the
     /// CPU never writes them: 32-bit flat code (0x08), 64-bit code (0x10, L=1),
     /// flat read/write data (0x18). Linux's __BOOT_CS/__BOOT_DS are 0x10/0x18.
-    static let gdtEntries: [4 of UInt64] = [0, 0x00CF_9B00_0000_FFFF, 0x00AF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF]
+    static let gdtEntries: [4 of UInt64] = [
+        0,
+        SegmentDescriptor(base: 0, limit: 0xF_FFFF, rights: .code32).rawValue,
+        SegmentDescriptor(base: 0, limit: 0xF_FFFF, rights: .code64).rawValue,
+        SegmentDescriptor(base: 0, limit: 0xF_FFFF, rights: .data32).rawValue,
+    ]
 
     /// Zeroes the loader's area and writes the GDT and the identity page tables
     /// (PML4 -> PDPT -> 4 page directories of 2 MiB pages: GPA x maps to x below
-    /// 4 GiB; SDM 4.5 "4-Level Paging"), which only the 64-bit entry uses.
+    /// 4 GiB; SDM 5.5 "4-Level Paging and 5-Level Paging"), which only the 64-bit entry uses.
     static func prepareLoaderArea(_ ram: GuestRAM) {
         // From 0: the real-mode IVT and BIOS data area read as empty, not as leftovers.
         ram.zero(0, count: GuestLayout.loaderEnd)
         for index in 0..<gdtEntries.count { ram.store(GuestLayout.gdt + UInt64(index * 8), gdtEntries[index]) }
-        let present: UInt64 = 1, writable: UInt64 = 1 << 1, largePage: UInt64 = 1 << 7
+        let present = PageTableEntry.present, writable = PageTableEntry.writable, largePage = PageTableEntry.pageSize
         ram.store(GuestLayout.pml4, GuestLayout.pdpt | present | writable)
         for directory in 0..<4 {
             let table = GuestLayout.pageDirectories + UInt64(directory) * 4096

@@ -111,6 +111,14 @@ extension CPUAccess {
     @inlinable
     public func writeMSR(_ msr: MSR, _ value: UInt64) { writeMSR(msr.address, value) }
 
-    /// CPUID.1:ECX.VMX[bit 5]. SDM 24.6 "Discovering Support for VMX".
-    public var supportsVMX: Bool { cpuid(leaf: 1, subleaf: 0).ecx & (1 << 5) != 0 }
+    /// CPUID.1:ECX.VMX. SDM 24.6 "Discovering Support for VMX".
+    public var supportsVMX: Bool {
+        CPUIDLeaf1ECX(rawValue: cpuid(leaf: CPUIDLeaf.features, subleaf: 0).ecx).contains(.vmx)
+    }
+
+    /// The physical (MAXPHYADDR) and linear address widths, CPUID.80000008H:
+    /// the one place they are read.
+    public var addressSizes: AddressSizes {
+        AddressSizes(leaf80000008EAX: cpuid(leaf: CPUIDLeaf.addressSizes, subleaf: 0).eax)
+    }
 }

@@ -81,7 +81,7 @@ public enum InterruptionType: UInt8, Sendable {
 }
 
 /// The class of an exception for the double-fault rules.
-// SDM 6.15 "Exception and Interrupt Reference", Interrupt 8 "Double Fault Exception (#DF)",
+// SDM 7.15 "Exception and Interrupt Reference", Interrupt 8 "Double Fault Exception (#DF)",
 // Table "Interrupt and Exception Classes"
 public enum ExceptionClass: Sendable {
     /// #DB, NMI, #BP, #OF, #BR, #UD, #NM, 9, #MF, #AC, #MC, #XM, every
@@ -127,8 +127,16 @@ public struct VMEntryInterruptionInfo: Equatable, Sendable {
     /// sets bit 11. Bits 30:12 stay 0 as VM entry requires.
     @inlinable
     public init(vector: UInt8, type: InterruptionType, deliverErrorCode: Bool) {
-        raw = 1 << 31 | (deliverErrorCode ? 1 << 11 : 0) | UInt32(type.rawValue) << 8 | UInt32(vector)
+        raw = Self.validBit | (deliverErrorCode ? Self.deliverErrorCodeBit : 0) | UInt32(type.rawValue) << 8
+            | UInt32(vector)
     }
+
+    /// Bit 31: valid.
+    public static let validBit: UInt32 = 1 << 31
+    /// Bit 11: deliver error code.
+    public static let deliverErrorCodeBit: UInt32 = 1 << 11
+    /// Bits 30:12: reserved, must be 0.
+    public static let reservedMask: UInt32 = 0x7FFF_F000
 
     /// Nothing to inject (valid bit clear).
     public static var none: VMEntryInterruptionInfo { VMEntryInterruptionInfo(raw: 0) }
@@ -136,7 +144,7 @@ public struct VMEntryInterruptionInfo: Equatable, Sendable {
     @inlinable public var isValid: Bool { raw >> 31 != 0 }
     @inlinable public var vector: UInt8 { UInt8(truncatingIfNeeded: raw) }
     @inlinable public var type: InterruptionType { InterruptionType(field: raw) }
-    @inlinable public var deliversErrorCode: Bool { (raw >> 11) & 1 != 0 }
+    @inlinable public var deliversErrorCode: Bool { raw & Self.deliverErrorCodeBit != 0 }
 }
 
 /// The VM-exit interruption-information field: the exception or NMI (exit
@@ -174,7 +182,7 @@ public struct VMExitInterruptionInfo: Equatable, Sendable {
 
 /// The IDT-vectoring information field: the event whose delivery the VM exit
 /// interrupted. When valid, the event was not delivered and must be
-/// re-injected (the Rust reference dropped it). Bit 12 is undefined here.
+/// re-injected. Bit 12 is undefined here.
 // SDM 28.2.4 "Information for VM Exits During Event Delivery"
 @frozen
 public struct IDTVectoringInfo: Equatable, Sendable {

@@ -166,7 +166,7 @@ public struct GuestStateSummary: Sendable {
         if efer & EFER.lma.rawValue != 0 {
             return cs.accessRights.isLong ? "64-bit mode" : "compatibility mode"
         }
-        if rflags & (1 << 17) != 0 { return "virtual-8086 mode" }
+        if rflags & RFLAGS.vm.rawValue != 0 { return "virtual-8086 mode" }
         return cr0 & CR0Bits.pg.rawValue != 0 ? "protected mode, paging" : "protected mode"
     }
 

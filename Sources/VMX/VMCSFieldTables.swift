@@ -1,6 +1,7 @@
 // The field tables of SDM Appendix B "Field Encoding in VMCS", one enum per table,
-// in the appendix order. Each group also offers `forEach`, so tests can check every
-// encoding against the encoding rule and against the group it is declared in.
+// in the appendix order. Each group's `all` lists its fields once more, the one list
+// its `forEach` and `count` read, so tests can check every encoding against the
+// encoding rule and against the group it is declared in.
 
 import X86Arch
 
@@ -13,16 +14,17 @@ extension VMCSFields {
         public static let hlatPrefixSize = VMCSField16(0x0006, "HLAT prefix size")
         public static let lastPIDPointerIndex = VMCSField16(0x0008, "Last PID-pointer index")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSField16] = [
+            virtualProcessorID, postedInterruptNotificationVector, eptpIndex, hlatPrefixSize, lastPIDPointerIndex
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(virtualProcessorID, group: .control16))
-            body(VMCSFieldInfo(postedInterruptNotificationVector, group: .control16))
-            body(VMCSFieldInfo(eptpIndex, group: .control16))
-            body(VMCSFieldInfo(hlatPrefixSize, group: .control16))
-            body(VMCSFieldInfo(lastPIDPointerIndex, group: .control16))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .control16)) }
         }
-        /// How many fields this table lists.
-        public static let count = 5
     }
 
     /// SDM B.1.2 "16-Bit Guest-State Fields" (Table B-2).
@@ -39,22 +41,18 @@ extension VMCSFields {
         public static let pmlIndex = VMCSField16(0x0812, "PML index")
         public static let uinv = VMCSField16(0x0814, "Guest UINV")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSField16] = [
+            esSelector, csSelector, ssSelector, dsSelector, fsSelector, gsSelector, ldtrSelector, trSelector,
+            interruptStatus, pmlIndex, uinv
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(esSelector, group: .guest16))
-            body(VMCSFieldInfo(csSelector, group: .guest16))
-            body(VMCSFieldInfo(ssSelector, group: .guest16))
-            body(VMCSFieldInfo(dsSelector, group: .guest16))
-            body(VMCSFieldInfo(fsSelector, group: .guest16))
-            body(VMCSFieldInfo(gsSelector, group: .guest16))
-            body(VMCSFieldInfo(ldtrSelector, group: .guest16))
-            body(VMCSFieldInfo(trSelector, group: .guest16))
-            body(VMCSFieldInfo(interruptStatus, group: .guest16))
-            body(VMCSFieldInfo(pmlIndex, group: .guest16))
-            body(VMCSFieldInfo(uinv, group: .guest16))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .guest16)) }
         }
-        /// How many fields this table lists.
-        public static let count = 11
     }
 
     /// SDM B.1.3 "16-Bit Host-State Fields" (Table B-3).
@@ -67,18 +65,17 @@ extension VMCSFields {
         public static let gsSelector = VMCSField16(0x0C0A, "Host GS selector")
         public static let trSelector = VMCSField16(0x0C0C, "Host TR selector")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSField16] = [
+            esSelector, csSelector, ssSelector, dsSelector, fsSelector, gsSelector, trSelector
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(esSelector, group: .host16))
-            body(VMCSFieldInfo(csSelector, group: .host16))
-            body(VMCSFieldInfo(ssSelector, group: .host16))
-            body(VMCSFieldInfo(dsSelector, group: .host16))
-            body(VMCSFieldInfo(fsSelector, group: .host16))
-            body(VMCSFieldInfo(gsSelector, group: .host16))
-            body(VMCSFieldInfo(trSelector, group: .host16))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .host16)) }
         }
-        /// How many fields this table lists.
-        public static let count = 7
     }
 
     /// SDM B.2.1 "64-Bit Control Fields" (Table B-4).
@@ -122,49 +119,25 @@ extension VMCSFields {
         public static let ia32SpecCtrlShadow = VMCSField64(0x204C, "IA32_SPEC_CTRL shadow")
         public static let injectedEventData = VMCSField64(0x2052, "Injected-event data")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSField64] = [
+            ioBitmapA, ioBitmapB, msrBitmaps, exitMSRStoreAddress, exitMSRLoadAddress, entryMSRLoadAddress,
+            executiveVMCSPointer, pmlAddress, tscOffset, virtualAPICAddress, apicAccessAddress,
+            postedInterruptDescriptorAddress, vmFunctionControls, eptPointer, eoiExitBitmap0, eoiExitBitmap1,
+            eoiExitBitmap2, eoiExitBitmap3, eptpListAddress, vmreadBitmapAddress, vmwriteBitmapAddress,
+            virtualizationExceptionInformationAddress, xssExitingBitmap, enclsExitingBitmap,
+            subPagePermissionTablePointer, tscMultiplier, tertiaryProcessorBasedControls, enclvExitingBitmap,
+            lowPASIDDirectoryAddress, highPASIDDirectoryAddress, sharedEPTPointer, pconfigExitingBitmap,
+            hlatPointer, pidPointerTableAddress, secondaryExitControls, ia32SpecCtrlMask, ia32SpecCtrlShadow,
+            injectedEventData
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(ioBitmapA, group: .control64))
-            body(VMCSFieldInfo(ioBitmapB, group: .control64))
-            body(VMCSFieldInfo(msrBitmaps, group: .control64))
-            body(VMCSFieldInfo(exitMSRStoreAddress, group: .control64))
-            body(VMCSFieldInfo(exitMSRLoadAddress, group: .control64))
-            body(VMCSFieldInfo(entryMSRLoadAddress, group: .control64))
-            body(VMCSFieldInfo(executiveVMCSPointer, group: .control64))
-            body(VMCSFieldInfo(pmlAddress, group: .control64))
-            body(VMCSFieldInfo(tscOffset, group: .control64))
-            body(VMCSFieldInfo(virtualAPICAddress, group: .control64))
-            body(VMCSFieldInfo(apicAccessAddress, group: .control64))
-            body(VMCSFieldInfo(postedInterruptDescriptorAddress, group: .control64))
-            body(VMCSFieldInfo(vmFunctionControls, group: .control64))
-            body(VMCSFieldInfo(eptPointer, group: .control64))
-            body(VMCSFieldInfo(eoiExitBitmap0, group: .control64))
-            body(VMCSFieldInfo(eoiExitBitmap1, group: .control64))
-            body(VMCSFieldInfo(eoiExitBitmap2, group: .control64))
-            body(VMCSFieldInfo(eoiExitBitmap3, group: .control64))
-            body(VMCSFieldInfo(eptpListAddress, group: .control64))
-            body(VMCSFieldInfo(vmreadBitmapAddress, group: .control64))
-            body(VMCSFieldInfo(vmwriteBitmapAddress, group: .control64))
-            body(VMCSFieldInfo(virtualizationExceptionInformationAddress, group: .control64))
-            body(VMCSFieldInfo(xssExitingBitmap, group: .control64))
-            body(VMCSFieldInfo(enclsExitingBitmap, group: .control64))
-            body(VMCSFieldInfo(subPagePermissionTablePointer, group: .control64))
-            body(VMCSFieldInfo(tscMultiplier, group: .control64))
-            body(VMCSFieldInfo(tertiaryProcessorBasedControls, group: .control64))
-            body(VMCSFieldInfo(enclvExitingBitmap, group: .control64))
-            body(VMCSFieldInfo(lowPASIDDirectoryAddress, group: .control64))
-            body(VMCSFieldInfo(highPASIDDirectoryAddress, group: .control64))
-            body(VMCSFieldInfo(sharedEPTPointer, group: .control64))
-            body(VMCSFieldInfo(pconfigExitingBitmap, group: .control64))
-            body(VMCSFieldInfo(hlatPointer, group: .control64))
-            body(VMCSFieldInfo(pidPointerTableAddress, group: .control64))
-            body(VMCSFieldInfo(secondaryExitControls, group: .control64))
-            body(VMCSFieldInfo(ia32SpecCtrlMask, group: .control64))
-            body(VMCSFieldInfo(ia32SpecCtrlShadow, group: .control64))
-            body(VMCSFieldInfo(injectedEventData, group: .control64))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .control64)) }
         }
-        /// How many fields this table lists.
-        public static let count = 38
     }
 
     /// SDM B.2.2 "64-Bit Read-Only Data Fields" (Table B-5).
@@ -173,14 +146,17 @@ extension VMCSFields {
         public static let msrData = VMCSReadOnlyField64(0x2402, "MSR data")
         public static let originalEventData = VMCSReadOnlyField64(0x2404, "Original-event data")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSReadOnlyField64] = [
+            guestPhysicalAddress, msrData, originalEventData
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(guestPhysicalAddress, group: .readOnly64))
-            body(VMCSFieldInfo(msrData, group: .readOnly64))
-            body(VMCSFieldInfo(originalEventData, group: .readOnly64))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .readOnly64)) }
         }
-        /// How many fields this table lists.
-        public static let count = 3
     }
 
     /// SDM B.2.3 "64-Bit Guest-State Fields" (Table B-6).
@@ -207,32 +183,19 @@ extension VMCSFields {
         public static let ia32FREDSSP2 = VMCSField64(0x2826, "Guest IA32_FRED_SSP2")
         public static let ia32FREDSSP3 = VMCSField64(0x2828, "Guest IA32_FRED_SSP3")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSField64] = [
+            vmcsLinkPointer, ia32DebugCtl, ia32PAT, ia32EFER, ia32PerfGlobalCtrl, pdpte0, pdpte1, pdpte2, pdpte3,
+            ia32BNDCFGS, ia32RTITCtl, ia32LBRCtl, ia32PKRS, ia32FREDConfig, ia32FREDRSP1, ia32FREDRSP2,
+            ia32FREDRSP3, ia32FREDStackLevels, ia32FREDSSP1, ia32FREDSSP2, ia32FREDSSP3
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(vmcsLinkPointer, group: .guest64))
-            body(VMCSFieldInfo(ia32DebugCtl, group: .guest64))
-            body(VMCSFieldInfo(ia32PAT, group: .guest64))
-            body(VMCSFieldInfo(ia32EFER, group: .guest64))
-            body(VMCSFieldInfo(ia32PerfGlobalCtrl, group: .guest64))
-            body(VMCSFieldInfo(pdpte0, group: .guest64))
-            body(VMCSFieldInfo(pdpte1, group: .guest64))
-            body(VMCSFieldInfo(pdpte2, group: .guest64))
-            body(VMCSFieldInfo(pdpte3, group: .guest64))
-            body(VMCSFieldInfo(ia32BNDCFGS, group: .guest64))
-            body(VMCSFieldInfo(ia32RTITCtl, group: .guest64))
-            body(VMCSFieldInfo(ia32LBRCtl, group: .guest64))
-            body(VMCSFieldInfo(ia32PKRS, group: .guest64))
-            body(VMCSFieldInfo(ia32FREDConfig, group: .guest64))
-            body(VMCSFieldInfo(ia32FREDRSP1, group: .guest64))
-            body(VMCSFieldInfo(ia32FREDRSP2, group: .guest64))
-            body(VMCSFieldInfo(ia32FREDRSP3, group: .guest64))
-            body(VMCSFieldInfo(ia32FREDStackLevels, group: .guest64))
-            body(VMCSFieldInfo(ia32FREDSSP1, group: .guest64))
-            body(VMCSFieldInfo(ia32FREDSSP2, group: .guest64))
-            body(VMCSFieldInfo(ia32FREDSSP3, group: .guest64))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .guest64)) }
         }
-        /// How many fields this table lists.
-        public static let count = 21
     }
 
     /// SDM B.2.4 "64-Bit Host-State Fields" (Table B-7).
@@ -250,23 +213,18 @@ extension VMCSFields {
         public static let ia32FREDSSP2 = VMCSField64(0x2C14, "Host IA32_FRED_SSP2")
         public static let ia32FREDSSP3 = VMCSField64(0x2C16, "Host IA32_FRED_SSP3")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSField64] = [
+            ia32PAT, ia32EFER, ia32PerfGlobalCtrl, ia32PKRS, ia32FREDConfig, ia32FREDRSP1, ia32FREDRSP2,
+            ia32FREDRSP3, ia32FREDStackLevels, ia32FREDSSP1, ia32FREDSSP2, ia32FREDSSP3
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(ia32PAT, group: .host64))
-            body(VMCSFieldInfo(ia32EFER, group: .host64))
-            body(VMCSFieldInfo(ia32PerfGlobalCtrl, group: .host64))
-            body(VMCSFieldInfo(ia32PKRS, group: .host64))
-            body(VMCSFieldInfo(ia32FREDConfig, group: .host64))
-            body(VMCSFieldInfo(ia32FREDRSP1, group: .host64))
-            body(VMCSFieldInfo(ia32FREDRSP2, group: .host64))
-            body(VMCSFieldInfo(ia32FREDRSP3, group: .host64))
-            body(VMCSFieldInfo(ia32FREDStackLevels, group: .host64))
-            body(VMCSFieldInfo(ia32FREDSSP1, group: .host64))
-            body(VMCSFieldInfo(ia32FREDSSP2, group: .host64))
-            body(VMCSFieldInfo(ia32FREDSSP3, group: .host64))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .host64)) }
         }
-        /// How many fields this table lists.
-        public static let count = 12
     }
 
     /// SDM B.3.1 "32-Bit Control Fields" (Table B-8).
@@ -291,30 +249,21 @@ extension VMCSFields {
         public static let pleWindow = VMCSField32(0x4022, "PLE_Window")
         public static let instructionTimeoutControl = VMCSField32(0x4024, "Instruction-timeout control")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSField32] = [
+            pinBasedControls, primaryProcessorBasedControls, exceptionBitmap, pageFaultErrorCodeMask,
+            pageFaultErrorCodeMatch, cr3TargetCount, primaryExitControls, exitMSRStoreCount, exitMSRLoadCount,
+            entryControls, entryMSRLoadCount, entryInterruptionInformation, entryExceptionErrorCode,
+            entryInstructionLength, tprThreshold, secondaryProcessorBasedControls, pleGap, pleWindow,
+            instructionTimeoutControl
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(pinBasedControls, group: .control32))
-            body(VMCSFieldInfo(primaryProcessorBasedControls, group: .control32))
-            body(VMCSFieldInfo(exceptionBitmap, group: .control32))
-            body(VMCSFieldInfo(pageFaultErrorCodeMask, group: .control32))
-            body(VMCSFieldInfo(pageFaultErrorCodeMatch, group: .control32))
-            body(VMCSFieldInfo(cr3TargetCount, group: .control32))
-            body(VMCSFieldInfo(primaryExitControls, group: .control32))
-            body(VMCSFieldInfo(exitMSRStoreCount, group: .control32))
-            body(VMCSFieldInfo(exitMSRLoadCount, group: .control32))
-            body(VMCSFieldInfo(entryControls, group: .control32))
-            body(VMCSFieldInfo(entryMSRLoadCount, group: .control32))
-            body(VMCSFieldInfo(entryInterruptionInformation, group: .control32))
-            body(VMCSFieldInfo(entryExceptionErrorCode, group: .control32))
-            body(VMCSFieldInfo(entryInstructionLength, group: .control32))
-            body(VMCSFieldInfo(tprThreshold, group: .control32))
-            body(VMCSFieldInfo(secondaryProcessorBasedControls, group: .control32))
-            body(VMCSFieldInfo(pleGap, group: .control32))
-            body(VMCSFieldInfo(pleWindow, group: .control32))
-            body(VMCSFieldInfo(instructionTimeoutControl, group: .control32))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .control32)) }
         }
-        /// How many fields this table lists.
-        public static let count = 19
     }
 
     /// SDM B.3.2 "32-Bit Read-Only Data Fields" (Table B-9).
@@ -328,19 +277,18 @@ extension VMCSFields {
         public static let exitInstructionLength = VMCSReadOnlyField32(0x440C, "VM-exit instruction length")
         public static let exitInstructionInformation = VMCSReadOnlyField32(0x440E, "VM-exit instruction information")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSReadOnlyField32] = [
+            vmInstructionError, exitReason, exitInterruptionInformation, exitInterruptionErrorCode,
+            idtVectoringInformation, idtVectoringErrorCode, exitInstructionLength, exitInstructionInformation
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(vmInstructionError, group: .readOnly32))
-            body(VMCSFieldInfo(exitReason, group: .readOnly32))
-            body(VMCSFieldInfo(exitInterruptionInformation, group: .readOnly32))
-            body(VMCSFieldInfo(exitInterruptionErrorCode, group: .readOnly32))
-            body(VMCSFieldInfo(idtVectoringInformation, group: .readOnly32))
-            body(VMCSFieldInfo(idtVectoringErrorCode, group: .readOnly32))
-            body(VMCSFieldInfo(exitInstructionLength, group: .readOnly32))
-            body(VMCSFieldInfo(exitInstructionInformation, group: .readOnly32))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .readOnly32)) }
         }
-        /// How many fields this table lists.
-        public static let count = 8
     }
 
     /// SDM B.3.3 "32-Bit Guest-State Fields" (Table B-10).
@@ -369,46 +317,37 @@ extension VMCSFields {
         public static let ia32SysenterCS = VMCSField32(0x482A, "Guest IA32_SYSENTER_CS")
         public static let preemptionTimerValue = VMCSField32(0x482E, "VMX-preemption timer value")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSField32] = [
+            esLimit, csLimit, ssLimit, dsLimit, fsLimit, gsLimit, ldtrLimit, trLimit, gdtrLimit, idtrLimit,
+            esAccessRights, csAccessRights, ssAccessRights, dsAccessRights, fsAccessRights, gsAccessRights,
+            ldtrAccessRights, trAccessRights, interruptibilityState, activityState, smbase, ia32SysenterCS,
+            preemptionTimerValue
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(esLimit, group: .guest32))
-            body(VMCSFieldInfo(csLimit, group: .guest32))
-            body(VMCSFieldInfo(ssLimit, group: .guest32))
-            body(VMCSFieldInfo(dsLimit, group: .guest32))
-            body(VMCSFieldInfo(fsLimit, group: .guest32))
-            body(VMCSFieldInfo(gsLimit, group: .guest32))
-            body(VMCSFieldInfo(ldtrLimit, group: .guest32))
-            body(VMCSFieldInfo(trLimit, group: .guest32))
-            body(VMCSFieldInfo(gdtrLimit, group: .guest32))
-            body(VMCSFieldInfo(idtrLimit, group: .guest32))
-            body(VMCSFieldInfo(esAccessRights, group: .guest32))
-            body(VMCSFieldInfo(csAccessRights, group: .guest32))
-            body(VMCSFieldInfo(ssAccessRights, group: .guest32))
-            body(VMCSFieldInfo(dsAccessRights, group: .guest32))
-            body(VMCSFieldInfo(fsAccessRights, group: .guest32))
-            body(VMCSFieldInfo(gsAccessRights, group: .guest32))
-            body(VMCSFieldInfo(ldtrAccessRights, group: .guest32))
-            body(VMCSFieldInfo(trAccessRights, group: .guest32))
-            body(VMCSFieldInfo(interruptibilityState, group: .guest32))
-            body(VMCSFieldInfo(activityState, group: .guest32))
-            body(VMCSFieldInfo(smbase, group: .guest32))
-            body(VMCSFieldInfo(ia32SysenterCS, group: .guest32))
-            body(VMCSFieldInfo(preemptionTimerValue, group: .guest32))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .guest32)) }
         }
-        /// How many fields this table lists.
-        public static let count = 23
     }
 
     /// SDM B.3.4 "32-Bit Host-State Field" (Table B-11).
     public enum Host32 {
         public static let ia32SysenterCS = VMCSField32(0x4C00, "Host IA32_SYSENTER_CS")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSField32] = [
+            ia32SysenterCS
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(ia32SysenterCS, group: .host32))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .host32)) }
         }
-        /// How many fields this table lists.
-        public static let count = 1
     }
 
     /// SDM B.4.1 "Natural-Width Control Fields" (Table B-12).
@@ -422,19 +361,18 @@ extension VMCSFields {
         public static let cr3Target2 = VMCSFieldNatural(0x600C, "CR3-target value 2")
         public static let cr3Target3 = VMCSFieldNatural(0x600E, "CR3-target value 3")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSFieldNatural] = [
+            cr0GuestHostMask, cr4GuestHostMask, cr0ReadShadow, cr4ReadShadow, cr3Target0, cr3Target1, cr3Target2,
+            cr3Target3
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(cr0GuestHostMask, group: .controlNatural))
-            body(VMCSFieldInfo(cr4GuestHostMask, group: .controlNatural))
-            body(VMCSFieldInfo(cr0ReadShadow, group: .controlNatural))
-            body(VMCSFieldInfo(cr4ReadShadow, group: .controlNatural))
-            body(VMCSFieldInfo(cr3Target0, group: .controlNatural))
-            body(VMCSFieldInfo(cr3Target1, group: .controlNatural))
-            body(VMCSFieldInfo(cr3Target2, group: .controlNatural))
-            body(VMCSFieldInfo(cr3Target3, group: .controlNatural))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .controlNatural)) }
         }
-        /// How many fields this table lists.
-        public static let count = 8
     }
 
     /// SDM B.4.2 "Natural-Width Read-Only Data Fields" (Table B-13).
@@ -446,17 +384,17 @@ extension VMCSFields {
         public static let ioRIP = VMCSReadOnlyFieldNatural(0x6408, "I/O RIP")
         public static let guestLinearAddress = VMCSReadOnlyFieldNatural(0x640A, "Guest-linear address")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSReadOnlyFieldNatural] = [
+            exitQualification, ioRCX, ioRSI, ioRDI, ioRIP, guestLinearAddress
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(exitQualification, group: .readOnlyNatural))
-            body(VMCSFieldInfo(ioRCX, group: .readOnlyNatural))
-            body(VMCSFieldInfo(ioRSI, group: .readOnlyNatural))
-            body(VMCSFieldInfo(ioRDI, group: .readOnlyNatural))
-            body(VMCSFieldInfo(ioRIP, group: .readOnlyNatural))
-            body(VMCSFieldInfo(guestLinearAddress, group: .readOnlyNatural))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .readOnlyNatural)) }
         }
-        /// How many fields this table lists.
-        public static let count = 6
     }
 
     /// SDM B.4.3 "Natural-Width Guest-State Fields" (Table B-14).
@@ -485,34 +423,19 @@ extension VMCSFields {
         public static let ssp = VMCSFieldNatural(0x682A, "Guest SSP")
         public static let ia32InterruptSSPTableAddress = VMCSFieldNatural(0x682C, "Guest IA32_INTERRUPT_SSP_TABLE_ADDR")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSFieldNatural] = [
+            cr0, cr3, cr4, esBase, csBase, ssBase, dsBase, fsBase, gsBase, ldtrBase, trBase, gdtrBase, idtrBase,
+            dr7, rsp, rip, rflags, pendingDebugExceptions, ia32SysenterESP, ia32SysenterEIP, ia32SCET, ssp,
+            ia32InterruptSSPTableAddress
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(cr0, group: .guestNatural))
-            body(VMCSFieldInfo(cr3, group: .guestNatural))
-            body(VMCSFieldInfo(cr4, group: .guestNatural))
-            body(VMCSFieldInfo(esBase, group: .guestNatural))
-            body(VMCSFieldInfo(csBase, group: .guestNatural))
-            body(VMCSFieldInfo(ssBase, group: .guestNatural))
-            body(VMCSFieldInfo(dsBase, group: .guestNatural))
-            body(VMCSFieldInfo(fsBase, group: .guestNatural))
-            body(VMCSFieldInfo(gsBase, group: .guestNatural))
-            body(VMCSFieldInfo(ldtrBase, group: .guestNatural))
-            body(VMCSFieldInfo(trBase, group: .guestNatural))
-            body(VMCSFieldInfo(gdtrBase, group: .guestNatural))
-            body(VMCSFieldInfo(idtrBase, group: .guestNatural))
-            body(VMCSFieldInfo(dr7, group: .guestNatural))
-            body(VMCSFieldInfo(rsp, group: .guestNatural))
-            body(VMCSFieldInfo(rip, group: .guestNatural))
-            body(VMCSFieldInfo(rflags, group: .guestNatural))
-            body(VMCSFieldInfo(pendingDebugExceptions, group: .guestNatural))
-            body(VMCSFieldInfo(ia32SysenterESP, group: .guestNatural))
-            body(VMCSFieldInfo(ia32SysenterEIP, group: .guestNatural))
-            body(VMCSFieldInfo(ia32SCET, group: .guestNatural))
-            body(VMCSFieldInfo(ssp, group: .guestNatural))
-            body(VMCSFieldInfo(ia32InterruptSSPTableAddress, group: .guestNatural))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .guestNatural)) }
         }
-        /// How many fields this table lists.
-        public static let count = 23
     }
 
     /// SDM B.4.4 "Natural-Width Host-State Fields" (Table B-15).
@@ -533,26 +456,18 @@ extension VMCSFields {
         public static let ssp = VMCSFieldNatural(0x6C1A, "Host SSP")
         public static let ia32InterruptSSPTableAddress = VMCSFieldNatural(0x6C1C, "Host IA32_INTERRUPT_SSP_TABLE_ADDR")
 
+        /// Every field of this table, in appendix order: the one list `forEach`
+        /// and `count` read (VMCSFieldTests checks it against the declarations).
+        public static let all: [_ of VMCSFieldNatural] = [
+            cr0, cr3, cr4, fsBase, gsBase, trBase, gdtrBase, idtrBase, ia32SysenterESP, ia32SysenterEIP, rsp, rip,
+            ia32SCET, ssp, ia32InterruptSSPTableAddress
+        ]
+        /// How many fields this table lists.
+        public static var count: Int { all.count }
         /// Calls `body` with every field of this table, in appendix order.
         public static func forEach(_ body: (VMCSFieldInfo) -> Void) {
-            body(VMCSFieldInfo(cr0, group: .hostNatural))
-            body(VMCSFieldInfo(cr3, group: .hostNatural))
-            body(VMCSFieldInfo(cr4, group: .hostNatural))
-            body(VMCSFieldInfo(fsBase, group: .hostNatural))
-            body(VMCSFieldInfo(gsBase, group: .hostNatural))
-            body(VMCSFieldInfo(trBase, group: .hostNatural))
-            body(VMCSFieldInfo(gdtrBase, group: .hostNatural))
-            body(VMCSFieldInfo(idtrBase, group: .hostNatural))
-            body(VMCSFieldInfo(ia32SysenterESP, group: .hostNatural))
-            body(VMCSFieldInfo(ia32SysenterEIP, group: .hostNatural))
-            body(VMCSFieldInfo(rsp, group: .hostNatural))
-            body(VMCSFieldInfo(rip, group: .hostNatural))
-            body(VMCSFieldInfo(ia32SCET, group: .hostNatural))
-            body(VMCSFieldInfo(ssp, group: .hostNatural))
-            body(VMCSFieldInfo(ia32InterruptSSPTableAddress, group: .hostNatural))
+            for i in all.indices { body(VMCSFieldInfo(all[i], group: .hostNatural)) }
         }
-        /// How many fields this table lists.
-        public static let count = 15
     }
 
     /// Calls `body` with every field of Appendix B, table by table.

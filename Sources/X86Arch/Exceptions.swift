@@ -1,8 +1,8 @@
-// Exception vectors. SDM Vol. 3A 6.2 "Exception and Interrupt Vectors".
+// Exception vectors. SDM Vol. 3A 7.2 "Exception and Interrupt Vectors".
 
 /// The architecturally defined exception vectors (0-31 are reserved for
 /// exceptions; vectors the SDM leaves reserved have no case).
-// SDM 6.2 "Exception and Interrupt Vectors", Table "Protected-Mode Exceptions and Interrupts"
+// SDM 7.2 "Exception and Interrupt Vectors", Table "Protected-Mode Exceptions and Interrupts"
 public enum ExceptionVector: UInt8, Sendable {
     case divideError = 0
     case debug = 1

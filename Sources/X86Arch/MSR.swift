@@ -18,6 +18,7 @@ public struct MSR: Hashable, Sendable {
     public static let ia32TSCAdjust = MSR(0x3B, "IA32_TSC_ADJUST")
     public static let ia32SpecCtrl = MSR(0x48, "IA32_SPEC_CTRL")
     public static let ia32PredCmd = MSR(0x49, "IA32_PRED_CMD")
+    public static let ia32BIOSUpdtTrig = MSR(0x79, "IA32_BIOS_UPDT_TRIG")
     public static let ia32BIOSSignID = MSR(0x8B, "IA32_BIOS_SIGN_ID")
     public static let ia32MPerf = MSR(0xE7, "IA32_MPERF")
     public static let ia32APerf = MSR(0xE8, "IA32_APERF")
@@ -83,75 +84,27 @@ public struct MSR: Hashable, Sendable {
     public static let ia32KernelGSBase = MSR(0xC000_0102, "IA32_KERNEL_GS_BASE")
     public static let ia32TSCAux = MSR(0xC000_0103, "IA32_TSC_AUX")
 
-    /// Calls `body` with every MSR named above, in address order of their groups.
+    /// Every MSR named above, in the order declared: the one list `forEach`,
+    /// `named` and `count` read. MSRTests checks it against the declarations.
+    public static let all: [_ of MSR] = [
+        ia32TimeStampCounter, ia32PlatformID, ia32APICBase, ia32FeatureControl, ia32TSCAdjust, ia32SpecCtrl,
+        ia32PredCmd, ia32BIOSUpdtTrig, ia32BIOSSignID, ia32MPerf, ia32APerf, ia32MTRRCap, ia32ArchCapabilities,
+        ia32FlushCmd, ia32SysenterCS, ia32SysenterESP, ia32SysenterEIP, ia32MCGCap, ia32MCGStatus, ia32MiscEnable,
+        ia32DebugCtl, ia32MTRRPhysBase0, ia32MTRRPhysMask0, ia32MTRRFix64K00000, ia32MTRRFix16K80000,
+        ia32MTRRFix16KA0000, ia32MTRRFix4KC0000, ia32MTRRFix4KF8000, ia32PAT, ia32MTRRDefType, ia32PerfGlobalCtrl,
+        ia32VMXBasic, ia32VMXPinbasedCtls, ia32VMXProcbasedCtls, ia32VMXExitCtls, ia32VMXEntryCtls, ia32VMXMisc,
+        ia32VMXCR0Fixed0, ia32VMXCR0Fixed1, ia32VMXCR4Fixed0, ia32VMXCR4Fixed1, ia32VMXVMCSEnum,
+        ia32VMXProcbasedCtls2, ia32VMXEPTVPIDCap, ia32VMXTruePinbasedCtls, ia32VMXTrueProcbasedCtls,
+        ia32VMXTrueExitCtls, ia32VMXTrueEntryCtls, ia32VMXVMFunc, ia32VMXProcbasedCtls3, ia32VMXExitCtls2,
+        ia32RTITCtl, ia32UCET, ia32SCET, ia32TSCDeadline, ia32PKRS, ia32BNDCFGS, ia32XSS, ia32LBRCtl, ia32EFER,
+        ia32STAR, ia32LSTAR, ia32CSTAR, ia32FMask, ia32FSBase, ia32GSBase, ia32KernelGSBase, ia32TSCAux
+    ]
+    /// How many MSRs the table names.
+    public static var count: Int { all.count }
+
+    /// Calls `body` with every MSR of the table.
     public static func forEach(_ body: (MSR) -> Void) {
-        body(ia32TimeStampCounter)
-        body(ia32PlatformID)
-        body(ia32APICBase)
-        body(ia32FeatureControl)
-        body(ia32TSCAdjust)
-        body(ia32SpecCtrl)
-        body(ia32PredCmd)
-        body(ia32BIOSSignID)
-        body(ia32MPerf)
-        body(ia32APerf)
-        body(ia32MTRRCap)
-        body(ia32ArchCapabilities)
-        body(ia32FlushCmd)
-        body(ia32SysenterCS)
-        body(ia32SysenterESP)
-        body(ia32SysenterEIP)
-        body(ia32MCGCap)
-        body(ia32MCGStatus)
-        body(ia32MiscEnable)
-        body(ia32DebugCtl)
-        body(ia32MTRRPhysBase0)
-        body(ia32MTRRPhysMask0)
-        body(ia32MTRRFix64K00000)
-        body(ia32MTRRFix16K80000)
-        body(ia32MTRRFix16KA0000)
-        body(ia32MTRRFix4KC0000)
-        body(ia32MTRRFix4KF8000)
-        body(ia32PAT)
-        body(ia32MTRRDefType)
-        body(ia32PerfGlobalCtrl)
-        body(ia32VMXBasic)
-        body(ia32VMXPinbasedCtls)
-        body(ia32VMXProcbasedCtls)
-        body(ia32VMXExitCtls)
-        body(ia32VMXEntryCtls)
-        body(ia32VMXMisc)
-        body(ia32VMXCR0Fixed0)
-        body(ia32VMXCR0Fixed1)
-        body(ia32VMXCR4Fixed0)
-        body(ia32VMXCR4Fixed1)
-        body(ia32VMXVMCSEnum)
-        body(ia32VMXProcbasedCtls2)
-        body(ia32VMXEPTVPIDCap)
-        body(ia32VMXTruePinbasedCtls)
-        body(ia32VMXTrueProcbasedCtls)
-        body(ia32VMXTrueExitCtls)
-        body(ia32VMXTrueEntryCtls)
-        body(ia32VMXVMFunc)
-        body(ia32VMXProcbasedCtls3)
-        body(ia32VMXExitCtls2)
-        body(ia32RTITCtl)
-        body(ia32UCET)
-        body(ia32SCET)
-        body(ia32TSCDeadline)
-        body(ia32PKRS)
-        body(ia32BNDCFGS)
-        body(ia32XSS)
-        body(ia32LBRCtl)
-        body(ia32EFER)
-        body(ia32STAR)
-        body(ia32LSTAR)
-        body(ia32CSTAR)
-        body(ia32FMask)
-        body(ia32FSBase)
-        body(ia32GSBase)
-        body(ia32KernelGSBase)
-        body(ia32TSCAux)
+        for i in all.indices { body(all[i]) }
     }
 
     /// The named MSR at `address`, or nil: lets reports print "IA32_LSTAR" for C0000082H.

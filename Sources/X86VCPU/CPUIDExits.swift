@@ -13,7 +13,7 @@ extension VCPU {
         } else {
             let cr4 = cr4View.guestVisibleValue(real: try hw.read(VMCSFields.GuestNatural.cr4),
                                                 readShadow: try hw.read(VMCSFields.ControlNatural.cr4ReadShadow))
-            let guest = CPUIDGuestState(cr4: cr4, xcr0: xcr0, xss: xss, apicGloballyEnabled: apicBase & (1 << 11) != 0)
+            let guest = CPUIDGuestState(cr4: cr4, xcr0: xcr0, xss: xss, apicGloballyEnabled: APICBase(rawValue: apicBase).isGloballyEnabled)
             let host = hw.cpuid(leaf: leaf, subleaf: subleaf)
             v = cpuidPolicy.answerInPlace(leaf: leaf, subleaf: subleaf, host: host, guest: guest)
             fastPath.store(leaf: leaf, subleaf: subleaf, v)

@@ -43,12 +43,14 @@ public struct CPUIDGuestState: Equatable, Sendable {
 /// Where each XSAVE state component lives, read once from the host's CPUID
 /// leaf 0xD subleaves 2...31, so the XSAVE-area sizes reported to the guest can
 /// be computed for the guest's XCR0 rather than the host's.
-// SDM 13.2 "Enumeration of CPU Support for XSAVE Instructions and XSAVE-Supported Features";
-// 13.4.3 "Extended Region of an XSAVE Area"
+// SDM 14.2 "Enumeration of CPU Support for XSAVE Instructions and XSAVE-Supported Features";
+// 14.4.3 "Extended Region of an XSAVE Area"
 @frozen
 public struct XSAVELayout: Sendable {
     /// Bytes of the legacy region (512) plus the XSAVE header (64).
     public static var legacyAndHeaderSize: UInt32 { 576 }
+    /// Components 2...31: those with a size and offset of their own.
+    @inlinable static var extendedComponents: UInt64 { 0xFFFF_FFFF & ~(XCR0Bits.x87 | XCR0Bits.sse).rawValue }
 
     @usableFromInline var sizes: InlineArray<32, UInt32>
     @usableFromInline var offsets: InlineArray<32, UInt32>
@@ -70,8 +72,8 @@ public struct XSAVELayout: Sendable {
     public init(querying cpuid: (_ leaf: UInt32, _ subleaf: UInt32) -> CPUIDValues) {
         self.init()
         for i in 2 ..< 32 {
-            let v = cpuid(0xD, UInt32(i))
-            setComponent(i, size: v.eax, offset: v.ebx, alignedTo64: (v.ecx >> 1) & 1 != 0)
+            let v = cpuid(CPUIDLeaf.xsave, UInt32(i))
+            setComponent(i, size: v.eax, offset: v.ebx, alignedTo64: v.ecx & CPUIDLeafDComponentECX.aligned64 != 0)
         }
     }
 
@@ -89,7 +91,7 @@ public struct XSAVELayout: Sendable {
     @inlinable
     public func standardSize(for mask: UInt64) -> UInt32 {
         var size = Self.legacyAndHeaderSize
-        var rest = mask & 0xFFFF_FFFC  // components 2...31, visited by set bit
+        var rest = mask & Self.extendedComponents  // visited by set bit
         while rest != 0 {
             let i = rest.trailingZeroBitCount
             rest &= rest &- 1
@@ -105,7 +107,7 @@ public struct XSAVELayout: Sendable {
     @inlinable
     public func compactedSize(for mask: UInt64) -> UInt32 {
         var size = Self.legacyAndHeaderSize
-        var rest = mask & 0xFFFF_FFFC  // in component order: lowest set bit first
+        var rest = mask & Self.extendedComponents  // in component order: lowest set bit first
         while rest != 0 {
             let i = rest.trailingZeroBitCount
             rest &= rest &- 1
@@ -159,7 +161,7 @@ public struct CPUIDPolicy: Sendable {
 
     /// The highest hypervisor leaf: 0x4000_0000 (signature) and 0x4000_0001
     /// (paravirtual features: none, all zero).
-    public static var maxHypervisorLeaf: UInt32 { 0x4000_0001 }
+    public static var maxHypervisorLeaf: UInt32 { CPUIDLeaf.hypervisorBase + 1 }
 
     /// The hypervisor signature in leaf 0x4000_0000 EBX, ECX, EDX: the 12 bytes
     /// "SwiftVMXhv\0\0" in little-endian register order ("Swif", "tVMX", "hv\0\0").
@@ -171,20 +173,21 @@ public struct CPUIDPolicy: Sendable {
     /// is `hostXCR0` (CPUID.(0xD,0) EDX:EAX) laid out as `xsaveLayout`.
     @inlinable
     public init(hostXCR0: UInt64, xsaveLayout: XSAVELayout) {
-        leaf1ECXHidden = 1 << 3 | 1 << 4 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 11 | 1 << 15 | 1 << 18 | 1 << 21
-        // MCE (7) and MCA (14): machine checks belong to the host; the guest
-        // would read MCG_* and bank MSRs that raise #GP.
-        leaf1EDXHidden = 1 << 7 | 1 << 14 | 1 << 21 | 1 << 22 | 1 << 29 | 1 << 31
-        // TSC_ADJUST (1): the guest's TSC moves by the VMCS offset, not that MSR.
-        leaf7EBXHidden = 1 << 1 | 1 << 2 | 1 << 10 | 1 << 12 | 1 << 14 | 1 << 15 | 1 << 25
-        leaf7ECXHidden = 1 << 5 | 1 << 7 | 1 << 30 | 1 << 31
-        leaf7EDXHidden = 1 << 20 | 1 << 22 | 1 << 24 | 1 << 25
-        xsaveFeaturesHidden = 1 << 3 | 1 << 4
+        leaf1ECXHidden = (CPUIDLeaf1ECX.monitor | .dsCPL | .smx | .est | .tm2 | .sdbg | .pdcm | .dca | .x2APIC).rawValue
+        // MCE and MCA: machine checks belong to the host; the guest would
+        // read MCG_* and bank MSRs that raise #GP.
+        leaf1EDXHidden = (CPUIDLeaf1EDX.mce | .mca | .ds | .acpi | .tm | .pbe).rawValue
+        // TSC_ADJUST: the guest's TSC moves by the VMCS offset, not that MSR.
+        leaf7EBXHidden = (CPUIDLeaf7EBX.tscAdjust | .sgx | .invpcid | .rdtMonitoring | .mpx | .rdtAllocation
+            | .intelPT).rawValue
+        leaf7ECXHidden = (CPUIDLeaf7ECX.waitpkg | .cetShadowStack | .sgxLaunchControl | .pks).rawValue
+        leaf7EDXHidden = (CPUIDLeaf7EDX.cetIBT | .amxBF16 | .amxTile | .amxInt8).rawValue
+        xsaveFeaturesHidden = (CPUIDLeafDSubleaf1EAX.xsaves | .xfd).rawValue
         extended1ECXHidden = 0
-        extended1EDXHidden = 1 << 27
+        extended1EDXHidden = CPUIDLeaf80000001EDX.rdtscp.rawValue
         // 6 (thermal and power: APERF/MPERF, HWP): MSRs the guest does not get.
         zeroedBasicLeaves = 1 << 0x5 | 1 << 0x6 | 1 << 0xA | 1 << 0x12 | 1 << 0x14
-        allowedXCR0 = 0x2E7
+        allowedXCR0 = (XCR0Bits.x87 | .sse | .avx | .avx512 | .pkru).rawValue
         allowedXSS = 0
         self.hostXCR0 = hostXCR0
         self.xsaveLayout = xsaveLayout
@@ -194,9 +197,10 @@ public struct CPUIDPolicy: Sendable {
     /// reads its XSAVE support (when leaf 0xD exists and CPUID.1:ECX.XSAVE is set).
     @inlinable
     public init(querying cpuid: (_ leaf: UInt32, _ subleaf: UInt32) -> CPUIDValues) {
-        let hasXSAVE = cpuid(0, 0).eax >= 0xD && (cpuid(1, 0).ecx >> 26) & 1 != 0
+        let hasXSAVE = cpuid(CPUIDLeaf.basic, 0).eax >= CPUIDLeaf.xsave
+            && CPUIDLeaf1ECX(rawValue: cpuid(CPUIDLeaf.features, 0).ecx).contains(.xsave)
         if hasXSAVE {
-            let d = cpuid(0xD, 0)
+            let d = cpuid(CPUIDLeaf.xsave, 0)
             self.init(hostXCR0: UInt64(d.edx) << 32 | UInt64(d.eax), xsaveLayout: XSAVELayout(querying: cpuid))
         } else {
             self.init(hostXCR0: 0, xsaveLayout: XSAVELayout())
@@ -207,12 +211,12 @@ public struct CPUIDPolicy: Sendable {
     /// policy allows, always including x87 (bit 0, which XCR0 requires) when
     /// the host has XSAVE at all. Pass it to `XSETBV.validate`.
     @inlinable
-    public var supportedXCR0: UInt64 { hostXCR0 & (allowedXCR0 | 1) }
+    public var supportedXCR0: UInt64 { hostXCR0 & (allowedXCR0 | XCR0Bits.x87.rawValue) }
 
     /// True when the policy exposes XSAVES (so IA32_XSS is meaningful).
     @inlinable
     func exposesXSAVES(hostLeafD1EAX: UInt32) -> Bool {
-        hostLeafD1EAX & ~xsaveFeaturesHidden & (1 << 3) != 0
+        hostLeafD1EAX & ~xsaveFeaturesHidden & CPUIDLeafDSubleaf1EAX.xsaves.rawValue != 0
     }
 
     /// What the guest's CPUID(`leaf`, `subleaf`) returns, given the host's
@@ -223,32 +227,34 @@ public struct CPUIDPolicy: Sendable {
         var v = host
         if leaf < 32, (zeroedBasicLeaves >> leaf) & 1 != 0 { return .zero }
         switch leaf {
-        case 1:
+        case CPUIDLeaf.features:
             // SDM CPUID, Table "Feature Information Returned in the ECX Register";
             // EAX (family, model, stepping) passes through unchanged.
-            v.ecx &= ~(leaf1ECXHidden | 1 << 5)
-            v.ecx |= 1 << 31  // hypervisor present
-            let osxsave = v.ecx & (1 << 26) != 0 && (guest.cr4 >> 18) & 1 != 0
-            v.ecx = osxsave ? v.ecx | 1 << 27 : v.ecx & ~(1 << 27)
+            v.ecx &= ~(leaf1ECXHidden | CPUIDLeaf1ECX.vmx.rawValue)
+            v.ecx |= CPUIDLeaf1ECX.hypervisor.rawValue
+            let osxsaveBit = CPUIDLeaf1ECX.osxsave.rawValue
+            let osxsave = v.ecx & CPUIDLeaf1ECX.xsave.rawValue != 0 && guest.cr4 & CR4Bits.osxsave.rawValue != 0
+            v.ecx = osxsave ? v.ecx | osxsaveBit : v.ecx & ~osxsaveBit
             v.edx &= ~leaf1EDXHidden
-            if !guest.apicGloballyEnabled { v.edx &= ~(1 << 9) }
-        case 7:
+            if !guest.apicGloballyEnabled { v.edx &= ~CPUIDLeaf1EDX.apic.rawValue }
+        case CPUIDLeaf.structuredExtendedFeatures:
             if subleaf == 0 {
                 v.ebx &= ~leaf7EBXHidden
                 v.ecx &= ~leaf7ECXHidden
                 v.edx &= ~leaf7EDXHidden
-                // OSPKE (ECX bit 4) mirrors the guest's CR4.PKE, like OSXSAVE.
-                let ospke = v.ecx & (1 << 3) != 0 && (guest.cr4 >> 22) & 1 != 0
-                v.ecx = ospke ? v.ecx | 1 << 4 : v.ecx & ~(1 << 4)
+                // OSPKE mirrors the guest's CR4.PKE, like OSXSAVE.
+                let ospkeBit = CPUIDLeaf7ECX.ospke.rawValue
+                let ospke = v.ecx & CPUIDLeaf7ECX.pku.rawValue != 0 && guest.cr4 & CR4Bits.pke.rawValue != 0
+                v.ecx = ospke ? v.ecx | ospkeBit : v.ecx & ~ospkeBit
             }
-        case 0xD:
+        case CPUIDLeaf.xsave:
             v = xsaveLeaf(subleaf: subleaf, host: host, guest: guest)
-        case 0x4000_0000:
+        case CPUIDLeaf.hypervisorBase:
             let s = Self.signature
             v = CPUIDValues(eax: Self.maxHypervisorLeaf, ebx: s.ebx, ecx: s.ecx, edx: s.edx)
-        case 0x4000_0001 ... 0x4FFF_FFFF:
+        case CPUIDLeaf.hypervisorBase + 1 ... CPUIDLeaf.hypervisorLast:
             v = .zero
-        case 0x8000_0001:
+        case CPUIDLeaf.extendedFeatures:
             v.ecx &= ~extended1ECXHidden
             v.edx &= ~extended1EDXHidden
         default:
@@ -258,7 +264,7 @@ public struct CPUIDPolicy: Sendable {
     }
 
     /// Leaf 0xD, kept consistent with the XCR0 the guest may set.
-    // SDM 13.2 "Enumeration of CPU Support for XSAVE Instructions and XSAVE-Supported Features"
+    // SDM 14.2 "Enumeration of CPU Support for XSAVE Instructions and XSAVE-Supported Features"
     @inlinable
     func xsaveLeaf(subleaf: UInt32, host: CPUIDValues, guest: CPUIDGuestState) -> CPUIDValues {
         let supported = supportedXCR0
@@ -274,7 +280,7 @@ public struct CPUIDPolicy: Sendable {
             let xsaves = exposesXSAVES(hostLeafD1EAX: host.eax)
             let supportedXSS = xsaves ? (UInt64(host.edx) << 32 | UInt64(host.ecx)) & allowedXSS : 0
             let compactedMask = (guest.xcr0 & supported) | (guest.xss & supportedXSS)
-            let compacting = features & (1 << 1 | 1 << 3) != 0  // XSAVEC or XSAVES
+            let compacting = CPUIDLeafDSubleaf1EAX(rawValue: features).intersects(.xsavec | .xsaves)
             return CPUIDValues(eax: features,
                                ebx: compacting ? xsaveLayout.compactedSize(for: compactedMask) : 0,
                                ecx: UInt32(truncatingIfNeeded: supportedXSS),
@@ -283,7 +289,7 @@ public struct CPUIDPolicy: Sendable {
             // A component the guest can never enable is reported as absent:
             // user components (ECX bit 0 clear) need the supported XCR0 bit,
             // supervisor components (ECX bit 0 set) need `allowedXSS`.
-            let mask = host.ecx & 1 != 0 ? allowedXSS : supported
+            let mask = host.ecx & CPUIDLeafDComponentECX.supervisor != 0 ? allowedXSS : supported
             return (mask >> UInt64(subleaf)) & 1 != 0 ? host : .zero
         default:
             return .zero

@@ -80,14 +80,14 @@ extension VCPU {
             if cr4 & CR4Bits.pcide.rawValue != 0 { return gp }
             if efer & EFER.lma.rawValue != 0 {
                 // 64-bit mode (CS.L = 1) cannot turn paging off: only compatibility mode can.
-                if try hw.read(VMCSFields.Guest32.csAccessRights) & (1 << 13) != 0 { return gp }
+                if try hw.read(VMCSFields.Guest32.csAccessRights) & SegmentAccessRights.longBit != 0 { return gp }
                 efer &= ~EFER.lma.rawValue
             }
         }
         let lma = efer & EFER.lma.rawValue != 0
         let state = GuestControlState(cr0: cr0View.realValue(forGuestValue: value), cr3: nil, cr4: cr4, efer: efer,
                                       ia32eModeGuest: lma)
-        // SDM 4.4.1 "PDPTE Registers": a MOV to CR0 that changes PG, CD or NW
+        // SDM 5.4.1 "PDPTE Registers": a MOV to CR0 that changes PG, CD or NW
         // under PAE paging loads them.
         var pdptes: InlineArray<4, UInt64>?
         if state.usesPDPTEs && (old ^ value) & (pg | CR0Bits.cd.rawValue | CR0Bits.nw.rawValue) != 0 {
@@ -133,7 +133,7 @@ extension VCPU {
     /// and VMXE, hidden), PAE cleared in IA-32e mode, LA57 changed in IA-32e
     /// mode, PCIDE set outside IA-32e mode or with CR3[11:0] != 0, CET set
     /// with CR0.WP clear: #GP. Under PAE paging a change of PAE, PGE, PSE or
-    /// SMEP reloads the PDPTEs (SDM 4.4.1).
+    /// SMEP reloads the PDPTEs (SDM 5.4.1).
     mutating func writeGuestCR4<H: VMXHardware>(_ hw: H, _ value: UInt64) throws(VMXError) -> PendingEvent? {
         let gp = PendingEvent.exception(.generalProtection, errorCode: 0)
         if value & ~guestCR4Bits != 0 { return gp }
@@ -184,11 +184,14 @@ extension VCPU {
     /// itself is only read when TR is next used.
     func makeTR64Bit<H: VMXHardware>(_ hw: H) throws(VMXError) {
         let rights = try hw.read(VMCSFields.Guest32.trAccessRights)
-        if rights & 0xF != 11 { try hw.write(VMCSFields.Guest32.trAccessRights, (rights & ~0xF) | 11) }
+        let typeMask = SegmentAccessRights.typeMask
+        if rights & typeMask != SegmentType.busyTSS {
+            try hw.write(VMCSFields.Guest32.trAccessRights, (rights & ~typeMask) | SegmentType.busyTSS)
+        }
     }
 
     /// The four PAE PDPTEs at `cr3`, or nil when the table is not in guest RAM
-    /// or a present entry has reserved bits set (SDM 4.4.1: #GP).
+    /// or a present entry has reserved bits set (SDM 5.4.1: #GP).
     func readPDPTEs(cr3: UInt64) -> InlineArray<4, UInt64>? {
         let table = cr3 & 0xFFFF_FFE0
         var entries: InlineArray<4, UInt64> = [0, 0, 0, 0]

@@ -26,13 +26,13 @@ extension VCPU {
 
     mutating func handleHLT<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
         _ = try advance(hw)
-        let interruptsOn = try hw.read(VMCSFields.GuestNatural.rflags) & (1 << 9) != 0
+        let interruptsOn = try hw.read(VMCSFields.GuestNatural.rflags) & RFLAGS.interruptEnable.rawValue != 0
         if !events.isEmpty { return .resume }
         // With interrupts on, a device interrupt can wake the guest when it owns
         // the interrupt controller: wait in the HLT state for its exit. When the
         // activity state is unsupported, resuming past HLT is a busy wait.
         if interruptsOn && reflectsExternalInterrupts {
-            if features.activityHLT { try hw.write(VMCSFields.Guest32.activityState, 1) }
+            if features.activityHLT { try hw.write(VMCSFields.Guest32.activityState, ActivityState.hlt.rawValue) }
             return .resume
         }
         guard interruptsOn, timerPeriod != 0 else {
@@ -40,7 +40,7 @@ extension VCPU {
         }
         if features.activityHLT && features.preemptionTimer {
             // SDM 26.5.1: the preemption timer counts down in the HLT state too.
-            try hw.write(VMCSFields.Guest32.activityState, 1)
+            try hw.write(VMCSFields.Guest32.activityState, ActivityState.hlt.rawValue)
         } else {
             while hw.readTSC() < timerDeadline {}
         }
@@ -52,7 +52,7 @@ extension VCPU {
         guard capabilities.misc.supportsActivityWaitForSIPI else {
             return .stop(.unhandled(reason: .initSignal, qualification: 0, rip: try hw.read(VMCSFields.GuestNatural.rip)))
         }
-        try hw.write(VMCSFields.Guest32.activityState, 3)
+        try hw.write(VMCSFields.Guest32.activityState, ActivityState.waitForSIPI.rawValue)
         return .resume
     }
 
@@ -62,7 +62,7 @@ extension VCPU {
         try hw.write(VMCSFields.Guest16.csSelector, UInt16(vector << 8))
         try hw.write(VMCSFields.GuestNatural.csBase, vector << 12)
         try hw.write(VMCSFields.GuestNatural.rip, 0)
-        try hw.write(VMCSFields.Guest32.activityState, 0)
+        try hw.write(VMCSFields.Guest32.activityState, ActivityState.active.rawValue)
         fastPath.invalidateCPUID()  // a restarted guest sets its state up again
         return .resume
     }

@@ -25,13 +25,12 @@ public struct GuestEventContext: Equatable, Sendable {
         self.protectedMode = protectedMode
     }
 
-    /// From the raw guest RFLAGS (IF is bit 9), guest CR0 (PE is bit 0) and
-    /// interruptibility-state fields.
+    /// From the raw guest RFLAGS, guest CR0 and interruptibility-state fields.
     @inlinable
     public init(rflags: UInt64, cr0: UInt64, interruptibility: UInt32) {
-        self.init(interruptsEnabled: (rflags >> 9) & 1 != 0,
+        self.init(interruptsEnabled: rflags & RFLAGS.interruptEnable.rawValue != 0,
                   interruptibility: InterruptibilityState(raw: interruptibility),
-                  protectedMode: cr0 & 1 != 0)
+                  protectedMode: cr0 & CR0Bits.pe.rawValue != 0)
     }
 
     /// An external interrupt can be injected: IF=1 and no blocking by STI or MOV SS.
@@ -283,7 +282,7 @@ public struct EventQueue: Sendable {
 }
 
 /// What happens when delivering one event raises an exception.
-// SDM 6.15 "Exception and Interrupt Reference", Interrupt 8, Table "Conditions for Generating a Double Fault"
+// SDM 7.15 "Exception and Interrupt Reference", Interrupt 8, Table "Conditions for Generating a Double Fault"
 public enum ExceptionMerge: Equatable, Sendable {
     /// Handle serially: deliver the new exception. If the first event was an
     /// exception, re-executing the instruction raises it again; if it was an

@@ -85,7 +85,8 @@ public struct ExitFastPath {
     /// which is always correct, only less often hit.
     public static func ignoresSubleaf(_ leaf: UInt32) -> Bool {
         switch leaf {
-        case 0, 1, 2, 3, 5, 6, 0xA, 0x16, 0x4000_0000 ... 0x4FFF_FFFF, 0x8000_0000 ... 0x8000_0008: true
+        case 0, 1, 2, 3, 5, 6, 0xA, 0x16, CPUIDLeaf.hypervisorBase ... CPUIDLeaf.hypervisorLast,
+             CPUIDLeaf.extendedBase ... CPUIDLeaf.addressSizes: true
         default: false
         }
     }

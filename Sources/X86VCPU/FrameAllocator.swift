@@ -1,4 +1,4 @@
-/// The frame interface (the seed's `PhysFrameIf`): where every physical page the
+/// The frame interface (x86_vcpu's `PhysFrameIf`): where every physical page the
 /// hypervisor uses for hardware structures comes from. The kernel's page-frame
 /// allocator conforms over real RAM; host tests conform over host memory.
 ///

@@ -40,15 +40,12 @@ extension VCPU {
         switch msr {
         case MSR.ia32EFER.address: return try writeGuestEFER(hw, value)
         case MSR.ia32PAT.address:
-            // SDM 13.12.2: each entry a valid memory type (0, 1, 4, 5, 6, 7).
-            for i in 0..<8 {
-                let type = (value >> UInt64(8 * i)) & 0xFF
-                if type == 2 || type == 3 || type > 7 { return false }
-            }
+            // SDM 12.12.2 "IA32_PAT MSR": each entry a valid memory type.
+            guard PAT(rawValue: value).isValid else { return false }
             try hw.write(VMCSFields.Guest64.ia32PAT, value)
         case MSR.ia32DebugCtl.address:
             // Only LBR and BTF may be set; they are kept but not acted on.
-            guard value & ~0x3 == 0 else { return false }
+            guard value & ~(DebugCtl.lbr | .btf).rawValue == 0 else { return false }
             try hw.write(VMCSFields.Guest64.ia32DebugCtl, value)
         // SDM "WRMSR": a non-canonical base or SYSENTER address raises #GP
         // (these are normally written without an exit; the same rule here).
@@ -71,18 +68,18 @@ extension VCPU {
             try hw.write(VMCSFields.Control64.tscOffset, value &- hw.readTSC())
         case MSR.ia32APICBase.address:
             // Bochs ignores re-enabling a disabled APIC, so the guest's view is ours.
-            guard value & 0x2FF == 0 else { return false }
+            guard value & APICBase.reservedLowMask == 0 else { return false }
             apicBase = value
         case MSR.ia32MiscEnable.address: miscEnable = value
         case MSR.ia32MTRRDefType.address:
-            guard value & ~0xCFF == 0 else { return false }
+            guard value & ~MTRRDefType.writableMask == 0 else { return false }
             mtrrDefType = value
         case MSR.ia32XSS.address where features.xsaves:
-            // SDM 13.4.4 "IA32_XSS": only supervisor states the policy exposes.
+            // SDM 14.4.4 "IA32_XSS": only supervisor states the policy exposes.
             guard value & ~cpuidPolicy.allowedXSS == 0 else { return false }
             xss = value
         // SPEC_CTRL and PRED_CMD exit only on a CPU without them: #GP, as there.
-        case MSR.ia32BIOSSignID.address, 0x79 /* BIOS update trigger */: break
+        case MSR.ia32BIOSSignID.address, MSR.ia32BIOSUpdtTrig.address: break
         default: return false
         }
         return true
@@ -91,9 +88,7 @@ extension VCPU {
     /// Canonical for the CPU's linear-address width (57 bits with 5-level
     /// paging support, else 48), which VM entry also checks.
     func isCanonicalForGuest(_ address: UInt64) -> Bool {
-        let bits: UInt64 = guestCR4Bits & CR4Bits.la57.rawValue != 0 ? 57 : 48
-        let top = address >> (bits - 1)
-        return top == 0 || top == UInt64.max >> (bits - 1)
+        isCanonical(address, linearBits: guestCR4Bits & CR4Bits.la57.rawValue != 0 ? 57 : 48)
     }
 
     /// SDM 2.2.1 "Extended Feature Enable Register": SCE, LME, NXE are the

@@ -1,8 +1,8 @@
 // A software walk of the guest's own page tables (guest-virtual, i.e. linear,
 // to guest-physical), as the processor would do it: for emulating an
 // instruction that touched memory, or for reading the guest's stack or code.
-// SDM Vol. 3A 4.3 "32-Bit Paging", 4.4 "PAE Paging", 4.5 "4-Level Paging and
-// 5-Level Paging", 4.6 "Access Rights", 4.7 "Page-Fault Exceptions".
+// SDM Vol. 3A 5.3 "32-Bit Paging", 5.4 "PAE Paging", 5.5 "4-Level Paging and
+// 5-Level Paging", 5.6 "Access Rights", 5.7 "Page-Fault Exceptions".
 //
 // Not modelled (documented limits): protection keys (CR4.PKE/PKS), CET shadow
 // stacks, HLAT, linear-address masking, and setting the accessed/dirty flags
@@ -22,7 +22,7 @@ public protocol GuestPhysicalMemory {
 }
 
 /// The paging mode CR0, CR4 and EFER select.
-// SDM 4.1.1 "Four Paging Modes" (Table 4-1)
+// SDM 5.1.1 "Four Paging Modes" (Table 5-1)
 public enum GuestPagingMode: Equatable, Sendable {
     /// CR0.PG = 0: linear addresses are physical addresses.
     case disabled
@@ -35,7 +35,7 @@ public enum GuestPagingMode: Equatable, Sendable {
     /// CR0.PG = 1, CR4.PAE = 1, EFER.LME = 1, CR4.LA57 = 1.
     case level5
 
-    /// Levels of paging structures (the seed's `level`): 0, 2, 3, 4, 5.
+    /// Levels of paging structures: 0, 2, 3, 4, 5.
     public var levels: Int {
         switch self {
         case .disabled: return 0
@@ -86,7 +86,7 @@ public struct GuestPagingState: Sendable {
     static let eferLME: UInt64 = 1 << 8
     static let eferNXE: UInt64 = 1 << 11
 
-    // SDM 4.1.1 "Four Paging Modes" (Table 4-1)
+    // SDM 5.1.1 "Four Paging Modes" (Table 5-1)
     public var mode: GuestPagingMode {
         guard cr0 & Self.cr0PG != 0 else { return .disabled }
         guard cr4 & Self.cr4PAE != 0 else { return .bits32 }
@@ -102,7 +102,7 @@ public struct GuestPagingState: Sendable {
 }
 
 /// One access to translate: its kind and the privilege it is made with.
-// SDM 4.6 "Access Rights"
+// SDM 5.6 "Access Rights"
 public struct GuestAccess: Equatable, Sendable {
     public enum Kind: Equatable, Sendable { case read, write, instructionFetch }
 
@@ -123,7 +123,7 @@ public struct GuestAccess: Equatable, Sendable {
     }
 }
 
-/// Everything one walk needs, flattened the way the seed's (x86_vcpu's)
+/// Everything one walk needs, flattened as x86_vcpu's
 /// `GuestPageWalkInfo` is: built from a `GuestPagingState` and a
 /// `GuestAccess`, or filled in by hand.
 public struct GuestPageWalkInfo: Sendable {
@@ -148,7 +148,7 @@ public struct GuestPageWalkInfo: Sendable {
     public var supports1GiBPages: Bool
     public var paePDPTEs: (UInt64, UInt64, UInt64, UInt64)?
 
-    /// Paging-structure levels, as the seed counts them (0 when paging is off).
+    /// Paging-structure levels (0 when paging is off).
     public var level: Int { mode.levels }
     /// Index bits per level: 10 for 32-bit paging, 9 otherwise.
     public var width: Int { mode == .bits32 ? 10 : 9 }
@@ -190,7 +190,7 @@ public struct GuestPageWalkInfo: Sendable {
     // MARK: Faults
 
     /// The error-code bits that describe the access rather than the cause.
-    // SDM 4.7 "Page-Fault Exceptions": W/R (bit 1), U/S (bit 2), I/D (bit 4)
+    // SDM 5.7 "Page-Fault Exceptions": W/R (bit 1), U/S (bit 2), I/D (bit 4)
     private var accessBits: PageFaultErrorCode {
         var code = PageFaultErrorCode(rawValue: 0)
         if isWriteAccess { code = code | .write }
@@ -210,7 +210,7 @@ public struct GuestPageWalkInfo: Sendable {
     // MARK: Access rights
 
     /// Whether the rights the walk accumulated allow this access.
-    // SDM 4.6.1 "Determination of Access Rights"
+    // SDM 5.6.1 "Determination of Access Rights"
     private func allowed(writable: Bool, user: Bool, executeDisabled: Bool) -> Bool {
         if isUserModeAccess {
             guard user else { return false }
@@ -231,7 +231,7 @@ public struct GuestPageWalkInfo: Sendable {
 
     // MARK: 32-bit paging
 
-    // SDM 4.3 "32-Bit Paging" (Tables 4-4, 4-5, 4-6)
+    // SDM 5.3 "32-Bit Paging" (Tables 5-4, 5-5, 5-6)
     private func walk32<M: GuestPhysicalMemory>(_ linear: UInt32, memory: M)
         throws(GuestPageWalkError) -> GuestTranslation {
         let pdeAddress = (topEntry & 0xFFFF_F000) | UInt64(linear >> 22) << 2
@@ -258,7 +258,7 @@ public struct GuestPageWalkInfo: Sendable {
 
     // MARK: PAE, 4-level and 5-level paging
 
-    // SDM 4.4.2 and 4.5.4 "Linear-Address Translation with ..." (Tables 4-8 .. 4-20)
+    // SDM 5.4.2 and 5.5.4 "Linear-Address Translation with ..." (Tables 5-8 .. 5-20)
     private func walk64<M: GuestPhysicalMemory>(_ linearIn: UInt64, memory: M)
         throws(GuestPageWalkError) -> GuestTranslation {
         let m = UInt64(min(max(physicalAddressBits, 32), 52))
@@ -274,7 +274,7 @@ public struct GuestPageWalkInfo: Sendable {
         var level: Int
         if mode == .pae {
             linear &= 0xFFFF_FFFF
-            // SDM 4.4.1 "PDPTE Registers": P, and reserved bits 2:1, 8:5, 63:M.
+            // SDM 5.4.1 "PDPTE Registers": P, and reserved bits 2:1, 8:5, 63:M.
             let index = Int(linear >> 30)
             let pdpte: UInt64
             if let loaded = paePDPTEs {
@@ -290,7 +290,7 @@ public struct GuestPageWalkInfo: Sendable {
                 pdpte = read
             }
             guard pdpte & 1 != 0 else { throw notPresent() }
-            guard pdpte & (0x1E6 | ~((1 << m) - 1)) == 0 else { throw reservedBit() }
+            guard pdpte & (PAEPDPTE.reservedMask | ~((1 << m) - 1)) == 0 else { throw reservedBit() }
             table = pdpte & addressMask
             level = 2
         } else {

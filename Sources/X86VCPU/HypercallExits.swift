@@ -36,7 +36,7 @@ extension VCPU {
             var done: UInt64 = 0
             while done < length {
                 let linear = registers.rbx &+ done
-                let chunk = min(length - done, 4096 - (linear & 0xFFF))
+                let chunk = min(length - done, pageSize4KiB - (linear & pageOffsetMask4KiB))
                 guard let gpa = translate(linear, write: false, paging: paging),
                       let bytes = ram.bytes(at: gpa, count: Int(chunk)) else {
                     registers.rax = Hypercall.badArgument

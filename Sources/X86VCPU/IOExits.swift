@@ -61,11 +61,11 @@ extension VCPU {
         var count: UInt64 = q.isRepeated ? registers.rcx & addressMask : 1
         let step = UInt64(width.bytes)
         let rflags = try hw.read(VMCSFields.GuestNatural.rflags)
-        let down = rflags & (1 << 10) != 0
+        let down = rflags & RFLAGS.df.rawValue != 0
         let paging = try pagingState(hw)
         let protected = paging.cr0 & CR0Bits.pe.rawValue != 0
         let access = GuestAccess(isIn ? .write : .read, userMode: try currentPrivilegeLevel(hw) == 3,
-                                 alignmentCheckFlag: rflags & (1 << 18) != 0)
+                                 alignmentCheckFlag: rflags & RFLAGS.ac.rawValue != 0)
         let canonicalBits: UInt64 = paging.cr4 & CR4Bits.la57.rawValue != 0 ? 57 : 48
         var budget = 4096 / width.bytes
         var outcome = ExitAction.resume
@@ -153,7 +153,7 @@ extension VCPU {
     /// both ends must be canonical; otherwise the segment must be usable (in
     /// protected mode), of a type allowing the access, and hold every byte
     /// (expand-down segments hold the bytes above the limit).
-    /// SDM 3.3.7.1 "Canonical Addressing", 5.3 "Limit Checking", 5.4 "Type Checking".
+    /// SDM Vol. 1 3.3.7.1 "Canonical Addressing"; Vol. 3 6.3 "Limit Checking", 6.4 "Type Checking".
     static func stringIOTarget(offset: UInt64, width: Int, segment: SegmentRegister, base: UInt64, limit: UInt32,
                                rights: SegmentAccessRights, write: Bool, longMode: Bool, protectedMode: Bool,
                                canonicalBits: UInt64) -> StringIOTarget {
@@ -161,19 +161,17 @@ extension VCPU {
         let last = UInt64(width - 1)
         if longMode {
             let linear = (segment == .fs || segment == .gs ? base : 0) &+ offset
-            func canonical(_ a: UInt64) -> Bool {
-                let top = a >> (canonicalBits - 1)
-                return top == 0 || top == UInt64.max >> (canonicalBits - 1)
-            }
-            return canonical(linear) && canonical(linear &+ last) ? .linear(linear) : fault
+            let bits = Int(canonicalBits)
+            return isCanonical(linear, linearBits: bits) && isCanonical(linear &+ last, linearBits: bits)
+                ? .linear(linear) : fault
         }
         if protectedMode {
             if rights.isUnusable { return fault }
-            let code = rights.type & 0x8 != 0, readableOrWritable = rights.type & 0x2 != 0
+            let code = rights.type & SegmentType.code != 0, readableOrWritable = rights.type & SegmentType.writableOrReadable != 0
             if write && (code || !readableOrWritable) { return fault }
             if !write && code && !readableOrWritable { return fault }
         }
-        let expandDown = rights.type & 0xC == 0x4
+        let expandDown = rights.type & (SegmentType.code | SegmentType.expandDownOrConforming) == SegmentType.expandDownOrConforming
         if expandDown {
             let upper: UInt64 = rights.isDefaultBig ? 0xFFFF_FFFF : 0xFFFF
             if offset <= UInt64(limit) || offset + last > upper { return fault }

@@ -1,4 +1,4 @@
-// The virtual CPU (the seed's VmxVcpu): its VMCS, bitmaps and MSR lists, the
+// The virtual CPU: its VMCS, bitmaps and MSR lists, the
 // guest's register file, and the VMCS setup for the three kinds of start.
 // SDM 25 "Virtual Machine Control Structures", 27 "VM Entries".
 
@@ -20,7 +20,7 @@ public struct GuestStart: Sendable {
     public var mode: GuestStartMode
     public var rip: UInt64
     public var rsp: UInt64 = 0
-    public var rflags: UInt64 = 0x2
+    public var rflags: UInt64 = RFLAGS.initial.rawValue
     /// Page-table root (long64); also used by protected32 when paging is off (ignored).
     public var cr3: UInt64 = 0
     public var gdtrBase: UInt64 = 0
@@ -95,8 +95,8 @@ public struct VCPUFeatures: Sendable {
 /// through the VM-entry MSR-load / VM-exit MSR-store lists (guest values) and
 /// the VM-exit MSR-load list (host values). SDM 25.7.2 "VM-Exit Controls for
 /// MSRs", 25.8.2 "VM-Entry Controls for MSRs".
-let switchedMSRs: [7 of UInt32] = [0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084, 0xC000_0102, 0xC000_0103,
-                                   MSR.ia32SpecCtrl.address]
+let switchedMSRs: [7 of MSR] = [.ia32STAR, .ia32LSTAR, .ia32CSTAR, .ia32FMask, .ia32KernelGSBase, .ia32TSCAux,
+                                .ia32SpecCtrl]
 
 /// Runs an allocation, reporting exhaustion as the VMX layer's error.
 func outOfMemoryAsVMXError<T: ~Copyable>(_ body: () throws(FrameError) -> T) throws(VMXError) -> T {
@@ -134,7 +134,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
 
     // Emulated guest state.
     public internal(set) var xcr0: UInt64 = 1
-    var apicBase: UInt64 = 0xFEE0_0900
+    var apicBase: UInt64 = APICBase.resetBSP.rawValue
     var mtrrDefType: UInt64 = 0
     var miscEnable: UInt64 = 1
     var xss: UInt64 = 0
@@ -147,7 +147,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     var timerPeriod: UInt64 = 0
     var timerDeadline: UInt64 = 0
     /// The event the last exit interrupted (IDT-vectoring information): it is
-    /// delivered again before anything else. The Rust reference lost it.
+    /// delivered again before anything else.
     var reinjection: EventInjection?
     var lastExitTSC: UInt64 = 0
     var lastExitReason = ExitReason(rawValue: 0)
@@ -168,9 +168,9 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         let f = Self.features(hw, caps, settings)
         var policy = CPUIDPolicy(querying: { leaf, subleaf in hw.cpuid(leaf: leaf, subleaf: subleaf) })
         // Instructions the controls let the guest run are the ones CPUID may show.
-        if f.rdtscp { policy.extended1EDXHidden &= ~(1 << 27) }
-        if f.invpcid { policy.leaf7EBXHidden &= ~(1 << 10) }
-        if f.xsaves { policy.xsaveFeaturesHidden &= ~(1 << 3) }
+        if f.rdtscp { policy.extended1EDXHidden &= ~CPUIDLeaf80000001EDX.rdtscp.rawValue }
+        if f.invpcid { policy.leaf7EBXHidden &= ~CPUIDLeaf7EBX.invpcid.rawValue }
+        if f.xsaves { policy.xsaveFeaturesHidden &= ~CPUIDLeafDSubleaf1EAX.xsaves.rawValue }
         let count = Self.fillMSRLists(hw, lists.pointer, &msrs, f)
 
         vmcs = vmcsFrame
@@ -263,17 +263,17 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         f.xsaves = settings.secondary.contains(.enableXSAVES)
         f.tscOffsetting = settings.primary.contains(.useTSCOffsetting)
         f.activityHLT = caps.misc.supportsActivityHLT
-        let extended1 = hw.cpuid(leaf: 0x8000_0001, subleaf: 0)
-        f.switchesTSCAux = (extended1.edx >> 27) & 1 != 0
-        f.supports1GiBPages = (extended1.edx >> 26) & 1 != 0
-        if hw.cpuid(leaf: 0x8000_0000, subleaf: 0).eax >= 0x8000_0008 {
-            let width = Int(hw.cpuid(leaf: 0x8000_0008, subleaf: 0).eax & 0xFF)
+        let extended = CPUIDLeaf80000001EDX(rawValue: hw.cpuid(leaf: CPUIDLeaf.extendedFeatures, subleaf: 0).edx)
+        f.switchesTSCAux = extended.contains(.rdtscp)
+        f.supports1GiBPages = extended.contains(.page1GiB)
+        if hw.cpuid(leaf: CPUIDLeaf.extendedBase, subleaf: 0).eax >= CPUIDLeaf.addressSizes {
+            let width = hw.addressSizes.physicalAddressBits
             if width >= 32 && width <= 52 { f.physicalAddressBits = width }
         }
-        if hw.cpuid(leaf: 0, subleaf: 0).eax >= 7 {
-            let leaf7 = hw.cpuid(leaf: 7, subleaf: 0).edx
-            f.switchesSpecCtrl = leaf7 & (1 << 26 | 1 << 27 | 1 << 31) != 0
-            f.predictionCommand = leaf7 & (1 << 26) != 0
+        if hw.cpuid(leaf: CPUIDLeaf.basic, subleaf: 0).eax >= CPUIDLeaf.structuredExtendedFeatures {
+            let leaf7 = CPUIDLeaf7EDX(rawValue: hw.cpuid(leaf: CPUIDLeaf.structuredExtendedFeatures, subleaf: 0).edx)
+            f.switchesSpecCtrl = leaf7.intersects(.ibrsIBPB | .stibp | .ssbd)
+            f.predictionCommand = leaf7.contains(.ibrsIBPB)
         }
         return f
     }
@@ -284,7 +284,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
                                              _ bitmap: inout MSRBitmap<A>, _ f: VCPUFeatures) -> Int {
         var count = 0
         for i in 0..<switchedMSRs.count {
-            let msr = switchedMSRs[i]
+            let msr = switchedMSRs[i].address
             if msr == MSR.ia32TSCAux.address && !f.switchesTSCAux { continue }
             if msr == MSR.ia32SpecCtrl.address && !f.switchesSpecCtrl { continue }
             lists.storeBytes(of: UInt64(msr), toByteOffset: count * 16, as: UInt64.self)
@@ -370,8 +370,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         var cr0: UInt64 = CR0Bits.et.rawValue
         var cr4: UInt64 = 0
         var efer: UInt64 = 0
-        // Access rights (SDM 25.4.1 Table 25-2): type | S | DPL | P | L | D/B | G.
-        var codeRights: UInt32 = 0x9B, dataRights: UInt32 = 0x93
+        var codeRights = SegmentAccessRights.code16, dataRights = SegmentAccessRights.data16
         var codeSelector: UInt16 = UInt16(truncatingIfNeeded: (start.rip >> 4) & 0xF000)
         var dataSelector: UInt16 = 0
         var limit: UInt32 = 0xFFFF
@@ -381,14 +380,14 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
             break
         case .protected32:
             cr0 |= CR0Bits.pe.rawValue
-            codeRights = 0xC09B; dataRights = 0xC093
+            codeRights = .code32; dataRights = .data32
             codeSelector = start.codeSelector; dataSelector = start.dataSelector
             limit = 0xFFFF_FFFF; codeBase = 0
         case .long64:
             cr0 |= CR0Bits.pe.rawValue | CR0Bits.pg.rawValue | CR0Bits.wp.rawValue
             cr4 = CR4Bits.pae.rawValue
             efer = EFER.lme.rawValue | EFER.lma.rawValue
-            codeRights = 0xA09B; dataRights = 0xC093
+            codeRights = .code64; dataRights = .data32
             codeSelector = start.codeSelector; dataSelector = start.dataSelector
             limit = 0xFFFF_FFFF; codeBase = 0
         }
@@ -397,25 +396,25 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         try hw.write(VMCSFields.GuestNatural.cr4, cr4View.realValue(forGuestValue: cr4))
         try hw.write(VMCSFields.ControlNatural.cr4ReadShadow, cr4View.readShadow(forGuestValue: cr4))
         try hw.write(VMCSFields.GuestNatural.cr3, start.cr3)
-        try hw.write(VMCSFields.GuestNatural.dr7, 0x400)
+        try hw.write(VMCSFields.GuestNatural.dr7, DR7.initial)
         try hw.write(VMCSFields.GuestNatural.rsp, start.rsp)
         try hw.write(VMCSFields.GuestNatural.rip, start.rip - codeBase)
-        try hw.write(VMCSFields.GuestNatural.rflags, start.rflags | 0x2)
+        try hw.write(VMCSFields.GuestNatural.rflags, start.rflags | RFLAGS.fixedOne.rawValue)
         try hw.write(VMCSFields.Guest64.ia32EFER, efer)
-        try hw.write(VMCSFields.Guest64.ia32PAT, 0x0007_0406_0007_0406)
+        try hw.write(VMCSFields.Guest64.ia32PAT, PAT.powerOn.rawValue)
         try hw.write(VMCSFields.Guest64.ia32DebugCtl, 0)
         try hw.write(VMCSFields.Guest64.vmcsLinkPointer, UInt64.max)
         try hw.write(VMCSFields.Guest32.ia32SysenterCS, 0)
         try hw.write(VMCSFields.GuestNatural.ia32SysenterESP, 0)
         try hw.write(VMCSFields.GuestNatural.ia32SysenterEIP, 0)
         try hw.write(VMCSFields.Guest32.interruptibilityState, 0)
-        try hw.write(VMCSFields.Guest32.activityState, 0)
+        try hw.write(VMCSFields.Guest32.activityState, ActivityState.active.rawValue)
         try hw.write(VMCSFields.GuestNatural.pendingDebugExceptions, 0)
 
         try hw.write(VMCSFields.Guest16.csSelector, codeSelector)
         try hw.write(VMCSFields.GuestNatural.csBase, codeBase)
         try hw.write(VMCSFields.Guest32.csLimit, limit)
-        try hw.write(VMCSFields.Guest32.csAccessRights, codeRights)
+        try hw.write(VMCSFields.Guest32.csAccessRights, codeRights.rawValue)
         let data: [5 of (VMCSField16, VMCSFieldNatural, VMCSField32, VMCSField32)] = [
             (VMCSFields.Guest16.ssSelector, VMCSFields.GuestNatural.ssBase, VMCSFields.Guest32.ssLimit, VMCSFields.Guest32.ssAccessRights),
             (VMCSFields.Guest16.dsSelector, VMCSFields.GuestNatural.dsBase, VMCSFields.Guest32.dsLimit, VMCSFields.Guest32.dsAccessRights),
@@ -427,17 +426,17 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
             try hw.write(data[i].0, dataSelector)
             try hw.write(data[i].1, 0)
             try hw.write(data[i].2, limit)
-            try hw.write(data[i].3, dataRights)
+            try hw.write(data[i].3, dataRights.rawValue)
         }
-        // LDTR unusable (bit 16); TR a busy 32/64-bit TSS, as VM entry requires.
+        // LDTR unusable; TR a busy 32/64-bit TSS, as VM entry requires.
         try hw.write(VMCSFields.Guest16.ldtrSelector, 0)
         try hw.write(VMCSFields.GuestNatural.ldtrBase, 0)
         try hw.write(VMCSFields.Guest32.ldtrLimit, 0)
-        try hw.write(VMCSFields.Guest32.ldtrAccessRights, 0x1_0000)
+        try hw.write(VMCSFields.Guest32.ldtrAccessRights, SegmentAccessRights.unusable.rawValue)
         try hw.write(VMCSFields.Guest16.trSelector, 0)
         try hw.write(VMCSFields.GuestNatural.trBase, 0)
         try hw.write(VMCSFields.Guest32.trLimit, 0xFFFF)
-        try hw.write(VMCSFields.Guest32.trAccessRights, 0x8B)
+        try hw.write(VMCSFields.Guest32.trAccessRights, SegmentAccessRights.busyTSS.rawValue)
         try hw.write(VMCSFields.GuestNatural.gdtrBase, start.gdtrBase)
         try hw.write(VMCSFields.Guest32.gdtrLimit, start.gdtrLimit)
         try hw.write(VMCSFields.GuestNatural.idtrBase, start.idtrBase)

@@ -186,10 +186,10 @@ extension VCPU {
         // With RFLAGS.TF the completed instruction ends in a single-step #DB
         // (unless DEBUGCTL.BTF asks for branches only): VM entry delivers the
         // pending BS. SDM 18.3.1.4 "Single-Step Exception Condition", 27.3.1.5.
-        if try hw.read(VMCSFields.GuestNatural.rflags) & (1 << 8) != 0,
-           try hw.read(VMCSFields.Guest64.ia32DebugCtl) & (1 << 1) == 0 {
+        if try hw.read(VMCSFields.GuestNatural.rflags) & RFLAGS.tf.rawValue != 0,
+           try hw.read(VMCSFields.Guest64.ia32DebugCtl) & DebugCtl.btf.rawValue == 0 {
             let pending = try hw.read(VMCSFields.GuestNatural.pendingDebugExceptions)
-            try hw.write(VMCSFields.GuestNatural.pendingDebugExceptions, pending | (1 << 14))
+            try hw.write(VMCSFields.GuestNatural.pendingDebugExceptions, pending | PendingDebugExceptions.bs)
         }
         return .resume
     }

@@ -68,29 +68,30 @@ public enum XSETBV {
 
     /// Checks writing `value` to XCR`ecx` when the guest may enable the XCR0
     /// bits in `supported` (e.g. `CPUIDPolicy.supportedXCR0`).
-    // SDM "XSETBV—Set Extended Control Register"; 13.3 "Enabling the XSAVE Feature Set and XSAVE-Enabled Features"
+    // SDM "XSETBV—Set Extended Control Register"; 14.3 "Enabling the XSAVE Feature Set and XSAVE-Enabled Features"
     @inlinable
     public static func validate(ecx: UInt32, value: UInt64, supported: UInt64) -> XSETBVOutcome {
         guard ecx == 0 else { return .generalProtection(.invalidRegister(ecx)) }
-        let reserved = value & ~(supported | 1)
+        let reserved = value & ~(supported | XCR0Bits.x87.rawValue)
         guard reserved == 0 else { return .generalProtection(.reservedBits(reserved)) }
-        func has(_ bit: UInt64) -> Bool { (value >> bit) & 1 != 0 }
-        guard has(0) else { return .generalProtection(.x87Cleared) }
-        if has(2), !has(1) { return .generalProtection(.avxWithoutSSE) }
-        if has(3) != has(4) { return .generalProtection(.mpxMismatch) }
-        let avx512 = (value >> 5) & 7
-        if avx512 != 0 {
-            if avx512 != 7 { return .generalProtection(.avx512Partial) }
-            if !has(2) { return .generalProtection(.avx512WithoutAVX) }
+        let bits = XCR0Bits(rawValue: value)
+        /// Every bit of `group`, or none of it.
+        func allOrNone(_ group: XCR0Bits) -> Bool { bits.contains(group) || !bits.intersects(group) }
+        guard bits.contains(.x87) else { return .generalProtection(.x87Cleared) }
+        if bits.contains(.avx), !bits.contains(.sse) { return .generalProtection(.avxWithoutSSE) }
+        if !allOrNone(.mpx) { return .generalProtection(.mpxMismatch) }
+        if bits.intersects(.avx512) {
+            if !bits.contains(.avx512) { return .generalProtection(.avx512Partial) }
+            if !bits.contains(.avx) { return .generalProtection(.avx512WithoutAVX) }
         }
-        if has(17) != has(18) { return .generalProtection(.amxMismatch) }
+        if !allOrNone(.amx) { return .generalProtection(.amxMismatch) }
         return .valid(xcr0: value)
     }
 }
 
 extension VCPU {
     mutating func handleXSETBV<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
-        // SDM "XSETBV": #GP(0) at CPL > 0, else the rules of 13.3.
+        // SDM "XSETBV": #GP(0) at CPL > 0, else the rules of 14.3 "Enabling the XSAVE Feature Set and XSAVE-Enabled Features".
         guard try currentPrivilegeLevel(hw) == 0 else { return raise(XSETBVOutcome.fault) }
         let value = XSETBV.operand(rax: registers.rax, rdx: registers.rdx)
         switch XSETBV.validate(ecx: UInt32(truncatingIfNeeded: registers.rcx), value: value,

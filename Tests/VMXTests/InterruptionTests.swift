@@ -35,7 +35,7 @@ import VMX
         }
     }
 
-    /// SDM 6.15 Table "Interrupt and Exception Classes".
+    /// SDM 7.15 "Exception and Interrupt Reference", Table "Interrupt and Exception Classes".
     @Test func exceptionClasses() {
         let contributory: Set<UInt8> = [0, 10, 11, 12, 13, 21]
         let pageFault: Set<UInt8> = [14, 20]

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TestSupport
 import X86Arch
@@ -110,6 +111,38 @@ import VMX
                         VMCSFields.ReadOnlyNatural.count, VMCSFields.GuestNatural.count, VMCSFields.HostNatural.count]
         #expect(counts == declared)
         #expect(counts.reduce(0, +) == Self.allFields().count)
+    }
+
+    /// Each table's `all` lists every field its enum declares: the number of
+    /// `VMCSField...(` declarations per enum in VMCSFieldTables.swift equals
+    /// its `count`, and every declared encoding is visited.
+    @Test func everyDeclaredFieldIsInItsTable() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/VMX/VMCSFieldTables.swift")
+        let source = try String(contentsOf: url, encoding: .utf8)
+        var declared: [String: Int] = [:]
+        var encodings = Set<UInt32>()
+        var current = ""
+        for line in source.components(separatedBy: "\n") {
+            if let r = line.range(of: "public enum ") { current = String(line[r.upperBound...].prefix { $0.isLetter || $0.isNumber }) }
+            if line.contains("public static let "), line.contains("= VMCS"), let open = line.range(of: "(0x") {
+                declared[current, default: 0] += 1
+                let hex = line[open.upperBound...].prefix { $0.isHexDigit || $0 == "_" }.replacingOccurrences(of: "_", with: "")
+                encodings.insert(UInt32(hex, radix: 16)!)
+            }
+        }
+        let counts: [String: Int] = [
+            "Control16": VMCSFields.Control16.count, "Guest16": VMCSFields.Guest16.count, "Host16": VMCSFields.Host16.count,
+            "Control64": VMCSFields.Control64.count, "ReadOnly64": VMCSFields.ReadOnly64.count,
+            "Guest64": VMCSFields.Guest64.count, "Host64": VMCSFields.Host64.count,
+            "Control32": VMCSFields.Control32.count, "ReadOnly32": VMCSFields.ReadOnly32.count,
+            "Guest32": VMCSFields.Guest32.count, "Host32": VMCSFields.Host32.count,
+            "ControlNatural": VMCSFields.ControlNatural.count, "ReadOnlyNatural": VMCSFields.ReadOnlyNatural.count,
+            "GuestNatural": VMCSFields.GuestNatural.count, "HostNatural": VMCSFields.HostNatural.count]
+        #expect(declared == counts)
+        var visited = Set<UInt32>()
+        VMCSFields.forEach { visited.insert($0.encoding.rawValue) }
+        #expect(visited == encodings)
     }
 
     @Test func decodingSplitsAnEncodingIntoItsParts() {

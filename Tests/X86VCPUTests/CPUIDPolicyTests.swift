@@ -160,7 +160,7 @@ import X86VCPU
         #expect(Self.policy.guestView(leaf: 0xD, subleaf: 64, host: avx, guest: Self.guestOSXSAVE) == .zero)
     }
 
-    /// SDM 13.4.3: in the compacted format a component with ECX bit 1 set
+    /// SDM 14.4.3 "Extended Region of an XSAVE Area": in the compacted format a component with ECX bit 1 set
     /// starts on a 64-byte boundary.
     @Test func compactedSizeHonoursAlignment() {
         var l = XSAVELayout()

@@ -186,7 +186,7 @@ import X86VCPU
     }
 
     @Test func paePagingLoadsTheFourPDPTEsIntoTheVMCS() throws {
-        // SDM 4.4.1 "PDPTE Registers"; with EPT, VM entry loads them from the VMCS (27.3.2.4).
+        // SDM 5.4.1 "PDPTE Registers"; with EPT, VM entry loads them from the VMCS (27.3.2.4).
         var rig = try VCPURig()
         setCR4(rig, pae)
         rig.preset(VMCSFields.GuestNatural.cr3, 0x8000)
@@ -225,7 +225,7 @@ import X86VCPU
     }
 
     @Test func movToCR3UnderPAEPagingReloadsThePDPTEs() throws {
-        // SDM 4.4.1: MOV to CR3 with PAE paging loads the PDPTEs.
+        // SDM 5.4.1: MOV to CR3 with PAE paging loads the PDPTEs.
         var rig = try VCPURig()
         setCR4(rig, pae)
         rig.preset(VMCSFields.GuestNatural.cr0, 0x8000_0031)

@@ -5,7 +5,7 @@ import VMX
 import X86VCPU
 
 // The #GP rules of SDM "MOV—Move to/from Control Registers" and the PDPTE
-// rules of SDM 4.4.1 "PDPTE Registers" on exiting writes: each write either
+// rules of SDM 5.4.1 "PDPTE Registers" on exiting writes: each write either
 // faults, leaving the state as it was, or leaves a state VM entry accepts.
 
 @Suite struct ControlRegisterRuleTests {

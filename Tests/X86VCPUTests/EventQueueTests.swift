@@ -155,7 +155,7 @@ import X86VCPU
         #expect(nothing == InjectionPlan(injection: nil, interruptWindow: false, nmiWindow: false))
     }
 
-    /// SDM 6.15 Table "Conditions for Generating a Double Fault".
+    /// SDM 7.15 "Exception and Interrupt Reference", Table "Conditions for Generating a Double Fault".
     @Test func doubleAndTripleFaultRules() {
         func merge(_ a: ExceptionVector, _ b: ExceptionVector) -> ExceptionMerge {
             ExceptionMerge(delivering: a.rawValue, type: .hardwareException, raising: b.rawValue)

@@ -144,7 +144,7 @@ import X86VCPU
 
     @Test(arguments: [UInt64(0x0007_0406_0207_0406), 0x0300_0000_0000_0000, 0x0000_0000_0000_0008])
     func patWithAnInvalidMemoryTypeRaisesGP(value: UInt64) throws {
-        // SDM 13.12.2: types 2, 3 and 8-255 are reserved.
+        // SDM 12.12.2: types 2, 3 and 8-255 are reserved.
         var rig = try VCPURig()
         _ = rig.run([.wrmsr(MSR.ia32PAT.address, value)])
         #expect(rig.entries[1].injected.raw == injectGP)
@@ -168,7 +168,7 @@ import X86VCPU
 }
 
 @Suite struct GuestXSSTests {
-    // SDM 13.4.4: IA32_XSS holds supervisor state components; the guest may
+    // SDM 14.4.4: IA32_XSS holds supervisor state components; the guest may
     // set only those the CPUID policy exposes (none by default). Linux writes
     // 0 whenever XSAVES is offered, which must not fault.
     @Test func xssAcceptsOnlyTheExposedSupervisorStates() throws {

@@ -31,7 +31,7 @@ private let PG: UInt64 = 1 << 31, WP: UInt64 = 1 << 16, PE: UInt64 = 1
 private let PSE: UInt64 = 1 << 4, PAE: UInt64 = 1 << 5, LA57: UInt64 = 1 << 12
 private let SMEP: UInt64 = 1 << 20, SMAP: UInt64 = 1 << 21
 private let LME: UInt64 = 1 << 8, LMA: UInt64 = 1 << 10, NXE: UInt64 = 1 << 11
-// Paging-entry bits, SDM 4.3-4.5 tables: P, R/W, U/S, PS, XD.
+// Paging-entry bits, SDM 5.3-5.5 tables: P, R/W, U/S, PS, XD.
 private let P: UInt64 = 1, RW: UInt64 = 2, US: UInt64 = 4, PS: UInt64 = 1 << 7, XD: UInt64 = 1 << 63
 private let PRWUS = P | RW | US
 
@@ -62,7 +62,7 @@ private func fourLevel(cr0: UInt64 = PG | PE | WP, cr4: UInt64 = PAE, efer: UInt
 }
 
 @Suite struct GuestPagingModeTests {
-    // SDM 4.1.1 Table 4-1.
+    // SDM 5.1.1 Table 5-1.
     @Test func modeFollowsCR0CR4AndEFER() {
         func mode(_ cr0: UInt64, _ cr4: UInt64, _ efer: UInt64) -> GuestPagingMode {
             GuestPagingState(cr0: cr0, cr3: 0, cr4: cr4, efer: efer, physicalAddressBits: 36).mode
@@ -204,7 +204,7 @@ private func fourLevel(cr0: UInt64 = PG | PE | WP, cr4: UInt64 = PAE, efer: UInt
         #expect(try state.translate(la, access: fetch, memory: ram).guestPhysical == 0x5555_5123)
     }
 
-    // SDM 4.6.1: SMEP forbids supervisor fetches from user pages; SMAP forbids
+    // SDM 5.6.1: SMEP forbids supervisor fetches from user pages; SMAP forbids
     // supervisor data accesses to them unless EFLAGS.AC = 1 and the access is explicit.
     @Test func smepAndSmap() throws {
         let (ram, plain) = fourLevel(efer: LME | LMA)

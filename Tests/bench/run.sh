@@ -11,7 +11,7 @@ out=build/bench
 mkdir -p "$out"
 
 # Budgets, in Bochs instructions (issue: benchmarks).
-budget_cpuid=100; budget_vmcall=80; budget_boot=2000000; budget_text=147456
+budget_cpuid=100; budget_vmcall=80; budget_boot=2000000; budget_text=131072
 
 # The bare ISO: GRUB's multiboot (v1) command loads the same ELF.
 "$tools/mkiso.sh" "$out/bare.iso" - --bare "bench (bare)" multiboot "$bench" "" || exit 1

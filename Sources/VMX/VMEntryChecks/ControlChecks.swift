@@ -278,8 +278,8 @@ extension VMEntryChecker {
         let field = VMCSFields.Control64.eptPointer
         let eptp = try read(field)
         let caps = capabilities.eptVPID ?? EPTVPIDCapabilities(rawValue: 0)
-        let memoryType = eptp & 7
-        try require((memoryType == 0 && caps.uncacheable) || (memoryType == 6 && caps.writeBack),
+        let memoryType = MemoryType(rawValue: UInt8(eptp & 7))
+        try require((memoryType == .uncacheable && caps.uncacheable) || (memoryType == .writeBack && caps.writeBack),
                     .eptpMemoryTypeUnsupported, field, eptp)
         let walk = (eptp >> 3) & 7
         try require((walk == 3 && caps.pageWalkLength4) || (walk == 4 && caps.pageWalkLength5),
@@ -293,13 +293,13 @@ extension VMEntryChecker {
     func checkEventInjection(_ c: Controls) throws(VMEntryViolation) {
         let field = VMCSFields.Control32.entryInterruptionInformation
         let info = c.injection
-        try require(info & 0x7FFF_F000 == 0, .injectionReservedBits, field, info)
+        try require(info & VMEntryInterruptionInfo.reservedMask == 0, .injectionReservedBits, field, info)
         let type = c.injectionType
         let vector = c.injectionVector
         let typeValid = type != .reserved
             && (type != .otherEvent || capabilities.primary.allows(.monitorTrapFlag))
         try require(typeValid, .injectionTypeInvalid, field, info)
-        try require(type != .nmi || vector == 2, .injectionNMIVector, field, info)
+        try require(type != .nmi || vector == ExceptionVector.nmi.rawValue, .injectionNMIVector, field, info)
         try require(type != .hardwareException || vector <= 31, .injectionHardwareExceptionVector, field, info)
         try require(type != .otherEvent || vector == 0, .injectionOtherEventVector, field, info)
 
@@ -308,12 +308,8 @@ extension VMEntryChecker {
         let cr0 = try read(VMCSFields.GuestNatural.cr0)
         let protectedHardwareException = type == .hardwareException && cr0 & CR0Bits.pe.rawValue != 0
         let strict = !capabilities.basic.hardwareExceptionWithoutErrorCode
-        let errorCodeVector: Bool
-        switch vector {
-        case 8, 10, 11, 12, 13, 14, 17: errorCodeVector = true
-        default: errorCodeVector = false
-        }
-        let deliver = info & (1 << 11) != 0
+        let errorCodeVector = InterruptionType.hardwareException.deliversErrorCode(vector: vector, protectedMode: true)
+        let deliver = VMEntryInterruptionInfo(raw: info).deliversErrorCode
         if deliver {
             try require(protectedHardwareException && (!strict || errorCodeVector), .injectionErrorCodeNotAllowed,
                         field, info)

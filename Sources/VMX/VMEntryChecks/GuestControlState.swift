@@ -31,12 +31,12 @@ public struct GuestControlState: Sendable {
     }
 
     /// A present PAE PDPTE with reserved bits set (2:1, 8:5, 63:MAXPHYADDR).
-    // SDM 4.4.1 "PDPTE Registers"
+    // SDM 5.4.1 "PDPTE Registers"
     @inlinable
     public static func isReservedPDPTE(_ entry: UInt64, physicalAddressWidth: Int) -> Bool {
         let width = max(1, min(64, physicalAddressWidth))
         let beyond = width >= 64 ? 0 : entry >> UInt64(width)
-        return entry & 1 != 0 && (entry & 0x1E6 != 0 || beyond != 0)
+        return entry & PageTableEntry.present != 0 && (entry & PAEPDPTE.reservedMask != 0 || beyond != 0)
     }
 
     /// The first rule this state breaks, for a VMCS with unrestricted guest

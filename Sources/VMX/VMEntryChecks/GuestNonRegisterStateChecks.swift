@@ -54,33 +54,35 @@ extension VMEntryChecker {
         let activity = try read(activityField)
         let interruptibility = try read(interruptibilityField)
         let misc = capabilities.misc
-        let blockingBySTI = interruptibility & 1 != 0
-        let blockingByMOVSS = interruptibility & 2 != 0
+        let blockingBySTI = interruptibility & InterruptibilityState.blockingBySTIBit != 0
+        let blockingByMOVSS = interruptibility & InterruptibilityState.blockingByMovSSBit != 0
+        let state = ActivityState(rawValue: activity)
 
         // Activity state.
         let supported: Bool
-        switch activity {
-        case 0: supported = true
-        case 1: supported = misc.supportsActivityHLT
-        case 2: supported = misc.supportsActivityShutdown
-        case 3: supported = misc.supportsActivityWaitForSIPI
-        default: supported = false
+        switch state {
+        case .active: supported = true
+        case .hlt: supported = misc.supportsActivityHLT
+        case .shutdown: supported = misc.supportsActivityShutdown
+        case .waitForSIPI: supported = misc.supportsActivityWaitForSIPI
+        case nil: supported = false
         }
         try require(supported, .guestActivityStateInvalid, activityField, activity)
-        if activity == 1 {
+        if state == .hlt {
             try require(ss.rights.dpl == 0, .guestActivityHLTWithSSDPL, activityField, activity)
             try require(!blockingBySTI && !blockingByMOVSS, .guestActivityHLTWithBlocking, activityField, activity)
         }
-        if c.injecting && activity != 0 {
+        if c.injecting && state != .active {
             let type = c.injectionType, vector = c.injectionVector
             let allowed: Bool
-            switch activity {
-            case 1:
+            let debug = ExceptionVector.debug.rawValue, machineCheck = ExceptionVector.machineCheck.rawValue
+            switch state {
+            case .hlt:
                 allowed = type == .externalInterrupt || type == .nmi
-                    || (type == .hardwareException && (vector == 1 || vector == 18))
-                    || (type == .otherEvent && vector == 0)
-            case 2:
-                allowed = type == .nmi || (type == .hardwareException && vector == 18)
+                    || (type == .hardwareException && (vector == debug || vector == machineCheck))
+                    || (type == .otherEvent && vector == 0)  // MTF
+            case .shutdown:
+                allowed = type == .nmi || (type == .hardwareException && vector == machineCheck)
             default:
                 allowed = false
             }
@@ -88,10 +90,10 @@ extension VMEntryChecker {
         }
 
         // Interruptibility state.
-        try require(interruptibility >> 5 == 0, .guestInterruptibilityReservedBits, interruptibilityField, interruptibility)
+        try require(interruptibility & InterruptibilityState.reservedMask == 0, .guestInterruptibilityReservedBits, interruptibilityField, interruptibility)
         try require(!(blockingBySTI && blockingByMOVSS), .guestInterruptibilitySTIAndMOVSS,
                     interruptibilityField, interruptibility)
-        try require(!blockingBySTI || rflags & (1 << 9) != 0, .guestInterruptibilitySTIWithoutIF,
+        try require(!blockingBySTI || rflags & RFLAGS.interruptEnable.rawValue != 0, .guestInterruptibilitySTIWithoutIF,
                     interruptibilityField, interruptibility)
         if c.injecting && c.injectionType == .externalInterrupt {
             try require(!blockingBySTI && !blockingByMOVSS, .guestInterruptibilityExternalInterruptInjection,
@@ -100,20 +102,20 @@ extension VMEntryChecker {
         if c.injecting && c.injectionType == .nmi {
             try require(!blockingByMOVSS, .guestInterruptibilityNMIInjection, interruptibilityField, interruptibility)
         }
-        try require(interruptibility & 4 == 0, .guestInterruptibilitySMIOutsideSMM, interruptibilityField, interruptibility)
+        try require(interruptibility & InterruptibilityState.blockingBySMIBit == 0, .guestInterruptibilitySMIOutsideSMM, interruptibilityField, interruptibility)
         if c.injecting && c.injectionType == .nmi && c.pin.contains(.virtualNMIs) {
-            try require(interruptibility & 8 == 0, .guestInterruptibilityVirtualNMIInjection,
+            try require(interruptibility & InterruptibilityState.blockingByNMIBit == 0, .guestInterruptibilityVirtualNMIInjection,
                         interruptibilityField, interruptibility)
         }
 
         // Pending debug exceptions.
         let pendingField = GN.pendingDebugExceptions
         let pending = try read(pendingField)
-        try require(pending & 0xFFFF_FFFF_FFFE_AFF0 == 0, .guestPendingDebugReservedBits, pendingField, pending)
-        if blockingBySTI || blockingByMOVSS || activity == 1 {
+        try require(pending & PendingDebugExceptions.reservedMask == 0, .guestPendingDebugReservedBits, pendingField, pending)
+        if blockingBySTI || blockingByMOVSS || state == .hlt {
             let debugCtl = try read(VMCSFields.Guest64.ia32DebugCtl)
-            let bs = pending & (1 << 14) != 0
-            let singleStepping = rflags & (1 << 8) != 0 && debugCtl & (1 << 1) == 0
+            let bs = pending & PendingDebugExceptions.bs != 0
+            let singleStepping = rflags & RFLAGS.tf.rawValue != 0 && debugCtl & DebugCtl.btf.rawValue == 0
             try require(bs || !singleStepping, .guestPendingDebugBSRequired, pendingField, pending)
             try require(!bs || singleStepping, .guestPendingDebugBSNotAllowed, pendingField, pending)
         }
@@ -122,7 +124,7 @@ extension VMEntryChecker {
         let linkField = VMCSFields.Guest64.vmcsLinkPointer
         let link = try read(linkField)
         if link != UInt64.max {
-            try require(link & 0xFFF == 0 && fits(link, width: structureAddressWidth), .guestVMCSLinkPointerAddress,
+            try require(link & pageOffsetMask4KiB == 0 && fits(link, width: structureAddressWidth), .guestVMCSLinkPointerAddress,
                         linkField, link)
             try require(c.secondary.contains(.vmcsShadowing), .guestVMCSLinkPointerNotInvalid, linkField, link)
         }
@@ -138,8 +140,8 @@ extension VMEntryChecker {
             for i in pdptes.indices {
                 let field = pdptes[i]
                 let pdpte = try read(field)
-                let reserved = pdpte & 0x1E6 != 0 || !fits(pdpte, width: physicalAddressWidth)
-                try require(pdpte & 1 == 0 || !reserved, .guestPDPTEReservedBits, field, pdpte)
+                let reserved = pdpte & PAEPDPTE.reservedMask != 0 || !fits(pdpte, width: physicalAddressWidth)
+                try require(pdpte & PageTableEntry.present == 0 || !reserved, .guestPDPTEReservedBits, field, pdpte)
             }
         }
     }

@@ -124,7 +124,7 @@ extension VMEntryChecker {
         var limit: UInt32 = 0
         var rights = SegmentAccessRights(rawValue: 0)
 
-        var rpl: UInt32 { UInt32(selector & 3) }
+        var rpl: UInt32 { UInt32(selector & SegmentSelector.rplMask) }
         var usable: Bool { !rights.isUnusable }
     }
 
@@ -174,15 +174,15 @@ extension VMEntryChecker {
         try require(fits(cr3, width: physicalAddressWidth), .guestCR3Width, GN.cr3, cr3)
         if c.entry.contains(.loadDebugControls) {
             let dr7 = try read(GN.dr7)
-            try require(dr7 >> 32 == 0, .guestDR7UpperBits, GN.dr7, dr7)
+            try require(dr7 & DR7.reservedHigh == 0, .guestDR7UpperBits, GN.dr7, dr7)
         }
         let sysenterESP = try read(GN.ia32SysenterESP)
-        try require(isCanonical(sysenterESP), .guestSysenterNotCanonical, GN.ia32SysenterESP, sysenterESP)
+        try require(canonical(sysenterESP), .guestSysenterNotCanonical, GN.ia32SysenterESP, sysenterESP)
         let sysenterEIP = try read(GN.ia32SysenterEIP)
-        try require(isCanonical(sysenterEIP), .guestSysenterNotCanonical, GN.ia32SysenterEIP, sysenterEIP)
+        try require(canonical(sysenterEIP), .guestSysenterNotCanonical, GN.ia32SysenterEIP, sysenterEIP)
         if c.entry.contains(.loadIA32PAT) {
             let pat = try read(G64.ia32PAT)
-            try require(isValidPAT(pat), .guestPATInvalid, G64.ia32PAT, pat)
+            try require(PAT(rawValue: pat).isValid, .guestPATInvalid, G64.ia32PAT, pat)
         }
         if c.entry.contains(.loadIA32EFER) {
             let efer = try read(G64.ia32EFER)
@@ -194,7 +194,7 @@ extension VMEntryChecker {
 
         // SDM 27.3.1.2 "Checks on Guest Segment Registers".
         let rflags = try read(GN.rflags)
-        let v8086 = rflags & (1 << 17) != 0
+        let v8086 = rflags & RFLAGS.vm.rawValue != 0
         let cs = try readSegment(G16.csSelector, GN.csBase, G32.csLimit, G32.csAccessRights)
         let ss = try readSegment(G16.ssSelector, GN.ssBase, G32.ssLimit, G32.ssAccessRights)
         let ds = try readSegment(G16.dsSelector, GN.dsBase, G32.dsLimit, G32.dsAccessRights)
@@ -206,8 +206,8 @@ extension VMEntryChecker {
         let sixSegments: InlineArray<6, Segment> = [cs, ss, ds, es, fs, gs]
 
         // Selector fields.
-        try require(tr.selector & 4 == 0, .guestTRTableIndicator, tr.selectorField, tr.selector)
-        try require(!ldtr.usable || ldtr.selector & 4 == 0, .guestLDTRTableIndicator, ldtr.selectorField, ldtr.selector)
+        try require(tr.selector & SegmentSelector.tableIndicator == 0, .guestTRTableIndicator, tr.selectorField, tr.selector)
+        try require(!ldtr.usable || ldtr.selector & SegmentSelector.tableIndicator == 0, .guestLDTRTableIndicator, ldtr.selectorField, ldtr.selector)
         if !v8086 && !c.unrestrictedGuest {
             try require(ss.rpl == cs.rpl, .guestSSRPLNotCSRPL, ss.selectorField, ss.selector)
         }
@@ -218,10 +218,10 @@ extension VMEntryChecker {
                 try require(s.base == UInt64(s.selector) << 4, .guestVirtual8086Base, s.baseField, s.base)
             }
         }
-        try require(isCanonical(tr.base), .guestBaseNotCanonical, tr.baseField, tr.base)
-        try require(isCanonical(fs.base), .guestBaseNotCanonical, fs.baseField, fs.base)
-        try require(isCanonical(gs.base), .guestBaseNotCanonical, gs.baseField, gs.base)
-        try require(!ldtr.usable || isCanonical(ldtr.base), .guestBaseNotCanonical, ldtr.baseField, ldtr.base)
+        try require(canonical(tr.base), .guestBaseNotCanonical, tr.baseField, tr.base)
+        try require(canonical(fs.base), .guestBaseNotCanonical, fs.baseField, fs.base)
+        try require(canonical(gs.base), .guestBaseNotCanonical, gs.baseField, gs.base)
+        try require(!ldtr.usable || canonical(ldtr.base), .guestBaseNotCanonical, ldtr.baseField, ldtr.base)
         try require(cs.base >> 32 == 0, .guestBaseUpperBits, cs.baseField, cs.base)
         let upperChecked: InlineArray<3, Segment> = [ss, ds, es]
         for i in upperChecked.indices {
@@ -236,7 +236,7 @@ extension VMEntryChecker {
             }
             for i in sixSegments.indices {
                 let s = sixSegments[i]
-                try require(s.rights.rawValue == 0xF3, .guestVirtual8086AccessRights, s.rightsField, s.rights.rawValue)
+                try require(s.rights == .virtual8086, .guestVirtual8086AccessRights, s.rightsField, s.rights.rawValue)
             }
         } else {
             try checkCodeSegment(cs, ss: ss, c)
@@ -251,9 +251,9 @@ extension VMEntryChecker {
 
         // SDM 27.3.1.3 "Checks on Guest Descriptor-Table Registers".
         let gdtrBase = try read(GN.gdtrBase)
-        try require(isCanonical(gdtrBase), .guestDescriptorTableBaseNotCanonical, GN.gdtrBase, gdtrBase)
+        try require(canonical(gdtrBase), .guestDescriptorTableBaseNotCanonical, GN.gdtrBase, gdtrBase)
         let idtrBase = try read(GN.idtrBase)
-        try require(isCanonical(idtrBase), .guestDescriptorTableBaseNotCanonical, GN.idtrBase, idtrBase)
+        try require(canonical(idtrBase), .guestDescriptorTableBaseNotCanonical, GN.idtrBase, idtrBase)
         let gdtrLimit = try read(G32.gdtrLimit)
         try require(gdtrLimit >> 16 == 0, .guestDescriptorTableLimit, G32.gdtrLimit, gdtrLimit)
         let idtrLimit = try read(G32.idtrLimit)
@@ -269,10 +269,10 @@ extension VMEntryChecker {
         } else {
             try require(rip >> 32 == 0, .guestRIPUpperBits, GN.rip, rip)
         }
-        try require(rflags & 0xFFFF_FFFF_FFC0_8028 == 0 && rflags & 2 != 0, .guestRFLAGSReservedBits, GN.rflags, rflags)
+        try require(rflags & RFLAGS.reserved.rawValue == 0 && rflags & RFLAGS.fixedOne.rawValue != 0, .guestRFLAGSReservedBits, GN.rflags, rflags)
         try require(!v8086 || (!ia32e && cr0 & pe != 0), .guestRFLAGSVirtual8086, GN.rflags, rflags)
         let injectsExternalInterrupt = c.injecting && c.injectionType == .externalInterrupt
-        try require(!injectsExternalInterrupt || rflags & (1 << 9) != 0, .guestRFLAGSInterruptFlag, GN.rflags, rflags)
+        try require(!injectsExternalInterrupt || rflags & RFLAGS.interruptEnable.rawValue != 0, .guestRFLAGSInterruptFlag, GN.rflags, rflags)
         return GuestRegisters(cr0: cr0, cr4: cr4, rflags: rflags, ss: ss)
     }
 
@@ -281,15 +281,16 @@ extension VMEntryChecker {
         let rights = cs.rights
         let value = rights.rawValue
         switch rights.type {
-        case 9, 11, 13, 15: break
-        case 3: try require(c.unrestrictedGuest, .guestCSType, cs.rightsField, value)
+        case SegmentType.codeExecuteAccessed, SegmentType.codeExecuteReadAccessed, SegmentType.codeConformingAccessed,
+             SegmentType.codeConformingReadAccessed: break
+        case SegmentType.dataReadWriteAccessed: try require(c.unrestrictedGuest, .guestCSType, cs.rightsField, value)
         default:
             try require(false, c.unrestrictedGuest ? .guestCSTypeUnrestricted : .guestCSType, cs.rightsField, value)
         }
         try require(rights.isCodeOrData, .guestSegmentNotCodeOrData, cs.rightsField, value)
         switch rights.type {
-        case 3: try require(rights.dpl == 0, .guestCSDPLForType3, cs.rightsField, value)
-        case 9, 11: try require(rights.dpl == ss.rights.dpl, .guestCSDPLNonConforming, cs.rightsField, value)
+        case SegmentType.dataReadWriteAccessed: try require(rights.dpl == 0, .guestCSDPLForType3, cs.rightsField, value)
+        case SegmentType.codeExecuteAccessed, SegmentType.codeExecuteReadAccessed: try require(rights.dpl == ss.rights.dpl, .guestCSDPLNonConforming, cs.rightsField, value)
         default: try require(rights.dpl <= ss.rights.dpl, .guestCSDPLConforming, cs.rightsField, value)
         }
         try require(rights.isPresent, .guestSegmentNotPresent, cs.rightsField, value)
@@ -304,13 +305,13 @@ extension VMEntryChecker {
         let rights = ss.rights
         let value = rights.rawValue
         if ss.usable {
-            try require(rights.type == 3 || rights.type == 7, .guestSSType, ss.rightsField, value)
+            try require(rights.type == SegmentType.dataReadWriteAccessed || rights.type == SegmentType.dataReadWriteExpandDownAccessed, .guestSSType, ss.rightsField, value)
             try require(rights.isCodeOrData, .guestSegmentNotCodeOrData, ss.rightsField, value)
         }
         if !c.unrestrictedGuest {
             try require(rights.dpl == ss.rpl, .guestSSDPLNotRPL, ss.rightsField, value)
         }
-        if cs.rights.type == 3 || cr0 & CR0Bits.pe.rawValue == 0 {
+        if cs.rights.type == SegmentType.dataReadWriteAccessed || cr0 & CR0Bits.pe.rawValue == 0 {
             try require(rights.dpl == 0, .guestSSDPLNotZero, ss.rightsField, value)
         }
         if ss.usable { try checkUsableCommon(ss) }
@@ -321,10 +322,10 @@ extension VMEntryChecker {
         guard s.usable else { return }
         let rights = s.rights
         let value = rights.rawValue
-        try require(rights.type & 1 != 0, .guestDataSegmentNotAccessed, s.rightsField, value)
-        try require(rights.type & 8 == 0 || rights.type & 2 != 0, .guestCodeSegmentNotReadable, s.rightsField, value)
+        try require(rights.type & SegmentType.accessed != 0, .guestDataSegmentNotAccessed, s.rightsField, value)
+        try require(rights.type & SegmentType.code == 0 || rights.type & SegmentType.writableOrReadable != 0, .guestCodeSegmentNotReadable, s.rightsField, value)
         try require(rights.isCodeOrData, .guestSegmentNotCodeOrData, s.rightsField, value)
-        if !c.unrestrictedGuest && rights.type <= 11 {
+        if !c.unrestrictedGuest && rights.type <= SegmentType.codeExecuteReadAccessed {  // data or non-conforming code
             try require(rights.dpl >= s.rpl, .guestDataSegmentDPLBelowRPL, s.rightsField, value)
         }
         try checkUsableCommon(s)
@@ -340,14 +341,14 @@ extension VMEntryChecker {
     // SDM 27.3.1.2 "Checks on Guest Segment Registers": G against the limit
     func checkGranularity(_ s: Segment) throws(VMEntryViolation) {
         let g = s.rights.isPageGranular
-        let consistent = (s.limit & 0xFFF == 0xFFF || !g) && (s.limit >> 20 == 0 || g)
+        let consistent = (UInt64(s.limit) & pageOffsetMask4KiB == pageOffsetMask4KiB || !g) && (s.limit >> 20 == 0 || g)
         try require(consistent, .guestSegmentGranularity, s.rightsField, s.rights.rawValue)
     }
 
     // SDM 27.3.1.2 "Checks on Guest Segment Registers": TR access rights
     func checkTaskRegister(_ tr: Segment, ia32e: Bool) throws(VMEntryViolation) {
         let value = tr.rights.rawValue
-        let typeValid = tr.rights.type == 11 || (tr.rights.type == 3 && !ia32e)
+        let typeValid = tr.rights.type == SegmentType.busyTSS || (tr.rights.type == SegmentType.busyTSS16 && !ia32e)
         try require(typeValid, .guestTRType, tr.rightsField, value)
         try require(!tr.rights.isCodeOrData, .guestSystemSegmentS, tr.rightsField, value)
         try require(tr.rights.isPresent, .guestSegmentNotPresent, tr.rightsField, value)
@@ -359,7 +360,7 @@ extension VMEntryChecker {
     // SDM 27.3.1.2 "Checks on Guest Segment Registers": LDTR access rights (when usable)
     func checkLDTR(_ ldtr: Segment) throws(VMEntryViolation) {
         let value = ldtr.rights.rawValue
-        try require(ldtr.rights.type == 2, .guestLDTRType, ldtr.rightsField, value)
+        try require(ldtr.rights.type == SegmentType.ldt, .guestLDTRType, ldtr.rightsField, value)
         try require(!ldtr.rights.isCodeOrData, .guestSystemSegmentS, ldtr.rightsField, value)
         try checkUsableCommon(ldtr)
     }

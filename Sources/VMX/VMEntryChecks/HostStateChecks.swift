@@ -61,12 +61,12 @@ extension VMEntryChecker {
         let cr3 = try read(VMCSFields.HostNatural.cr3)
         try require(fits(cr3, width: physicalAddressWidth), .hostCR3Width, VMCSFields.HostNatural.cr3, cr3)
         let sysenterESP = try read(VMCSFields.HostNatural.ia32SysenterESP)
-        try require(isCanonical(sysenterESP), .hostSysenterNotCanonical, VMCSFields.HostNatural.ia32SysenterESP, sysenterESP)
+        try require(canonical(sysenterESP), .hostSysenterNotCanonical, VMCSFields.HostNatural.ia32SysenterESP, sysenterESP)
         let sysenterEIP = try read(VMCSFields.HostNatural.ia32SysenterEIP)
-        try require(isCanonical(sysenterEIP), .hostSysenterNotCanonical, VMCSFields.HostNatural.ia32SysenterEIP, sysenterEIP)
+        try require(canonical(sysenterEIP), .hostSysenterNotCanonical, VMCSFields.HostNatural.ia32SysenterEIP, sysenterEIP)
         if c.exit.contains(.loadIA32PAT) {
             let pat = try read(VMCSFields.Host64.ia32PAT)
-            try require(isValidPAT(pat), .hostPATInvalid, VMCSFields.Host64.ia32PAT, pat)
+            try require(PAT(rawValue: pat).isValid, .hostPATInvalid, VMCSFields.Host64.ia32PAT, pat)
         }
         if c.exit.contains(.loadIA32EFER) {
             let field = VMCSFields.Host64.ia32EFER
@@ -105,7 +105,7 @@ extension VMEntryChecker {
         let rip = try read(VMCSFields.HostNatural.rip)
         if hostAS {
             try require(cr4 & CR4Bits.pae.rawValue != 0, .hostCR4PAERequired, VMCSFields.HostNatural.cr4, cr4)
-            try require(isCanonical(rip), .hostRIPNotCanonical, VMCSFields.HostNatural.rip, rip)
+            try require(canonical(rip), .hostRIPNotCanonical, VMCSFields.HostNatural.rip, rip)
         } else {
             try require(cr4 & CR4Bits.pcide.rawValue == 0, .hostPCIDEWithoutHostAddressSpaceSize,
                         VMCSFields.HostNatural.cr4, cr4)
@@ -117,13 +117,13 @@ extension VMEntryChecker {
     @discardableResult
     func checkHostSelector(_ field: VMCSField16) throws(VMEntryViolation) -> UInt16 {
         let selector = try read(field)
-        try require(selector & 7 == 0, .hostSelectorRPLOrTI, field, selector)
+        try require(selector & (SegmentSelector.rplMask | SegmentSelector.tableIndicator) == 0, .hostSelectorRPLOrTI, field, selector)
         return selector
     }
 
     // SDM 27.2.3 "Checks on Host Segment and Descriptor-Table Registers": canonical bases
     func checkHostBase(_ field: VMCSFieldNatural) throws(VMEntryViolation) {
         let base = try read(field)
-        try require(isCanonical(base), .hostBaseNotCanonical, field, base)
+        try require(canonical(base), .hostBaseNotCanonical, field, base)
     }
 }

@@ -199,9 +199,9 @@ public struct VMEntryChecker<V: VMCSAccess> {
         var unrestrictedGuest: Bool { secondary.contains(.unrestrictedGuest) }
         var ia32eModeGuest: Bool { entry.contains(.ia32eModeGuest) }
         var hostAddressSpaceSize: Bool { exit.contains(.hostAddressSpaceSize) }
-        var injecting: Bool { injection >> 31 != 0 }
+        var injecting: Bool { VMEntryInterruptionInfo(raw: injection).isValid }
         var injectionType: InterruptionType { InterruptionType(field: injection) }
-        var injectionVector: UInt32 { injection & 0xFF }
+        var injectionVector: UInt8 { VMEntryInterruptionInfo(raw: injection).vector }
     }
 
     func read<F: VMCSReadableField>(_ field: F) throws(VMEntryViolation) -> F.Value {
@@ -232,27 +232,11 @@ public struct VMEntryChecker<V: VMCSAccess> {
 
     /// 4 KiB aligned and within the physical-address width.
     func isPageAddress(_ address: UInt64) -> Bool {
-        address & 0xFFF == 0 && fits(address, width: structureAddressWidth)
+        address & pageOffsetMask4KiB == 0 && fits(address, width: structureAddressWidth)
     }
 
-    /// Bits 63:N-1 all equal, N the linear-address width.
-    func isCanonical(_ address: UInt64) -> Bool {
-        let shift = UInt64(64 - linearAddressWidth)
-        return UInt64(bitPattern: Int64(bitPattern: address << shift) >> shift) == address
-    }
-
-    /// Each byte a memory type WRMSR accepts in IA32_PAT: UC, WC, WT, WP, WB, UC-.
-    func isValidPAT(_ value: UInt64) -> Bool {
-        var bytes = value
-        for _ in 0..<8 {
-            switch bytes & 0xFF {
-            case 0, 1, 4, 5, 6, 7: break
-            default: return false
-            }
-            bytes >>= 8
-        }
-        return true
-    }
+    /// Canonical for this processor's linear-address width.
+    func canonical(_ address: UInt64) -> Bool { isCanonical(address, linearBits: linearAddressWidth) }
 
     /// IA32_EFER bits other than SCE, LME, LMA and NXE, reserved on Intel 64.
     static var eferReservedBits: UInt64 {
