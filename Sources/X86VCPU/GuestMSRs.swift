@@ -92,16 +92,21 @@ extension VCPU {
     }
 
     /// SDM 2.2.1 "Extended Feature Enable Register": SCE, LME, NXE are the
-    /// guest's; LMA is read-only (it follows paging, see writeGuestCR0); LME
-    /// cannot change while paging is on.
+    /// guest's when CPUID reports them; LMA is read-only (it follows paging,
+    /// see writeGuestCR0); LME cannot change while paging is on. The new
+    /// value passes the VM-entry rules before it is stored.
     mutating func writeGuestEFER<H: VMXHardware>(_ hw: H, _ value: UInt64) throws(VMXError) -> Bool {
-        let writable = EFER.sce.rawValue | EFER.lme.rawValue | EFER.nxe.rawValue
+        let writable = features.eferWritable
         let lma = EFER.lma.rawValue
         guard value & ~(writable | lma) == 0 else { return false }
         let old = try hw.read(VMCSFields.Guest64.ia32EFER)
-        let paging = try guestCR0(hw) & CR0Bits.pg.rawValue != 0
-        if paging && (old ^ value) & EFER.lme.rawValue != 0 { return false }
-        try hw.write(VMCSFields.Guest64.ia32EFER, (value & writable) | (old & lma))
+        let cr0 = try hw.read(VMCSFields.GuestNatural.cr0)
+        if cr0 & CR0Bits.pg.rawValue != 0 && (old ^ value) & EFER.lme.rawValue != 0 { return false }
+        let efer = (value & writable) | (old & lma)
+        let state = GuestControlState(cr0: cr0, cr3: nil, cr4: try hw.read(VMCSFields.GuestNatural.cr4), efer: efer,
+                                      ia32eModeGuest: old & lma != 0)
+        guard commitable(state) else { return false }
+        try hw.write(VMCSFields.Guest64.ia32EFER, efer)
         return true
     }
 }

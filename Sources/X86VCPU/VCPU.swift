@@ -83,6 +83,9 @@ public struct VCPUFeatures: Sendable {
     public var physicalAddressBits = 36
     /// CPUID 0x80000001 EDX[26]: PS in a PDPTE maps 1 GiB.
     public var supports1GiBPages = false
+    /// The EFER bits WRMSR may change: SCE, LME, NXE as CPUID 0x80000001 EDX
+    /// reports SYSCALL, long mode and NX (SDM 2.2.1).
+    public var eferWritable: UInt64 = 0
     /// IA32_SPEC_CTRL exists (CPUID.(7,0):EDX IBRS 26, STIBP 27 or SSBD 31):
     /// the guest uses the real MSR, switched at entry and exit.
     public var switchesSpecCtrl = false
@@ -266,6 +269,9 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         let extended = CPUIDLeaf80000001EDX(rawValue: hw.cpuid(leaf: CPUIDLeaf.extendedFeatures, subleaf: 0).edx)
         f.switchesTSCAux = extended.contains(.rdtscp)
         f.supports1GiBPages = extended.contains(.page1GiB)
+        if extended.contains(.syscall) { f.eferWritable |= EFER.sce.rawValue }
+        if extended.contains(.longMode) { f.eferWritable |= EFER.lme.rawValue }
+        if extended.contains(.nx) { f.eferWritable |= EFER.nxe.rawValue }
         if hw.cpuid(leaf: CPUIDLeaf.extendedBase, subleaf: 0).eax >= CPUIDLeaf.addressSizes {
             let width = hw.addressSizes.physicalAddressBits
             if width >= 32 && width <= 52 { f.physicalAddressBits = width }

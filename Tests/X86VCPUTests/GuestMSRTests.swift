@@ -225,3 +225,16 @@ import X86VCPU
         #expect(rig.vcpu.msrBitmap.interceptsRead(msr: 0x49) == .bitmap(intercepted: true))
     }
 }
+
+@Suite struct GuestEFERTests {
+    /// SDM 2.2.1: EFER.NXE exists only with CPUID 0x80000001 EDX.NX; without it the bit is reserved.
+    @Test func nxeWithoutNXRaisesGP() throws {
+        let hw = FakeHardware(bochs: BochsCapabilities.corei7_skylake_x)
+        hw.cpu.setCPUID(leaf: 0x8000_0001, CPUIDResult(edx: 1 << 11 | 1 << 29))   // SYSCALL, LM; no NX
+        var rig = try VCPURig(hw: hw)
+        _ = rig.run([.wrmsr(MSR.ia32EFER.address, EFER.nxe.rawValue)])
+        #expect(rig.entries[1].injected.raw == injectGP)
+        _ = rig.run([.wrmsr(MSR.ia32EFER.address, EFER.sce.rawValue)])
+        #expect(rig.field(VMCSFields.Guest64.ia32EFER) == EFER.sce.rawValue)
+    }
+}
