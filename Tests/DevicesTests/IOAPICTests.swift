@@ -72,10 +72,10 @@ extension IOAPIC {
 
     @Test func registerSelectReadsBackAndSelectsTheWindow() {
         var ioapic = IOAPIC()
-        _ = ioapic.write(offset: 0x00, value: 0xABCD_1012)
-        #expect(ioapic.read(offset: 0x00) == 0x12, "IOREGSEL keeps bits 7:0 only")
+        _ = ioapic.write(offset: 0x00, value: 0xABCD_1013)
+        #expect(ioapic.read(offset: 0x00) == 0x13, "IOREGSEL keeps bits 7:0 only")
         _ = ioapic.write(offset: 0x10, value: 0x5A00_0000)
-        // The window wrote entry 1's high dword, not entry 1's low dword or entry 0.
+        // 0x13 is entry 1's high dword: the window wrote neither its low dword nor entry 0.
         #expect(ioapic.entry(1).destination == 0x5A)
         #expect(ioapic.entry(1).masked)
         #expect(ioapic.entry(0).destination == 0)
