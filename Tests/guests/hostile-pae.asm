@@ -18,20 +18,7 @@ PD32            equ 0x22000             ; 32-bit paging, 4 MiB pages
         BOOT_SIGNATURE
 start:
         call init_ivt
-        lgdt [gdt_desc]
-        mov eax, cr0
-        or eax, CR0_PE | CR0_NE         ; exits: the CR0 shadow is fresh
-        mov cr0, eax
-        jmp dword SEL_CODE32:pm
-
-        bits 32
-pm:
-        mov ax, SEL_DATA
-        mov ds, ax
-        mov es, ax
-        mov ss, ax
-        mov esp, 0x7C00
-        call init_idt32
+        ENTER_PM32_FRESH
         SET_IDT32 13, fault32e
         mov eax, cr4
         or eax, CR4_OSXSAVE

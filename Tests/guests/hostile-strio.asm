@@ -29,20 +29,7 @@ PORT            equ COM1_SCRATCH
         BOOT_SIGNATURE
 start:
         call init_ivt
-        lgdt [gdt_desc]
-        mov eax, cr0
-        or eax, CR0_PE | CR0_NE         ; exits: the CR0 shadow is fresh
-        mov cr0, eax
-        jmp dword SEL_CODE32:pm
-
-        bits 32
-pm:
-        mov ax, SEL_DATA
-        mov ds, ax
-        mov es, ax
-        mov ss, ax
-        mov esp, 0x7C00
-        call init_idt32
+        ENTER_PM32_FRESH
         SET_IDT32 14, fault32e
         SET_IDT32 0x80, ring3_done
         mov word [edi + 4], 0xEE00      ; DPL 3: ring 3 may INT 0x80
