@@ -1,0 +1,219 @@
+import TestSupport
+import X86Arch
+import VMX
+import X86VCPU
+
+// The property: after one exit, the run either stopped with a reason (not a
+// failed VMX instruction or VM entry), or every VM entry it made (the one
+// carrying the pre-state and its injection, and the one after the handler)
+// passes the VM-entry checker, including the event-injection checks of
+// SDM 27.2.1.3. A case whose pre-state does not pass is discarded.
+
+struct FuzzFailure: Sendable {
+    /// 1: the entry before the fuzzed exit (injection of queued events); 2: after its handler.
+    var entry: Int
+    /// The checker's rule, nil when the run itself failed.
+    var rule: VMEntryRule?
+    var detail: String
+}
+
+enum FuzzOutcome: Sendable {
+    case resumed
+    case stopped(String)
+    case discarded(String)
+    case failed(FuzzFailure)
+}
+
+/// Collects what the checks inside the fake's entries find.
+private final class EntryLog {
+    var violations: [(entry: Int, violation: VMEntryViolation)] = []
+    var reachedEnd = false
+}
+
+extension FuzzCase {
+    static let physicalAddressWidth = 40
+    static let validPDPTable: UInt64 = 0x3000
+
+    var rigMode: GuestStartMode {
+        switch state.mode {
+        case .real: return .real
+        case .protected32, .paging32, .pae32: return .protected32
+        case .long64, .compatibility: return .long64
+        }
+    }
+
+    /// Writes the pre-state into a fresh rig's VMCS, registers and RAM.
+    func apply(_ rig: inout VCPURig) {
+        let s = state
+        let caps = rig.vcpu.capabilities
+        // The views the vCPU uses (VCPU.init): which bits the shadows own.
+        let cr0View = GuestControlRegisterView.cr0(fixed: caps.cr0Fixed, unrestrictedGuest: true)
+        let cr4View = GuestControlRegisterView.cr4(fixed: caps.cr4Fixed, tracked: Bit.osxsave | Bit.pke)
+        typealias GN = VMCSFields.GuestNatural
+        typealias G32 = VMCSFields.Guest32
+        typealias G16 = VMCSFields.Guest16
+        typealias G64 = VMCSFields.Guest64
+        typealias CN = VMCSFields.ControlNatural
+        rig.preset(GN.cr0, cr0View.realValue(forGuestValue: s.cr0))
+        rig.preset(CN.cr0ReadShadow, cr0View.readShadow(forGuestValue: s.cr0) & cr0View.guestHostMask
+                   | s.cr0ShadowStale & ~cr0View.guestHostMask)
+        rig.preset(GN.cr4, cr4View.realValue(forGuestValue: s.cr4))
+        rig.preset(CN.cr4ReadShadow, cr4View.readShadow(forGuestValue: s.cr4) & cr4View.guestHostMask
+                   | s.cr4ShadowStale & ~cr4View.guestHostMask)
+        rig.preset(GN.cr3, s.cr3)
+        rig.preset(G64.ia32EFER, s.efer)
+        if s.mode != .real {
+            let data: UInt32 = (s.mode.isIA32e ? 0xC093 : 0xC093) | s.cpl << 5
+            rig.preset(G16.csSelector, UInt16(0x08 | s.cpl))
+            rig.preset(G32.csAccessRights, s.csRights)
+            for (sel, rights) in [(G16.ssSelector, G32.ssAccessRights), (G16.dsSelector, G32.dsAccessRights),
+                                  (G16.esSelector, G32.esAccessRights), (G16.fsSelector, G32.fsAccessRights),
+                                  (G16.gsSelector, G32.gsAccessRights)] {
+                rig.preset(sel, UInt16(0x10 | s.cpl))
+                rig.preset(rights, data)
+            }
+        } else {
+            rig.preset(G16.dsSelector, UInt16(s.segmentBase >> 4))
+            rig.preset(G16.esSelector, UInt16(s.segmentBase >> 4))
+        }
+        rig.preset(GN.dsBase, s.segmentBase)
+        rig.preset(GN.esBase, s.segmentBase)
+        rig.preset(GN.rflags, s.rflags)
+        rig.preset(G32.interruptibilityState, s.interruptibility)
+        rig.preset(GN.pendingDebugExceptions, s.pendingDebug)
+        rig.preset(GN.rip, s.rip)
+        rig.preset(GN.rsp, s.rsp)
+        for i in 0..<16 where i != 4 { _ = rig.vcpu.registers.setFull(i, s.gprs[i]) }
+        rig.vcpu.reflectsExternalInterrupts = s.reflectsInterrupts
+
+        // Identity maps of the first 2 MiB for each paging mode.
+        let m = rig.memory
+        m.store64(0x2003, at: 0x1000)     // PML4 -> PDPT
+        m.store64(0x4003, at: 0x2000)     // PDPT -> PD
+        m.store64(0x83, at: 0x4000)       // 2 MiB page
+        m.store64(0x83, at: 0x5000)       // PAE PD
+        m.store64(0x83, at: 0x7000)
+        m.store64(0x83, at: 0x6000)       // 32-bit PD, 4 MiB page (PSE)
+        for i in 0..<4 {
+            m.store64(s.pdptes[i], at: Self.validPDPTable + UInt64(i) * 8)
+            m.store64(s.altPDPT[i], at: Self.validPDPTable + 0x20 + UInt64(i) * 8)
+        }
+        let pdpteFields = [G64.pdpte0, G64.pdpte1, G64.pdpte2, G64.pdpte3]
+        for i in 0..<4 { rig.preset(pdpteFields[i], s.mode == .pae32 ? s.pdptes[i] : 0) }
+        if s.mode == .compatibility { rig.preset(G32.csAccessRights, s.csRights) }
+
+        // The exit's operands.
+        switch exit {
+        case .movToCR(_, let gpr, let value):
+            if gpr == 4 { rig.preset(GN.rsp, value) } else { _ = rig.vcpu.registers.setFull(gpr, value) }
+        case .xsetbv(let ecx, let value), .wrmsr(let ecx, let value):
+            rig.vcpu.registers.rcx = UInt64(ecx)
+            rig.vcpu.registers.rax = value & 0xFFFF_FFFF
+            rig.vcpu.registers.rdx = value >> 32
+        case .rdmsr(let msr): rig.vcpu.registers.rcx = UInt64(msr)
+        case .io(_, _, _, let value): rig.vcpu.registers.rax = value
+        case .stringIO(_, _, let isIn, _, _, _, let index, let count):
+            if isIn { rig.vcpu.registers.rdi = index } else { rig.vcpu.registers.rsi = index }
+            rig.vcpu.registers.rcx = count
+        case .cpuid(let leaf, let subleaf):
+            rig.vcpu.registers.rax = UInt64(leaf)
+            rig.vcpu.registers.rcx = UInt64(subleaf)
+        case .movFromCR, .clts, .lmsw, .hlt, .nmi: break
+        }
+        for event in s.events { _ = rig.vcpu.queue(event) }
+    }
+
+    var scriptedExit: ScriptedExit {
+        switch exit {
+        case .movToCR(let cr, let gpr, _): return .crAccess(cr: cr, type: .movToCR, gpr: gpr, length: length)
+        case .movFromCR(let cr, let gpr): return .crAccess(cr: cr, type: .movFromCR, gpr: gpr, length: length)
+        case .clts: return .crAccess(cr: 0, type: .clts, length: length)
+        case .lmsw(let source): return .crAccess(cr: 0, type: .lmsw, lmswSource: source, length: length)
+        case .xsetbv: return ScriptedExit(.xsetbv, length: length)
+        case .rdmsr: return ScriptedExit(.rdmsr, length: length)
+        case .wrmsr: return ScriptedExit(.wrmsr, length: length)
+        case .io(let port, let width, let isIn, _): return .io(port: port, width: width, in: isIn, length: length)
+        case .stringIO(let port, let width, let isIn, let rep, let size, let segment, _, _):
+            // Instruction information (SDM Table 28-8): address size 9:7, segment 17:15.
+            return ScriptedExit.io(port: port, width: width, in: isIn, string: true, rep: rep, length: length)
+                .with { $0.instructionInformation = size << 7 | segment << 15 }
+        case .cpuid: return ScriptedExit(.cpuid, length: length)
+        case .hlt: return ScriptedExit(.hlt, length: length)
+        case .nmi(let vectoring, let code):
+            return ScriptedExit.exceptionOrNMI(info: 0x8000_0202).with {
+                $0.idtVectoringInformation = vectoring
+                $0.idtVectoringErrorCode = vectoring & 1 << 11 != 0 ? code : 0
+                $0.instructionLength = length
+            }
+        }
+    }
+
+    /// Runs the case on a fresh rig.
+    func run() -> FuzzOutcome {
+        var rig: VCPURig
+        do { rig = try VCPURig(rigMode) } catch { return .failed(FuzzFailure(entry: 0, rule: nil, detail: "rig: \(error)")) }
+        apply(&rig)
+        let caps = rig.vcpu.capabilities
+        let env = { (vmcs: FakeVMCS) in
+            VMEntryChecker(vmcs: vmcs, capabilities: caps, physicalAddressWidth: Self.physicalAddressWidth).check()
+        }
+        if let v = env(rig.hw.vmcs) { return .discarded("\(v.rule)") }
+
+        let log = EntryLog()
+        let hw = rig.hw
+        // The fake clears the injection's valid bit before the guest runs: check the entry as it was.
+        func checkEntry(_ n: Int) -> (inout GeneralRegisters, FakeVMCS) -> Void {
+            return { _, vmcs in
+                let field = VMCSFields.Control32.entryInterruptionInformation
+                let cleared = vmcs.value(field) ?? 0
+                vmcs.preset(field, hw.entries.last?.interruptionInformation ?? 0)
+                if let v = env(vmcs) { log.violations.append((n, v)) }
+                vmcs.preset(field, UInt32(cleared))
+                if n == 2 { log.reachedEnd = true }
+            }
+        }
+        let exit = rig.run([scriptedExit.then(checkEntry(1)), ScriptedExit(.tripleFault).then(checkEntry(2))])
+        if let (n, v) = log.violations.first {
+            return .failed(FuzzFailure(entry: n, rule: v.ruleID,
+                                       detail: "entry \(n): \(v.fieldName) = \(hex(v.value)): \(v.rule) (SDM \(v.section))"))
+        }
+        switch exit {
+        case .instructionFailure, .entryFailure:
+            return .failed(FuzzFailure(entry: 2, rule: nil, detail: "run failed: \(exit)"))
+        default:
+            return log.reachedEnd ? .resumed : .stopped(Self.stopKind(exit))
+        }
+    }
+
+    static func stopKind(_ exit: VCPUExit) -> String {
+        switch exit {
+        case .powerOff: return "powerOff"
+        case .halted: return "halted"
+        case .eptViolation: return "eptViolation"
+        case .eptMisconfiguration: return "eptMisconfiguration"
+        case .tripleFault: return "tripleFault"
+        case .entryFailure: return "entryFailure"
+        case .instructionFailure: return "instructionFailure"
+        case .unhandled: return "unhandled"
+        case .badGuestAddress: return "badGuestAddress"
+        }
+    }
+
+    /// Everything needed to read the case by eye.
+    var description: String {
+        let s = state
+        return """
+        case seed \(hex(seed)): mode \(s.mode), exit \(exit), length \(length)
+          CR0 \(hex(s.cr0)) (stale shadow \(hex(s.cr0ShadowStale))) CR4 \(hex(s.cr4)) (stale shadow \(hex(s.cr4ShadowStale))) \
+        CR3 \(hex(s.cr3)) EFER \(hex(s.efer))
+          CPL \(s.cpl) CS rights \(hex(UInt64(s.csRights))) RFLAGS \(hex(s.rflags)) interruptibility \(s.interruptibility) \
+        pending debug \(hex(s.pendingDebug)) RIP \(hex(s.rip)) RSP \(hex(s.rsp)) DS/ES base \(hex(s.segmentBase))
+          GPRs \(s.gprs.map(hex).joined(separator: " "))
+          events \(s.events.map { "\($0.type) \($0.vector)\($0.errorCode.map { " code \(hex(UInt64($0)))" } ?? "")" }) \
+        reflects interrupts \(s.reflectsInterrupts)
+          PDPTEs \(s.pdptes.map(hex)) at 3020H \(s.altPDPT.map(hex))
+        """
+    }
+}
+
+func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16, uppercase: true) }
