@@ -151,7 +151,10 @@ extension FuzzCase {
     /// Runs the case on a fresh rig.
     func run() -> FuzzOutcome {
         var rig: VCPURig
-        do { rig = try VCPURig(rigMode) } catch { return .failed(FuzzFailure(entry: 0, rule: nil, detail: "rig: \(error)")) }
+        // The host as VMX root leaves it (VMXON needs CR4.VMXE): the host state is not under test.
+        let hw = FakeHardware(bochs: BochsCapabilities.corei7_skylake_x)
+        hw.cpu.cr4 |= Bit.vmxe
+        do { rig = try VCPURig(rigMode, hw: hw) } catch { return .failed(FuzzFailure(entry: 0, rule: nil, detail: "rig: \(error)")) }
         apply(&rig)
         let caps = rig.vcpu.capabilities
         let env = { (vmcs: FakeVMCS) in
@@ -160,7 +163,6 @@ extension FuzzCase {
         if let v = env(rig.hw.vmcs) { return .discarded("\(v.rule)") }
 
         let log = EntryLog()
-        let hw = rig.hw
         // The fake clears the injection's valid bit before the guest runs: check the entry as it was.
         func checkEntry(_ n: Int) -> (inout GeneralRegisters, FakeVMCS) -> Void {
             return { _, vmcs in
