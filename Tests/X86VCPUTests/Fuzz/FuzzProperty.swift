@@ -1,3 +1,4 @@
+import Foundation
 import TestSupport
 import X86Arch
 import VMX
@@ -149,12 +150,17 @@ extension FuzzCase {
     }
 
     /// Runs the case on a fresh rig.
-    func run() -> FuzzOutcome {
+    func run() -> FuzzOutcome { run(on: FuzzMemory()) }
+
+    /// Runs the case on a fresh vCPU over `reused` RAM and frames.
+    func run(on reused: FuzzMemory) -> FuzzOutcome {
+        reused.reset(all: reused.dirty)
+        if case .stringIO(_, _, true, _, _, _, _, _) = exit { reused.dirty = true }
         var rig: VCPURig
         // The host as VMX root leaves it (VMXON needs CR4.VMXE): the host state is not under test.
         let hw = FakeHardware(bochs: BochsCapabilities.corei7_skylake_x)
         hw.cpu.cr4 |= Bit.vmxe
-        do { rig = try VCPURig(rigMode, hw: hw) } catch { return .failed(FuzzFailure(entry: 0, rule: nil, detail: "rig: \(error)")) }
+        do { rig = try VCPURig(rigMode, hw: hw, frames: reused.frames, memory: reused.memory) } catch { return .failed(FuzzFailure(entry: 0, rule: nil, detail: "rig: \(error)")) }
         apply(&rig)
         let caps = rig.vcpu.capabilities
         let env = { (vmcs: FakeVMCS) in
@@ -215,6 +221,20 @@ extension FuzzCase {
         reflects interrupts \(s.reflectsInterrupts)
           PDPTEs \(s.pdptes.map(hex)) at 3020H \(s.altPDPT.map(hex))
         """
+    }
+}
+
+/// Guest RAM and host frames one worker reuses from case to case.
+final class FuzzMemory {
+    let frames = HostFrameAllocator(frames: 16)   // the vCPU needs 5
+    let memory = FakeGuestMemory()
+    /// An INS may have written anywhere.
+    var dirty = false
+
+    /// Zeroes the page tables' pages, or all of RAM.
+    func reset(all: Bool) {
+        memset(memory.ram.base, 0, all ? Int(memory.ram.size) : 0x8000)
+        dirty = false
     }
 }
 

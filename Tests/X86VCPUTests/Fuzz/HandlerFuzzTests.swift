@@ -38,11 +38,12 @@ enum FuzzRun {
     /// Every `stride`-th case from `first`, on this thread.
     static func worker(run seed: UInt64, cases: Int, first: Int, stride: Int, allowed: UInt64) -> FuzzTally {
         var t = FuzzTally()
+        let memory = FuzzMemory()
         var i = first
         while i < cases {
             let c = FuzzCase.generate(seed: SplitMix64.caseSeed(run: seed, index: UInt64(i)), cr4Allowed: allowed)
             FuzzTrapReport.current(first, c.seed)
-            t.record(c, c.run())
+            t.record(c, c.run(on: memory))
             i += stride
         }
         return t

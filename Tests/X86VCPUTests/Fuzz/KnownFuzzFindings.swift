@@ -51,6 +51,11 @@ enum KnownFuzzFindings {
             guard case .hlt = c.exit else { return false }
             return f.rule == .guestPendingDebugBSRequired && c.state.rflags & Bit.tf != 0
         },
+        // Finding 8: MOV to CR0 clears PG (leaving IA-32e mode from compatibility mode) with CR4.PCIDE = 1.
+        KnownFinding(number: 8, rule: "SDM MOV CR0: #GP(0) on an attempt to clear CR0.PG while CR4.PCIDE = 1") { c, f in
+            guard case .movToCR(0, _, let value) = c.exit else { return false }
+            return f.rule == .guestPCIDEOutsideIA32eMode && value & Bit.pg == 0 && c.state.cr4 & Bit.pcide != 0
+        },
     ]
 
     static func classify(_ c: FuzzCase, _ f: FuzzFailure) -> KnownFinding? {
