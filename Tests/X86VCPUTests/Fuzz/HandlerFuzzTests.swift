@@ -25,6 +25,15 @@ struct FuzzTally: Sendable {
     var stopped: Int { stops.values.reduce(0, +) }
 }
 
+/// One tally per worker, each written by its own thread.
+final class FuzzResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var tallies: [FuzzTally]
+    init(count: Int) { tallies = Array(repeating: FuzzTally(), count: count) }
+    func store(_ i: Int, _ t: FuzzTally) { lock.lock(); tallies[i] = t; lock.unlock() }
+    var all: [FuzzTally] { lock.lock(); defer { lock.unlock() }; return tallies }
+}
+
 enum FuzzRun {
     static let environment = ProcessInfo.processInfo.environment
     static let strict = environment["X86VCPU_FUZZ_STRICT"] == "1"
@@ -68,7 +77,7 @@ extension FuzzTally {
 }
 
 @Suite struct HandlerFuzzTests {
-    @Test func everyExitLeavesAValidVMCSOrAStop() async throws {
+    @Test func everyExitLeavesAValidVMCSOrAStop() throws {
         let allowed = try FuzzRig.cr4Allowed()
         if let replay = FuzzRun.parse(FuzzRun.environment["X86VCPU_FUZZ_REPLAY"]) {
             let c = FuzzCase.generate(seed: replay, cr4Allowed: allowed)
@@ -87,13 +96,13 @@ extension FuzzTally {
         print("fuzz: seed \(hex(seed)), \(cases) cases\(FuzzRun.strict ? ", strict" : "")")
         FuzzTrapReport.install()
         let workers = max(1, min(FuzzTrapReport.slots, ProcessInfo.processInfo.activeProcessorCount))
-        var tally = FuzzTally()
-        await withTaskGroup(of: FuzzTally.self) { group in
-            for w in 0..<workers {
-                group.addTask { FuzzRun.worker(run: seed, cases: cases, first: w, stride: workers, allowed: allowed) }
-            }
-            for await t in group { tally.merge(t) }
+        // Threads of their own: the cooperative pool kept the two workers at one core between them.
+        let results = FuzzResults(count: workers)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            results.store(w, FuzzRun.worker(run: seed, cases: cases, first: w, stride: workers, allowed: allowed))
         }
+        var tally = FuzzTally()
+        for t in results.all { tally.merge(t) }
         print("fuzz: \(tally.resumed) resumed and checked, \(tally.stopped) stopped \(tally.stops.sorted { $0.key < $1.key }), "
               + "\(tally.discarded) discarded")
         for (why, n) in tally.discards.sorted(by: { $0.value > $1.value }).prefix(5) { print("fuzz:   discarded \(n): \(why)") }
