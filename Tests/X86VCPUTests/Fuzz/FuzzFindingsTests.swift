@@ -116,3 +116,37 @@ import X86VCPU
         #expect(rig.field(VMCSFields.Guest64.ia32EFER) & Bit.lma != 0)
     }
 }
+
+extension FuzzFindingsTests {
+    /// REP OUTSB or INSB of 2 bytes with 32-bit addressing; `segment` as instruction information bits 17:15.
+    func string(in isIn: Bool, segment: UInt32) -> ScriptedExit {
+        ScriptedExit.io(port: 0x80, width: .byte, in: isIn, string: true, rep: true, length: 2)
+            .with { $0.instructionInformation = 1 << 7 | segment << 15 }
+            .then { r, _ in r.rcx = 2; r.rsi = 0x3000; r.rdi = 0x3000 }
+    }
+
+    @Test(.disabled("finding 9: SDM 3.4.2.1: in 64-bit mode the DS and ES bases are treated as 0"))
+    func insIn64BitModeIgnoresTheESBase() throws {
+        // Fuzz case 0x5938E3F57CE7A7.
+        var rig = try rig(.long64)
+        rig.preset(GN.cr3, 0x1000)                // identity map of the first 2 MiB
+        rig.memory.store64(0x2003, at: 0x1000)
+        rig.memory.store64(0x4003, at: 0x2000)
+        rig.memory.store64(0x83, at: 0x4000)
+        rig.preset(GN.esBase, 0x10_0000)
+        rig.platform.inValues = [0x80: [0x41, 0x42]]
+        _ = rig.run([string(in: true, segment: 0)])
+        #expect(rig.memory.load8(0x3000) == 0x41)
+        #expect(rig.memory.load8(0x10_3000) == 0)
+    }
+
+    @Test(.disabled("finding 10: SDM OUTS: a segment prefix overrides DS (instruction information bits 17:15)"))
+    func outsHonoursTheSegmentOverride() throws {
+        // Fuzz case 0xF08FED79684041: OUTSB FS:[ESI] in protected mode, FS base 0.
+        var rig = try rig(.protected32)
+        rig.preset(GN.dsBase, 0x10_0000)
+        rig.memory.store([0x41, 0x42], at: 0x3000)
+        _ = rig.run([string(in: false, segment: 4)])
+        #expect(rig.platform.outs.map(\.value) == [0x41, 0x42])
+    }
+}

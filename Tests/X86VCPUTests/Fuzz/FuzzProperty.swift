@@ -155,7 +155,11 @@ extension FuzzCase {
     /// Runs the case on a fresh vCPU over `reused` RAM and frames.
     func run(on reused: FuzzMemory) -> FuzzOutcome {
         reused.reset(all: reused.dirty)
-        if case .stringIO(_, _, true, _, _, _, _, _) = exit { reused.dirty = true }
+        if case .stringIO(_, _, let isIn, _, _, _, _, _) = exit {
+            // OUTS reads a pattern, so that the bytes sent tell where they came from.
+            if !isIn { reused.fillPattern() }
+            reused.dirty = true
+        }
         var rig: VCPURig
         // The host as VMX root leaves it (VMXON needs CR4.VMXE): the host state is not under test.
         let hw = FakeHardware(bochs: BochsCapabilities.corei7_skylake_x)
@@ -189,8 +193,44 @@ extension FuzzCase {
         case .instructionFailure, .entryFailure:
             return .failed(FuzzFailure(entry: 2, rule: nil, detail: "run failed: \(exit)"))
         default:
-            return log.reachedEnd ? .resumed : .stopped(Self.stopKind(exit))
+            guard log.reachedEnd else { return .stopped(Self.stopKind(exit)) }
+            if let wrong = stringIOError(rig) { return .failed(FuzzFailure(entry: 2, rule: nil, detail: "string I/O: \(wrong)")) }
+            return .resumed
         }
+    }
+
+    /// INS/OUTS against the SDM's definition, for the elements the exit moved:
+    /// the addresses (segment, override, address size, direction), the data,
+    /// RSI/RDI, RCX and RIP. Nil when right or not string I/O.
+    func stringIOError(_ rig: borrowing VCPURig) -> String? {
+        guard case .stringIO(_, let width, let isIn, let rep, let size, let segment, let index, let count) = exit else { return nil }
+        let s = state
+        let mask: UInt64 = size == 0 ? 0xFFFF : size == 1 ? 0xFFFF_FFFF : .max
+        let w = UInt64(width.bytes)
+        let down = s.rflags & Bit.df != 0
+        let n = UInt64(isIn ? rig.platform.ins.count : rig.platform.outs.count)
+        // SDM 3.4.2.1: in 64-bit mode only FS and GS have bases; INS always uses ES.
+        let seg = isIn ? 0 : segment
+        let base: UInt64 = s.mode.is64Bit ? 0 : (seg == 0 || seg == 3 ? s.segmentBase : 0)
+        for i in 0..<n {
+            let offset = (index &+ (down ? 0 &- i * w : i * w)) & mask
+            var linear = base &+ offset
+            if !s.mode.is64Bit { linear &= 0xFFFF_FFFF }
+            guard linear >= 0x8000 && linear + w <= rig.memory.ram.size else { continue }
+            let bytes = (0..<w).map { rig.memory.load8(linear + $0) }
+            let value = bytes.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
+            if isIn ? value != UInt32(truncatingIfNeeded: width.mask) : value != rig.platform.outs[Int(i)].value {
+                return "element \(i) is not at linear \(hex(linear)) (segment \(seg), base \(hex(base)))"
+            }
+        }
+        let moved = (index &+ (down ? 0 &- n * w : n * w)) & mask
+        let register = isIn ? rig.vcpu.registers.rdi : rig.vcpu.registers.rsi
+        if register & mask != moved { return "index register \(hex(register)) after \(n) elements, expected \(hex(moved))" }
+        let left = rep ? (count & mask) - n : 0
+        if rep && rig.vcpu.registers.rcx & mask != left { return "RCX \(hex(rig.vcpu.registers.rcx)) after \(n) elements" }
+        let rip = left == 0 ? s.rip &+ UInt64(length) : s.rip
+        if rig.rip != rip { return "RIP \(hex(rig.rip)), expected \(hex(rip))" }
+        return nil
     }
 
     static func stopKind(_ exit: VCPUExit) -> String {
@@ -230,6 +270,17 @@ final class FuzzMemory {
     let memory = FakeGuestMemory()
     /// An INS may have written anywhere.
     var dirty = false
+
+    /// Bytes that differ from their neighbours, 2 MiB of them.
+    static let pattern: [UInt8] = (0..<(2 << 20)).map { (a: Int) -> UInt8 in
+        var g = SplitMix64(UInt64(a)); return UInt8(truncatingIfNeeded: g.next())
+    }
+
+    /// RAM full of the pattern, page-table pages zero.
+    func fillPattern() {
+        Self.pattern.withUnsafeBytes { _ = memcpy(memory.ram.base, $0.baseAddress!, Int(memory.ram.size)) }
+        memset(memory.ram.base, 0, 0x8000)
+    }
 
     /// Zeroes the page tables' pages, or all of RAM.
     func reset(all: Bool) {

@@ -56,6 +56,16 @@ enum KnownFuzzFindings {
             guard case .movToCR(0, _, let value) = c.exit else { return false }
             return f.rule == .guestPCIDEOutsideIA32eMode && value & Bit.pg == 0 && c.state.cr4 & Bit.pcide != 0
         },
+        // Finding 9: INS/OUTS in 64-bit mode add the DS/ES base.
+        KnownFinding(number: 9, rule: "SDM 3.4.2.1: in 64-bit mode the CS, DS, ES and SS bases are treated as 0 (INS/OUTS use ES:RDI, DS:RSI)") { c, f in
+            guard case .stringIO = c.exit else { return false }
+            return f.rule == nil && f.detail.hasPrefix("string I/O: element") && c.state.mode.is64Bit && c.state.segmentBase != 0
+        },
+        // Finding 10: OUTS ignores its segment override (the instruction-information segment field).
+        KnownFinding(number: 10, rule: "SDM OUTS: the source is DS:rSI unless a segment prefix overrides DS (exit instruction information bits 17:15)") { c, f in
+            guard case .stringIO(_, _, false, _, _, let segment, _, _) = c.exit else { return false }
+            return f.rule == nil && f.detail.hasPrefix("string I/O: element") && !c.state.mode.is64Bit && segment != 3
+        },
     ]
 
     static func classify(_ c: FuzzCase, _ f: FuzzFailure) -> KnownFinding? {
