@@ -88,6 +88,8 @@ struct FuzzState: Sendable {
     var altPDPT: [UInt64]    // a second PDPT at 3020H for MOV to CR3
     var reflectsInterrupts: Bool
     var segmentBase: UInt64  // DS/ES base
+    /// A CPU that also has UMIP, LA57, PKE and CET (IA32_VMX_CR4_FIXED1), which Skylake-X lacks.
+    var wideCR4: Bool
 }
 
 struct FuzzCase: Sendable {
@@ -114,9 +116,14 @@ extension FuzzCase {
                                  0x1D9, 0x277, 0x2FF, 0xDA0, 0xC000_0080, 0xC000_0081, 0xC000_0082, 0xC000_0084,
                                  0xC000_0100, 0xC000_0101, 0xC000_0102, 0xC000_0103]
 
-    static func generate(seed: UInt64, cr4Allowed: UInt64) -> FuzzCase {
+    static let skylakeCR4: UInt64 = BochsCapabilities.corei7_skylake_x.cr4Fixed1
+    static let wideCR4Bits: UInt64 = 1 << 11 | Bit.la57 | Bit.pke | Bit.cet
+
+    static func generate(seed: UInt64) -> FuzzCase {
         var g = SplitMix64(seed)
         let mode = g.pick(FuzzMode.allCases)
+        let wide = g.chance(25)
+        let cr4Allowed = skylakeCR4 | (wide ? wideCR4Bits : 0)
         let exit = generateExit(&g, mode)
 
         // CR0: PE/PG from the mode; the rest any consistent choice.
@@ -135,6 +142,7 @@ extension FuzzCase {
         case .real, .protected32: if g.chance(30) { cr4 |= Bit.pae }
         }
         if mode.isIA32e && g.chance(30) { cr4 |= Bit.pcide & cr4Allowed }
+        if mode.isIA32e && g.chance(20) { cr4 |= Bit.la57 & cr4Allowed }   // 5-level paging
         if cr0 & Bit.wp == 0 { cr4 &= ~Bit.cet }   // CET needs WP (SDM 2.5)
         if case .xsetbv = exit { cr4 |= Bit.osxsave & cr4Allowed }   // else #UD before any exit
 
@@ -212,7 +220,7 @@ extension FuzzCase {
             cr3: cr3, efer: efer, cpl: cpl, csRights: csRights, rflags: rflags,
             interruptibility: interruptibility, pendingDebug: pendingDebug, rip: rip, rsp: g.below(0x10_0000),
             gprs: gprs, events: events, pdptes: pdptes, altPDPT: altPDPT, reflectsInterrupts: g.chance(50),
-            segmentBase: g.chance(70) ? 0 : g.below(0x10_0000) & ~0xF)
+            segmentBase: g.chance(70) ? 0 : g.below(0x10_0000) & ~0xF, wideCR4: wide)
         return FuzzCase(seed: seed, state: state, exit: exit, length: instructionLength(&g, exit))
     }
 

@@ -150,3 +150,41 @@ extension FuzzFindingsTests {
         #expect(rig.platform.outs.map(\.value) == [0x41, 0x42])
     }
 }
+
+extension FuzzFindingsTests {
+    /// A rig on a CPU whose IA32_VMX_CR4_FIXED1 also allows UMIP, LA57, PKE and CET.
+    func wideRig(_ mode: GuestStartMode) throws -> VCPURig {
+        let hw = FakeHardware(bochs: BochsCapabilities.corei7_skylake_x)
+        hw.cpu.cr4 |= Bit.vmxe
+        hw.cpu.msrs[0x489, default: 0] |= FuzzCase.wideCR4Bits
+        return try VCPURig(mode, hw: hw)
+    }
+
+    @Test(.disabled("finding 11: SDM MOV CR4: #GP(0) setting CR4.CET while CR0.WP = 0"))
+    func cetWithoutWriteProtectRaisesGP() throws {
+        // Fuzz case 0x8BF569635CBF5BF (protected32 starts with CR0.WP = 0).
+        var rig = try wideRig(.protected32)
+        _ = rig.run([.movToCR(4, Bit.cet)])
+        #expect(rig.entries[1].interruptionInformation == injectGP)
+        #expect(lastEntryViolation(rig) == nil)
+    }
+
+    @Test(.disabled("finding 12: SDM MOV CR4: #GP(0) on an attempt to change CR4.LA57 in IA-32e mode"))
+    func la57ChangeInIA32eModeRaisesGP() throws {
+        // Fuzz case 0x7B370A8270A37030.
+        var rig = try wideRig(.long64)
+        _ = rig.run([.movToCR(4, Bit.pae | Bit.la57)])
+        #expect(rig.entries[1].interruptionInformation == injectGP)
+        #expect(rig.field(CN.cr4ReadShadow) & Bit.la57 == 0)
+    }
+
+    @Test(.disabled("finding 13: SDM MOV CR4: #GP(0) setting CR4.PCIDE while CR3[11:0] != 0"))
+    func pcideWithCR3LowBitsRaisesGP() throws {
+        // Fuzz case 0x11C05BE0201CE21E: CR3.PCD set, then PCIDE.
+        var rig = try rig(.long64)
+        rig.preset(GN.cr3, 0x1010)
+        _ = rig.run([.movToCR(4, Bit.pae | Bit.pcide)])
+        #expect(rig.entries[1].interruptionInformation == injectGP)
+        #expect(rig.field(CN.cr4ReadShadow) & Bit.pcide == 0)
+    }
+}

@@ -164,6 +164,7 @@ extension FuzzCase {
         // The host as VMX root leaves it (VMXON needs CR4.VMXE): the host state is not under test.
         let hw = FakeHardware(bochs: BochsCapabilities.corei7_skylake_x)
         hw.cpu.cr4 |= Bit.vmxe
+        if state.wideCR4 { hw.cpu.msrs[0x489, default: 0] |= Self.wideCR4Bits }
         do { rig = try VCPURig(rigMode, hw: hw, frames: reused.frames, memory: reused.memory) } catch { return .failed(FuzzFailure(entry: 0, rule: nil, detail: "rig: \(error)")) }
         apply(&rig)
         let caps = rig.vcpu.capabilities
@@ -194,9 +195,23 @@ extension FuzzCase {
             return .failed(FuzzFailure(entry: 2, rule: nil, detail: "run failed: \(exit)"))
         default:
             guard log.reachedEnd else { return .stopped(Self.stopKind(exit)) }
+            if let wrong = controlRegisterError(rig) { return .failed(FuzzFailure(entry: 2, rule: nil, detail: "MOV CR: \(wrong)")) }
             if let wrong = stringIOError(rig) { return .failed(FuzzFailure(entry: 2, rule: nil, detail: "string I/O: \(wrong)")) }
             return .resumed
         }
+    }
+
+    /// MOV to CR4 rules the VM-entry checks cannot see, being about the
+    /// change rather than the result (SDM "MOV—Move to/from Control Registers").
+    func controlRegisterError(_ rig: borrowing VCPURig) -> String? {
+        guard case .movToCR(4, _, let raw) = exit, rig.rip == state.rip &+ UInt64(length) else { return nil }
+        let value = state.mode.is64Bit ? raw : raw & 0xFFFF_FFFF
+        let s = state
+        if s.efer & Bit.lma != 0 && (value ^ s.cr4) & Bit.la57 != 0 { return "CR4.LA57 changed in IA-32e mode" }
+        if s.cr4 & Bit.pcide == 0 && value & Bit.pcide != 0 && s.cr3 & 0xFFF != 0 {
+            return "CR4.PCIDE set with CR3[11:0] = \(hex(s.cr3 & 0xFFF))"
+        }
+        return nil
     }
 
     /// INS/OUTS against the SDM's definition, for the elements the exit moved:

@@ -46,11 +46,3 @@ enum FuzzTrapReport {
         _ = write(2, buffer, n)
     }
 }
-
-enum FuzzRig {
-    /// CR4 bits the fuzzed CPU has (IA32_VMX_CR4_FIXED1).
-    static func cr4Allowed() throws -> UInt64 {
-        let rig = try VCPURig()
-        return rig.vcpu.capabilities.cr4Fixed.fixed1
-    }
-}

@@ -45,12 +45,12 @@ enum FuzzRun {
     }
 
     /// Every `stride`-th case from `first`, on this thread.
-    static func worker(run seed: UInt64, cases: Int, first: Int, stride: Int, allowed: UInt64) -> FuzzTally {
+    static func worker(run seed: UInt64, cases: Int, first: Int, stride: Int) -> FuzzTally {
         var t = FuzzTally()
         let memory = FuzzMemory()
         var i = first
         while i < cases {
-            let c = FuzzCase.generate(seed: SplitMix64.caseSeed(run: seed, index: UInt64(i)), cr4Allowed: allowed)
+            let c = FuzzCase.generate(seed: SplitMix64.caseSeed(run: seed, index: UInt64(i)))
             FuzzTrapReport.current(first, c.seed)
             t.record(c, c.run(on: memory))
             i += stride
@@ -78,9 +78,8 @@ extension FuzzTally {
 
 @Suite struct HandlerFuzzTests {
     @Test func everyExitLeavesAValidVMCSOrAStop() throws {
-        let allowed = try FuzzRig.cr4Allowed()
         if let replay = FuzzRun.parse(FuzzRun.environment["X86VCPU_FUZZ_REPLAY"]) {
-            let c = FuzzCase.generate(seed: replay, cr4Allowed: allowed)
+            let c = FuzzCase.generate(seed: replay)
             let outcome = c.run()
             print(c.description)
             print("outcome: \(outcome)")
@@ -99,7 +98,7 @@ extension FuzzTally {
         // Threads of their own: the cooperative pool kept the two workers at one core between them.
         let results = FuzzResults(count: workers)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
-            results.store(w, FuzzRun.worker(run: seed, cases: cases, first: w, stride: workers, allowed: allowed))
+            results.store(w, FuzzRun.worker(run: seed, cases: cases, first: w, stride: workers))
         }
         var tally = FuzzTally()
         for t in results.all { tally.merge(t) }

@@ -66,6 +66,21 @@ enum KnownFuzzFindings {
             guard case .stringIO(_, _, false, _, _, let segment, _, _) = c.exit else { return false }
             return f.rule == nil && f.detail.hasPrefix("string I/O: element") && !c.state.mode.is64Bit && segment != 3
         },
+        // Finding 11: MOV to CR4 sets CET with CR0.WP = 0, or MOV to CR0 / LMSW / CLTS paths clear WP under CET.
+        KnownFinding(number: 11, rule: "SDM MOV CR4: #GP(0) setting CR4.CET while CR0.WP = 0; MOV CR0: #GP(0) clearing CR0.WP while CR4.CET = 1") { c, f in
+            guard case .movToCR = c.exit else { return false }
+            return f.rule == .guestCETWithoutWriteProtect
+        },
+        // Finding 12: MOV to CR4 changes LA57 in IA-32e mode.
+        KnownFinding(number: 12, rule: "SDM MOV CR4: #GP(0) on an attempt to change CR4.LA57 in IA-32e mode") { c, f in
+            guard case .movToCR(4, _, _) = c.exit else { return false }
+            return f.rule == nil && f.detail.contains("CR4.LA57 changed")
+        },
+        // Finding 13: MOV to CR4 sets PCIDE while CR3[11:0] is not 0.
+        KnownFinding(number: 13, rule: "SDM MOV CR4: #GP(0) changing CR4.PCIDE from 0 to 1 while CR3[11:0] != 000H") { c, f in
+            guard case .movToCR(4, _, _) = c.exit else { return false }
+            return f.rule == nil && f.detail.contains("CR4.PCIDE set with CR3")
+        },
     ]
 
     static func classify(_ c: FuzzCase, _ f: FuzzFailure) -> KnownFinding? {
