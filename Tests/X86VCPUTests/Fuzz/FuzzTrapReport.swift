@@ -29,7 +29,7 @@ enum FuzzTrapReport {
         }
     }
 
-    /// "fuzz: TRAP in case 0x...; replay: make fuzz REPLAY=0x..." without allocating.
+    /// "fuzz: TRAP in case 0x... (one of the cases running); replay: ..." without allocating.
     static func writeLine(_ seed: UInt64) {
         var n = 0
         func put(_ s: StaticString) {
@@ -42,7 +42,7 @@ enum FuzzTrapReport {
                 buffer[n] = d < 10 ? 48 + d : 55 + d; n += 1
             }
         }
-        put("\nfuzz: TRAP in case "); putHex(); put("; replay: make fuzz REPLAY="); putHex(); put("\n")
+        put("\nfuzz: TRAP in case "); putHex(); put(" (one of the cases running); replay: make fuzz REPLAY="); putHex(); put("\n")
         _ = write(2, buffer, n)
     }
 }

@@ -95,6 +95,7 @@ extension FuzzTally {
             let outcome = c.run()
             print(c.description)
             print("outcome: \(outcome)")
+            print("fuzz: replayed case \(hex(replay))")
             if case .failed(let f) = outcome {
                 let known = FuzzRun.strict ? nil : KnownFuzzFindings.classify(c, f)
                 if let known { print("known finding \(known.number): \(known.rule)") }
@@ -127,7 +128,7 @@ extension FuzzTally {
             print("fuzz: FAILED case \(hex(f.seed)): \(f.detail)")
             print("fuzz:   replay: make fuzz REPLAY=\(hex(f.seed))")
         }
-        #expect(tally.failures.isEmpty, "\(tally.failures.count) failing cases, run seed \(hex(seed))")
+        #expect(tally.failures.count == 0, "failing cases, run seed \(hex(seed))")
         // The generator must keep producing valid pre-states that reach a checked entry.
         #expect(tally.discarded * 10 < cases * 3, "\(tally.discarded) of \(cases) pre-states discarded")
         #expect(tally.resumed * 3 > cases, "only \(tally.resumed) of \(cases) cases resumed the guest")
