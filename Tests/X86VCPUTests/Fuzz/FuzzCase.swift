@@ -22,7 +22,7 @@ struct SplitMix64 {
     mutating func below(_ n: UInt64) -> UInt64 { next() % n }
     mutating func chance(_ percent: UInt64) -> Bool { below(100) < percent }
     mutating func pick<T>(_ choices: [T]) -> T { choices[Int(below(UInt64(choices.count)))] }
-    /// A random subset of `bits`.
+    /// A random subset of `bits`: sparse (about a quarter) or about half, half the time each.
     mutating func subset(_ bits: UInt64) -> UInt64 { next() & next() & bits | next() & bits & (chance(50) ? 0 : bits) }
 
     /// The seed of case `index` of a run: independent of the worker that runs it.

@@ -231,7 +231,7 @@ extension FuzzCase {
             let offset = (index &+ (down ? 0 &- i * w : i * w)) & mask
             var linear = base &+ offset
             if !s.mode.is64Bit { linear &= 0xFFFF_FFFF }
-            guard linear >= 0x8000 && linear + w <= rig.memory.ram.size else { continue }
+            guard linear >= 0x8000 && linear <= rig.memory.ram.size - w else { continue }
             let bytes = (0..<w).map { rig.memory.load8(linear + $0) }
             let value = bytes.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
             if isIn ? value != UInt32(truncatingIfNeeded: width.mask) : value != rig.platform.outs[Int(i)].value {
@@ -241,7 +241,7 @@ extension FuzzCase {
         let moved = (index &+ (down ? 0 &- n * w : n * w)) & mask
         let register = isIn ? rig.vcpu.registers.rdi : rig.vcpu.registers.rsi
         if register & mask != moved { return "index register \(hex(register)) after \(n) elements, expected \(hex(moved))" }
-        let left = rep ? (count & mask) - n : 0
+        let left = rep ? (count & mask) &- n : 0   // wraps when more moved than RCX allowed: reported below
         if rep && rig.vcpu.registers.rcx & mask != left { return "RCX \(hex(rig.vcpu.registers.rcx)) after \(n) elements" }
         let rip = left == 0 ? s.rip &+ UInt64(length) : s.rip
         if rig.rip != rip { return "RIP \(hex(rig.rip)), expected \(hex(rip))" }
