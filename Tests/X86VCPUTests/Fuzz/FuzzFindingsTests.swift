@@ -6,7 +6,8 @@ import X86VCPU
 
 // One minimal regression test per class of failure the handler fuzzer found
 // (KnownFuzzFindings.swift holds the matching skip entries). Each fails
-// today; the fix deletes its `.disabled` and its skip entry.
+// today; the fix deletes its `.disabled` and its skip entry. "Fuzz case"
+// names a case seed that shows the class: `make fuzz REPLAY=<seed>`.
 
 @Suite struct FuzzFindingsTests {
     typealias GN = VMCSFields.GuestNatural
@@ -32,7 +33,7 @@ import X86VCPU
 
     @Test(.disabled("finding 1: SDM 27.2.1.3: deliver-error-code follows guest CR0.PE, not the CR0 read shadow"))
     func injectionTakesProtectedModeFromGuestCR0() throws {
-        // Fuzz case 0x2405EE2C886613. CR0.PE is the guest's (not in the mask):
+        // Fuzz case 0x1143931B67278D. CR0.PE is the guest's (not in the mask):
         // the shadow's PE is whatever was last written, here 0.
         var rig = try rig(.protected32)
         rig.preset(CN.cr0ReadShadow, 0x10)
@@ -44,7 +45,7 @@ import X86VCPU
 
     @Test(.disabled("finding 2: SDM MOV CR: outside 64-bit mode the operand is 32 bits"))
     func movToCR3InProtectedModeTakesEAX() throws {
-        // Fuzz case 0x45D1618423AC9A. The upper half of RAX is left from earlier 64-bit code.
+        // Fuzz case 0x27742B941B06E3. The upper half of RAX is left from earlier 64-bit code.
         var rig = try rig(.protected32)
         _ = rig.run([.movToCR(3, 0xDEAD_BEEF_0000_3000)])
         #expect(rig.field(GN.cr3) == 0x3000)
@@ -53,7 +54,7 @@ import X86VCPU
 
     @Test(.disabled("finding 3: SDM MOV CR3: #GP(0) for a 1 in a reserved bit (63:MAXPHYADDR) in 64-bit mode"))
     func movToCR3WithReservedBitsRaisesGP() throws {
-        // Fuzz case 0x1F22CE24A4F9202.
+        // Fuzz case 0x13FD24209D8BAB8C.
         var rig = try rig(.long64)
         let old = rig.field(GN.cr3)
         _ = rig.run([.movToCR(3, 1 << 55 | 0x2000)])
@@ -63,7 +64,7 @@ import X86VCPU
 
     @Test(.disabled("finding 4: SDM MOV CR4: #GP(0) setting CR4.PCIDE outside IA-32e mode"))
     func movToCR4PCIDEOutsideIA32eModeRaisesGP() throws {
-        // Fuzz case 0x5F815F3C6DF86BF.
+        // Fuzz case 0x4A3055DC34C85E1.
         var rig = try rig(.protected32)
         _ = rig.run([.movToCR(4, Bit.pcide)])
         #expect(rig.entries[1].interruptionInformation == injectGP)
@@ -72,7 +73,7 @@ import X86VCPU
 
     @Test(.disabled("finding 5: SDM 4.4.1: loading PAE PDPTEs #GP(0) if a present PDPTE has a reserved bit set"))
     func movToCR3LoadingReservedPDPTERaisesGP() throws {
-        // Fuzz case 0x332D6145BEB3BB6. PAE paging; the new table's first entry sets reserved bit 1.
+        // Fuzz case 0x523B983FD08AEA9. PAE paging; the new table's first entry sets reserved bit 1.
         var rig = try rig(.protected32)
         rig.preset(GN.cr0, 0x8000_0031)
         rig.preset(CN.cr0ReadShadow, 0x8000_0031)
@@ -86,7 +87,7 @@ import X86VCPU
 
     @Test(.disabled("finding 6: SDM WRMSR: #GP(0) for a non-canonical FS/GS base or SYSENTER_ESP/EIP"))
     func wrmsrOfNonCanonicalBaseRaisesGP() throws {
-        // Fuzz case 0x686C79AF13D7195.
+        // Fuzz case 0xDEAF68223C536B.
         var rig = try rig(.long64)
         _ = rig.run([.wrmsr(0xC000_0100, 0x8000_0000_0000_0000)])
         #expect(rig.entries[1].interruptionInformation == injectGP)
@@ -95,7 +96,7 @@ import X86VCPU
 
     @Test(.disabled("finding 7: SDM 27.3.1.5: in the HLT state, pending-debug BS must be 1 when RFLAGS.TF = 1"))
     func hltWithTrapFlagKeepsTheEntryValid() throws {
-        // Fuzz case 0x2189975B2EEBA079: HLT single-stepped, the guest waits for its interrupts.
+        // Fuzz case 0x6006C78ACEA78D9: HLT single-stepped, the guest waits for its interrupts.
         var rig = try rig(.protected32)
         rig.vcpu.reflectsExternalInterrupts = true
         rig.preset(GN.rflags, 0x2 | Bit.ifl | Bit.tf)
@@ -106,7 +107,7 @@ import X86VCPU
 
     @Test(.disabled("finding 8: SDM MOV CR0: #GP(0) on clearing CR0.PG while CR4.PCIDE = 1"))
     func pagingOffWithPCIDERaisesGP() throws {
-        // Fuzz case 0x14340F3AC92134F: compatibility mode may leave IA-32e mode, not with PCIDE.
+        // Fuzz case 0x194A6C9D52C4FC1: compatibility mode may leave IA-32e mode, not with PCIDE.
         var rig = try rig(.long64)
         rig.preset(VMCSFields.Guest32.csAccessRights, 0xC09B)
         rig.preset(GN.cr4, Bit.pae | Bit.pcide | Bit.vmxe)
@@ -127,7 +128,7 @@ extension FuzzFindingsTests {
 
     @Test(.disabled("finding 9: SDM 3.4.2.1: in 64-bit mode the DS and ES bases are treated as 0"))
     func insIn64BitModeIgnoresTheESBase() throws {
-        // Fuzz case 0x5938E3F57CE7A7.
+        // Fuzz case 0x187DAD15EED74B4.
         var rig = try rig(.long64)
         rig.preset(GN.cr3, 0x1000)                // identity map of the first 2 MiB
         rig.memory.store64(0x2003, at: 0x1000)
@@ -142,7 +143,7 @@ extension FuzzFindingsTests {
 
     @Test(.disabled("finding 10: SDM OUTS: a segment prefix overrides DS (instruction information bits 17:15)"))
     func outsHonoursTheSegmentOverride() throws {
-        // Fuzz case 0xF08FED79684041: OUTSB FS:[ESI] in protected mode, FS base 0.
+        // Fuzz case 0x3DBF69DF1A97416 class: OUTSB FS:[ESI] in protected mode, FS base 0.
         var rig = try rig(.protected32)
         rig.preset(GN.dsBase, 0x10_0000)
         rig.memory.store([0x41, 0x42], at: 0x3000)
