@@ -64,7 +64,7 @@ extension FuzzCase {
         rig.preset(GN.cr3, s.cr3)
         rig.preset(G64.ia32EFER, s.efer)
         if s.mode != .real {
-            let data: UInt32 = (s.mode.isIA32e ? 0xC093 : 0xC093) | s.cpl << 5
+            let data: UInt32 = 0xC093 | s.cpl << 5   // flat read/write data at DPL = CPL
             rig.preset(G16.csSelector, UInt16(0x08 | s.cpl))
             rig.preset(G32.csAccessRights, s.csRights)
             for (sel, rights) in [(G16.ssSelector, G32.ssAccessRights), (G16.dsSelector, G32.dsAccessRights),
@@ -101,7 +101,6 @@ extension FuzzCase {
         }
         let pdpteFields = [G64.pdpte0, G64.pdpte1, G64.pdpte2, G64.pdpte3]
         for i in 0..<4 { rig.preset(pdpteFields[i], s.mode == .pae32 ? s.pdptes[i] : 0) }
-        if s.mode == .compatibility { rig.preset(G32.csAccessRights, s.csRights) }
 
         // The exit's operands.
         switch exit {
