@@ -34,7 +34,7 @@ EMBEDDED := -target x86_64-unknown-none-elf -swift-version 6 \
 # Keep built guests: they are prerequisites of the test ISOs.
 .SECONDARY:
 
-.PHONY: all kernel guests linux-assets iso run test unit-test embedded-check system-test debug bench bench-profile clean deps-build deps-qemu deps-bochs
+.PHONY: all kernel guests linux-assets iso run test unit-test embedded-check system-test debug bench bench-profile clean deps-build deps-qemu deps-bochs fuzz
 
 all: kernel
 
@@ -144,6 +144,15 @@ system-test: $(KERNEL) $(GUESTS) $(BUILD)/guests/mbtest.elf $(BUILD)/bench.elf l
 	Tests/system/run.sh $(KERNEL)
 
 test: deps-build unit-test embedded-check system-test
+
+# The exit-handler fuzzer alone: N cases from SEED (random if unset), or one
+# case with REPLAY=<case seed>; STRICT=1 fails on known findings too.
+N ?= 1000000
+SEED ?=
+REPLAY ?=
+STRICT ?=
+fuzz:
+	Tests/scripts/fuzz.sh "$(N)" "$(SEED)" "$(REPLAY)" "$(STRICT)"
 
 clean:
 	rm -rf $(BUILD)
