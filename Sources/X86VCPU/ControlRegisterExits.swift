@@ -14,7 +14,9 @@ extension VCPU {
         let q = ControlRegisterAccessQualification(raw: try qualification(hw))
         switch q.accessType {
         case .movToCR:
-            let value = try readRegister(hw, q.generalRegister)
+            var value = try readRegister(hw, q.generalRegister)
+            // Outside 64-bit mode the operand is 32 bits (SDM "MOV—Move to/from Control Registers").
+            if value >> 32 != 0, !(try in64BitMode(hw)) { value &= 0xFFFF_FFFF }
             switch q.controlRegister {
             case 0: if let fault = try writeGuestCR0(hw, value) { return raise(fault) }
             case 3: if let fault = try writeGuestCR3(hw, value) { return raise(fault) }
@@ -110,12 +112,8 @@ extension VCPU {
         let efer = try hw.read(VMCSFields.Guest64.ia32EFER)
         let cr4 = try hw.read(VMCSFields.GuestNatural.cr4)
         var value = source
-        if efer & EFER.lma.rawValue != 0 {
-            if cr4 & CR4Bits.pcide.rawValue != 0 { value &= ~(1 << 63) }
-            if features.physicalAddressBits < 64 && value >> UInt64(features.physicalAddressBits) != 0 { return gp }
-        } else {
-            value &= 0xFFFF_FFFF  // a 32-bit operand outside IA-32e mode
-        }
+        if cr4 & CR4Bits.pcide.rawValue != 0 { value &= ~(1 << 63) }
+        if value >> UInt64(features.physicalAddressBits) != 0 { return gp }
         let state = GuestControlState(cr0: try hw.read(VMCSFields.GuestNatural.cr0), cr3: value, cr4: cr4, efer: efer,
                                       ia32eModeGuest: efer & EFER.lma.rawValue != 0)
         var pdptes: InlineArray<4, UInt64>?
@@ -161,6 +159,13 @@ extension VCPU {
         try hw.write(VMCSFields.ControlNatural.cr4ReadShadow, cr4View.readShadow(forGuestValue: value))
         fastPath.invalidateCPUID()  // OSXSAVE and OSPKE follow CR4
         return nil
+    }
+
+    /// 64-bit mode: IA-32e mode and CS.L.
+    @inline(__always)
+    func in64BitMode<H: VMXHardware>(_ hw: H) throws(VMXError) -> Bool {
+        guard try hw.read(VMCSFields.Guest64.ia32EFER) & EFER.lma.rawValue != 0 else { return false }
+        return try hw.read(VMCSFields.Guest32.csAccessRights) & SegmentAccessRights.longBit != 0
     }
 
     /// The safety net: the state passes the VM-entry rules on control registers.

@@ -4,10 +4,10 @@ import X86Arch
 import VMX
 import X86VCPU
 
-// One minimal regression test per class of failure the handler fuzzer found
-// (KnownFuzzFindings.swift holds the matching skip entries). Each fails
-// today; the fix deletes its `.disabled` and its skip entry. "Fuzz case"
-// names a case seed that shows the class: `make fuzz REPLAY=<seed>`.
+// One minimal regression test per class of failure the handler fuzzer found;
+// each failed before its fix. A new finding lands here `.disabled`, with a
+// skip entry in KnownFuzzFindings.swift, until its fix. "Fuzz case" names a
+// case seed that showed the class: `make fuzz REPLAY=<seed>`.
 
 @Suite struct FuzzFindingsTests {
     typealias GN = VMCSFields.GuestNatural
@@ -31,7 +31,7 @@ import X86VCPU
         return try VCPURig(mode, hw: hw)
     }
 
-    @Test(.disabled("finding 1: SDM 27.2.1.3: deliver-error-code follows guest CR0.PE, not the CR0 read shadow"))
+    @Test("finding 1: SDM 27.2.1.3: deliver-error-code follows guest CR0.PE, not the CR0 read shadow")
     func injectionTakesProtectedModeFromGuestCR0() throws {
         // Fuzz case 0x1143931B67278D. CR0.PE is the guest's (not in the mask):
         // the shadow's PE is whatever was last written, here 0.
@@ -43,7 +43,7 @@ import X86VCPU
         #expect(lastEntryViolation(rig) == nil)
     }
 
-    @Test(.disabled("finding 2: SDM MOV CR: outside 64-bit mode the operand is 32 bits"))
+    @Test("finding 2: SDM MOV CR: outside 64-bit mode the operand is 32 bits")
     func movToCR3InProtectedModeTakesEAX() throws {
         // Fuzz case 0x27742B941B06E3. The upper half of RAX is left from earlier 64-bit code.
         var rig = try rig(.protected32)
@@ -52,7 +52,7 @@ import X86VCPU
         #expect(lastEntryViolation(rig) == nil)
     }
 
-    @Test(.disabled("finding 3: SDM MOV CR3: #GP(0) for a 1 in a reserved bit (63:MAXPHYADDR) in 64-bit mode"))
+    @Test("finding 3: SDM MOV CR3: #GP(0) for a 1 in a reserved bit (63:MAXPHYADDR) in 64-bit mode")
     func movToCR3WithReservedBitsRaisesGP() throws {
         // Fuzz case 0x13FD24209D8BAB8C.
         var rig = try rig(.long64)
@@ -62,7 +62,7 @@ import X86VCPU
         #expect(rig.field(GN.cr3) == old)
     }
 
-    @Test(.disabled("finding 4: SDM MOV CR4: #GP(0) setting CR4.PCIDE outside IA-32e mode"))
+    @Test("finding 4: SDM MOV CR4: #GP(0) setting CR4.PCIDE outside IA-32e mode")
     func movToCR4PCIDEOutsideIA32eModeRaisesGP() throws {
         // Fuzz case 0x4A3055DC34C85E1.
         var rig = try rig(.protected32)
@@ -71,7 +71,7 @@ import X86VCPU
         #expect(rig.field(CN.cr4ReadShadow) & Bit.pcide == 0)
     }
 
-    @Test(.disabled("finding 5: SDM 4.4.1: loading PAE PDPTEs #GP(0) if a present PDPTE has a reserved bit set"))
+    @Test("finding 5: SDM 5.4.1: loading PAE PDPTEs #GP(0) if a present PDPTE has a reserved bit set")
     func movToCR3LoadingReservedPDPTERaisesGP() throws {
         // Fuzz case 0x523B983FD08AEA9. PAE paging; the new table's first entry sets reserved bit 1.
         var rig = try rig(.protected32)
@@ -85,7 +85,7 @@ import X86VCPU
         #expect(lastEntryViolation(rig) == nil)
     }
 
-    @Test(.disabled("finding 6: SDM WRMSR: #GP(0) for a non-canonical FS/GS base or SYSENTER_ESP/EIP"))
+    @Test("finding 6: SDM WRMSR: #GP(0) for a non-canonical FS/GS base or SYSENTER_ESP/EIP")
     func wrmsrOfNonCanonicalBaseRaisesGP() throws {
         // Fuzz case 0xDEAF68223C536B.
         var rig = try rig(.long64)
@@ -94,7 +94,7 @@ import X86VCPU
         #expect(rig.field(GN.fsBase) == 0)
     }
 
-    @Test(.disabled("finding 7: SDM 27.3.1.5: in the HLT state, pending-debug BS must be 1 when RFLAGS.TF = 1"))
+    @Test("finding 7: SDM 27.3.1.5: in the HLT state, pending-debug BS must be 1 when RFLAGS.TF = 1")
     func hltWithTrapFlagKeepsTheEntryValid() throws {
         // Fuzz case 0x6006C78ACEA78D9: HLT single-stepped, the guest waits for its interrupts.
         var rig = try rig(.protected32)
@@ -105,7 +105,7 @@ import X86VCPU
         #expect(lastEntryViolation(rig) == nil)
     }
 
-    @Test(.disabled("finding 8: SDM MOV CR0: #GP(0) on clearing CR0.PG while CR4.PCIDE = 1"))
+    @Test("finding 8: SDM MOV CR0: #GP(0) on clearing CR0.PG while CR4.PCIDE = 1")
     func pagingOffWithPCIDERaisesGP() throws {
         // Fuzz case 0x194A6C9D52C4FC1: compatibility mode may leave IA-32e mode, not with PCIDE.
         var rig = try rig(.long64)
@@ -126,7 +126,7 @@ extension FuzzFindingsTests {
             .then { r, _ in r.rcx = 2; r.rsi = 0x3000; r.rdi = 0x3000 }
     }
 
-    @Test(.disabled("finding 9: SDM 3.4.2.1: in 64-bit mode the DS and ES bases are treated as 0"))
+    @Test("finding 9: SDM 3.4.2.1: in 64-bit mode the DS and ES bases are treated as 0")
     func insIn64BitModeIgnoresTheESBase() throws {
         // Fuzz case 0x187DAD15EED74B4.
         var rig = try rig(.long64)
@@ -141,7 +141,7 @@ extension FuzzFindingsTests {
         #expect(rig.memory.load8(0x10_3000) == 0)
     }
 
-    @Test(.disabled("finding 10: SDM OUTS: a segment prefix overrides DS (instruction information bits 17:15)"))
+    @Test("finding 10: SDM OUTS: a segment prefix overrides DS (instruction information bits 17:15)")
     func outsHonoursTheSegmentOverride() throws {
         // Fuzz case 0x3DBF69DF1A97416 class: OUTSB FS:[ESI] in protected mode, FS base 0.
         var rig = try rig(.protected32)
@@ -161,7 +161,7 @@ extension FuzzFindingsTests {
         return try VCPURig(mode, hw: hw)
     }
 
-    @Test(.disabled("finding 11: SDM MOV CR4: #GP(0) setting CR4.CET while CR0.WP = 0"))
+    @Test("finding 11: SDM MOV CR4: #GP(0) setting CR4.CET while CR0.WP = 0")
     func cetWithoutWriteProtectRaisesGP() throws {
         // Fuzz case 0x8BF569635CBF5BF (protected32 starts with CR0.WP = 0).
         var rig = try wideRig(.protected32)
@@ -170,7 +170,7 @@ extension FuzzFindingsTests {
         #expect(lastEntryViolation(rig) == nil)
     }
 
-    @Test(.disabled("finding 12: SDM MOV CR4: #GP(0) on an attempt to change CR4.LA57 in IA-32e mode"))
+    @Test("finding 12: SDM MOV CR4: #GP(0) on an attempt to change CR4.LA57 in IA-32e mode")
     func la57ChangeInIA32eModeRaisesGP() throws {
         // Fuzz case 0x7B370A8270A37030.
         var rig = try wideRig(.long64)
@@ -179,7 +179,7 @@ extension FuzzFindingsTests {
         #expect(rig.field(CN.cr4ReadShadow) & Bit.la57 == 0)
     }
 
-    @Test(.disabled("finding 13: SDM MOV CR4: #GP(0) setting CR4.PCIDE while CR3[11:0] != 0"))
+    @Test("finding 13: SDM MOV CR4: #GP(0) setting CR4.PCIDE while CR3[11:0] != 0")
     func pcideWithCR3LowBitsRaisesGP() throws {
         // Fuzz case 0x11C05BE0201CE21E: CR3.PCD set, then PCIDE.
         var rig = try rig(.long64)

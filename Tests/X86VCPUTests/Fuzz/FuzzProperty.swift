@@ -242,8 +242,53 @@ extension FuzzCase {
         if register & mask != moved { return "index register \(hex(register)) after \(n) elements, expected \(hex(moved))" }
         let left = rep ? (count & mask) &- n : 0   // wraps when more moved than RCX allowed: reported below
         if rep && rig.vcpu.registers.rcx & mask != left { return "RCX \(hex(rig.vcpu.registers.rcx)) after \(n) elements" }
+        let total = rep ? count & mask : 1
+        if n < total && rig.rip == s.rip && n < 4096 / w {
+            // Stopped before the last element and the exit's budget: element n must fault.
+            let offset = (index &+ (down ? 0 &- n * w : n * w)) & mask
+            return faultJustification(rig, offset: offset, width: w, segment: seg, isIn: isIn)
+        }
         let rip = left == 0 ? s.rip &+ UInt64(length) : s.rip
         if rig.rip != rip { return "RIP \(hex(rig.rip)), expected \(hex(rip))" }
+        return nil
+    }
+
+    /// Why element `offset` of segment `segment` may fault, or the complaint
+    /// that it should not have: the segment's limit, type and canonical
+    /// rules (SDM 6.3 "Limit Checking", 6.4 "Type Checking", Vol. 1 3.3.7.1),
+    /// then paging, which the fixtures make an identity map of the first
+    /// 2 MiB for supervisor accesses only (a PAE guest's PDPTEs are random,
+    /// so any PAE element may fault); a #PF must leave CR2 on the element.
+    func faultJustification(_ rig: borrowing VCPURig, offset: UInt64, width w: UInt64, segment seg: UInt32,
+                            isIn: Bool) -> String? {
+        let s = state
+        typealias G32 = VMCSFields.Guest32
+        let limits = [G32.esLimit, G32.csLimit, G32.ssLimit, G32.dsLimit, G32.fsLimit, G32.gsLimit]
+        let rights = [G32.esAccessRights, G32.csAccessRights, G32.ssAccessRights, G32.dsAccessRights,
+                      G32.fsAccessRights, G32.gsAccessRights]
+        let index = Int(min(seg, 5))
+        let limit = rig.field(limits[index])
+        let type = rig.field(rights[index]) & 0xF
+        var linear: UInt64
+        if s.mode.is64Bit {
+            linear = offset   // the fixtures' FS and GS bases are 0
+            if !isCanonical(linear, linearBits: 48) || !isCanonical(linear &+ (w - 1), linearBits: 48) { return nil }
+        } else {
+            if offset &+ (w - 1) > limit { return nil }
+            let code = type & 0x8 != 0, rw = type & 0x2 != 0
+            if s.mode != .real && ((isIn && (code || !rw)) || (!isIn && code && !rw)) { return nil }
+            let base: UInt64 = seg == 0 || seg == 3 ? s.segmentBase : 0
+            linear = (base &+ offset) & 0xFFFF_FFFF
+        }
+        guard s.mode.paging else { return "stopped at element offset \(hex(offset)) that neither segment nor RAM forbids" }
+        let cr2 = rig.hw.cr2
+        let onElement = cr2 &- linear <= w - 1   // wraps with the element
+        // The fixtures' tables are 4-level: with CR4.LA57 they are walked as 5-level ones.
+        // An INS may have written the tables themselves (below 0x8000).
+        let mayFault = s.cpl == 3 || s.mode == .pae32 || linear > (2 << 20) - w
+            || (s.mode.isIA32e && s.cr4 & Bit.la57 != 0) || (isIn && linear < 0x8000)
+        if !mayFault { return "stopped at linear \(hex(linear)), which the identity map translates" }
+        if cr2 != 0 && !onElement { return "#PF with CR2 \(hex(cr2)) for the element at \(hex(linear))" }
         return nil
     }
 
