@@ -75,9 +75,17 @@ import X86VCPU
 
     @Test(arguments: [CR4Bits.cet, .pks, .uintr, .lass, .fred, CR4Bits(rawValue: 1 << 15), CR4Bits(rawValue: 1 << 40)])
     func aBitTheGuestsCPUIDLacksRaisesGP(bit: CR4Bits) throws {
-        var rig = try VCPURig(hw: Self.cpu())
-        _ = rig.run([.movToCR(4, bit.rawValue)])
+        // In 64-bit mode, where bits 63:32 of the operand reach CR4.
+        var rig = try VCPURig(.long64, hw: Self.cpu())
+        _ = rig.run([.movToCR(4, bit.rawValue | pae)])
         expectGP(rig)
+    }
+
+    @Test func outside64BitModeTheOperandIs32Bits() throws {
+        var rig = try VCPURig(hw: Self.cpu())
+        _ = rig.run([.movToCR(4, 1 << 40 | CR4Bits.pge.rawValue)])
+        #expect(rig.rip == 0x1003)
+        #expect(rig.field(VMCSFields.ControlNatural.cr4ReadShadow) == CR4Bits.pge.rawValue)
     }
 
     @Test func la57ChangedInIA32eModeRaisesGP() throws {
