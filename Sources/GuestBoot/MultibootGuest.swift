@@ -342,19 +342,27 @@ struct MultibootStructures: Equatable {
     /// starts at the region's start or just after an occupied range.
     static func lowestFree(in region: Range<UInt64>, avoiding image: MultibootImageRanges,
                            modules: Range<UInt64>) throws(GuestImageError) -> UInt64? {
-        var best: UInt64? = nil
-        func consider(_ candidate: UInt64) throws(GuestImageError) {
-            let base = GuestLayout.alignUp(candidate, 4096)
-            guard base >= region.lowerBound, GuestLayout.fits(base, blockSize, below: region.upperBound),
-                  best.map({ base < $0 }) ?? true else { return }
-            let block = base..<(base + blockSize)
-            guard !block.overlaps(modules), try image.isFree(block) else { return }
-            best = base
+        var best = try freeBlock(after: region.lowerBound, in: region, avoiding: image, modules: modules)
+        if best == nil { best = try freeBlock(after: modules.upperBound, in: region, avoiding: image, modules: modules) }
+        try image.forEach { range throws(GuestImageError) in
+            if let base = try freeBlock(after: range.upperBound, in: region, avoiding: image, modules: modules),
+               base < best ?? UInt64.max {
+                best = base
+            }
         }
-        try consider(region.lowerBound)
-        try consider(modules.upperBound)
-        try image.forEach { range throws(GuestImageError) in try consider(range.upperBound) }
         return best
+    }
+
+    /// The block at `address` rounded up to 4 KiB, if it lies in `region`
+    /// outside the image and the modules.
+    static func freeBlock(after address: UInt64, in region: Range<UInt64>, avoiding image: MultibootImageRanges,
+                          modules: Range<UInt64>) throws(GuestImageError) -> UInt64? {
+        let base = GuestLayout.alignUp(address, 4096)
+        guard base >= region.lowerBound, GuestLayout.fits(base, blockSize, below: region.upperBound),
+              !(base..<(base + blockSize)).overlaps(modules), try image.isFree(base..<(base + blockSize)) else {
+            return nil
+        }
+        return base
     }
 }
 
