@@ -123,3 +123,13 @@ guest_case vmxguest 90 \
     '\[guest\] vmx: #UD on VMXOFF' \
     '\[guest\] vmx: all checks passed' \
     'power off: status 0'
+
+# A multiboot kernel linked at 0x8000 whose bss covers the loader's usual
+# structure addresses: the loader puts them elsewhere.
+guest_case mblow 90 \
+    '\[guest\] mblow: magic ok' \
+    '\[guest\] mblow: info 00001100 mmap 00001200 cmdline 00002000 mods 00001300 name 00001400 esp 00008000' \
+    '\[guest\] mblow: structures outside the image' \
+    '\[guest\] mblow: image intact, bss zero' \
+    '\[guest\] mblow: all checks passed' \
+    'power off: status 0'
