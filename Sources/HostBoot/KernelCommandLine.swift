@@ -15,6 +15,9 @@
 //   serial=<port>               COM port base, hex or decimal (default 0x3f8)
 //   bench                       run the benchmarks
 //   noscreen                    do not write to the screen, serial only
+//   platform=passthrough|isolated  the guest owns the machine, or gets the
+//                               hypervisor's private platform (default: by
+//                               the guest's format, see `platform`)
 
 import X86Arch
 import VMX
@@ -88,6 +91,8 @@ public struct KernelCommandLine {
     public private(set) var serialPort = defaultSerialPort
     public private(set) var bench = false
     public private(set) var noscreen = false
+    /// The guest platform asked for; nil: the guest's format decides.
+    public private(set) var platform: GuestPlatformKind? = nil
 
     var warnings = InlineArray<8, Warning?>(repeating: nil)
     /// Warnings kept (at most `warningCapacity`).
@@ -146,7 +151,7 @@ public struct KernelCommandLine {
             return nil
         }
         let known = Self.equal(key, "log") || Self.equal(key, "guest_mem")
-            || Self.equal(key, "test") || Self.equal(key, "serial")
+            || Self.equal(key, "test") || Self.equal(key, "serial") || Self.equal(key, "platform")
         guard known else { return warn(.unknownOption) }
         guard !value.isEmpty else { return warn(.missingValue) }
 
@@ -168,6 +173,10 @@ public struct KernelCommandLine {
                 return warn(.malformedValue)
             }
             serialPort = UInt16(port)
+        } else if Self.equal(key, "platform") {
+            if Self.equal(value, "passthrough") { platform = .passthrough }
+            else if Self.equal(value, "isolated") { platform = .isolated }
+            else { return warn(.malformedValue) }
         } else {
             testName = value
         }

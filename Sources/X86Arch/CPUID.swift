@@ -54,6 +54,7 @@ public struct CPUIDLeaf1ECX: BitFlags {
     public static let pcid = Self(rawValue: 1 << 17)
     public static let dca = Self(rawValue: 1 << 18)
     public static let x2APIC = Self(rawValue: 1 << 21)
+    public static let tscDeadline = Self(rawValue: 1 << 24)
     public static let xsave = Self(rawValue: 1 << 26)
     public static let osxsave = Self(rawValue: 1 << 27)
     /// Bit 31: reserved for a hypervisor to report its presence.

@@ -213,6 +213,20 @@ public struct CPUIDPolicy: Sendable {
     @inlinable
     public var supportedXCR0: UInt64 { hostXCR0 & (allowedXCR0 | XCR0Bits.x87.rawValue) }
 
+    /// Hides XSAVEC and XSAVES unless the host's own CPUID.(0xD,1):EBX, read
+    /// with XCR0 = `mask`, equals the compacted size its component layout
+    /// gives for `mask`. A CPU whose leaf 0xD disagrees with itself (Bochs
+    /// 2.7: 2,688 reported, 2,432 laid out) also gets the compacted format
+    /// wrong; the standard format is then the guest's only one. Returns
+    /// whether the leaf was consistent.
+    // SDM 14.2 "Enumeration of CPU Support for XSAVE Instructions and XSAVE-Supported Features"
+    @discardableResult
+    public mutating func requireConsistentCompactedFormat(reportedSize: UInt32, for mask: UInt64) -> Bool {
+        let consistent = xsaveLayout.compactedSize(for: mask) == reportedSize
+        if !consistent { xsaveFeaturesHidden |= (CPUIDLeafDSubleaf1EAX.xsavec | .xsaves).rawValue }
+        return consistent
+    }
+
     /// True when the policy exposes XSAVES (so IA32_XSS is meaningful).
     @inlinable
     func exposesXSAVES(hostLeafD1EAX: UInt32) -> Bool {

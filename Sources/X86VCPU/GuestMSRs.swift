@@ -25,7 +25,7 @@ extension VCPU {
             return hw.readTSC() &+ (features.tscOffsetting ? try hw.read(VMCSFields.Control64.tscOffset) : 0)
         // Locked, VMX off: the guest sees a CPU without VMX (CPUID agrees).
         case MSR.ia32FeatureControl.address: return FeatureControl.lockBit
-        case MSR.ia32APICBase.address: return apicBase
+        case MSR.ia32APICBase.address: return platformKind == .passthrough ? hw.readMSR(msr) : apicBase
         case MSR.ia32MiscEnable.address: return miscEnable
         case MSR.ia32MTRRCap.address: return 0
         case MSR.ia32MTRRDefType.address: return mtrrDefType
@@ -66,6 +66,11 @@ extension VCPU {
             // The host's TSC is never written: the guest's moves by the offset.
             guard features.tscOffsetting else { return true }
             try hw.write(VMCSFields.Control64.tscOffset, value &- hw.readTSC())
+        case MSR.ia32APICBase.address where platformKind == .passthrough:
+            guard let value = Self.passthroughAPICBase(current: hw.readMSR(msr), requested: value,
+                                                       physicalAddressBits: features.physicalAddressBits) else { return false }
+            hw.writeMSR(msr, value)
+            apicBase = value
         case MSR.ia32APICBase.address:
             // Bochs ignores re-enabling a disabled APIC, so the guest's view is ours.
             guard value & APICBase.reservedLowMask == 0 else { return false }
@@ -83,6 +88,25 @@ extension VCPU {
         default: return false
         }
         return true
+    }
+
+    /// The value a passthrough guest's IA32_APIC_BASE write stores on the
+    /// CPU, or nil for #GP: the mode change must be one the SDM allows
+    /// (11.12.5 "x2APIC State Transitions": never x2APIC to xAPIC, never
+    /// disabled to x2APIC, never EXTD without EN), no reserved bit may be
+    /// set, and the base must stay where it is: a moved APIC page would hide
+    /// whatever memory it lands on, the hypervisor's included. BSP is read-only.
+    static func passthroughAPICBase(current: UInt64, requested: UInt64, physicalAddressBits: Int) -> UInt64? {
+        let en = APICBase.globalEnableBit, extd = APICBase.x2APICEnableBit, bsp = APICBase.bspBit
+        let baseMask = (UInt64(1) << UInt64(physicalAddressBits) - 1) & ~0xFFF
+        guard requested & ~(baseMask | en | extd | bsp) == 0, requested & baseMask == current & baseMask else { return nil }
+        let from = current & (en | extd), to = requested & (en | extd)
+        switch (from, to) {
+        case (_, extd): return nil                      // invalid state
+        case (en | extd, en): return nil                // x2APIC -> xAPIC
+        case (0, en | extd): return nil                 // disabled -> x2APIC
+        default: return (requested & ~bsp) | (current & bsp)
+        }
     }
 
     /// Canonical for the CPU's linear-address width (57 bits with 5-level

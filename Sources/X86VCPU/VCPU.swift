@@ -106,6 +106,13 @@ func outOfMemoryAsVMXError<T: ~Copyable>(_ body: () throws(FrameError) -> T) thr
     do { return try body() } catch { throw .outOfMemory }
 }
 
+/// What the guest gets: the machine itself (its memory, devices, interrupts
+/// and ACPI tables, less the hypervisor's own memory), or the hypervisor's
+/// private RAM and emulated devices.
+public enum GuestPlatformKind: Equatable, Sendable {
+    case passthrough, isolated
+}
+
 public struct VCPU<A: FrameAllocator>: ~Copyable {
     let vmcs: PhysFrame<A>
     public var ioBitmap: IOBitmap<A>
@@ -126,6 +133,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     public var events = EventQueue()
     public let capabilities: VMXCapabilities
     public let features: VCPUFeatures
+    public let platformKind: GuestPlatformKind
     public let ram: GuestRAM
     public var cpuidPolicy: CPUIDPolicy
     let cr0View: GuestControlRegisterView
@@ -159,7 +167,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
 
     /// Creation: allocates the VMCS, bitmaps and MSR lists and decides the
     /// controls. `setup` then writes the VMCS.
-    public init<H: VMXHardware>(_ hw: H, allocator: A, capabilities caps: VMXCapabilities, ram: GuestRAM) throws(VMXError) {
+    public init<H: VMXHardware>(_ hw: H, allocator: A, capabilities caps: VMXCapabilities, ram: GuestRAM,
+                                platform: GuestPlatformKind = .isolated) throws(VMXError) {
         // Everything that can fail before `self` is whole happens on locals:
         // a noncopyable value cannot be half-built when an init throws.
         let vmcsFrame = try outOfMemoryAsVMXError { () throws(FrameError) in try PhysFrame(from: allocator) }
@@ -167,13 +176,15 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         var msrs = try outOfMemoryAsVMXError { () throws(FrameError) in try MSRBitmap(from: allocator, interceptAll: true) }
         let lists = try outOfMemoryAsVMXError { () throws(FrameError) in try PhysFrame(from: allocator) }
         let fastFrame = try outOfMemoryAsVMXError { () throws(FrameError) in try PhysFrame(from: allocator) }
-        let settings = try Self.controlSettings(caps)
+        let settings = try Self.controlSettings(caps, platform: platform)
         let f = Self.features(hw, caps, settings)
         var policy = CPUIDPolicy(querying: { leaf, subleaf in hw.cpuid(leaf: leaf, subleaf: subleaf) })
+        if platform == .passthrough { Self.openLocalAPIC(hw, &msrs, &policy) }
         // Instructions the controls let the guest run are the ones CPUID may show.
         if f.rdtscp { policy.extended1EDXHidden &= ~CPUIDLeaf80000001EDX.rdtscp.rawValue }
         if f.invpcid { policy.leaf7EBXHidden &= ~CPUIDLeaf7EBX.invpcid.rawValue }
         if f.xsaves { policy.xsaveFeaturesHidden &= ~CPUIDLeafDSubleaf1EAX.xsaves.rawValue }
+        Self.checkCompactedXSAVE(hw, &policy)
         let count = Self.fillMSRLists(hw, lists.pointer, &msrs, f)
 
         vmcs = vmcsFrame
@@ -185,6 +196,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         fastPathFrame = fastFrame
         capabilities = caps
         features = f
+        platformKind = platform
         self.ram = ram
         cpuidPolicy = policy
         cr0View = .cr0(fixed: caps.cr0Fixed, unrestrictedGuest: true)
@@ -194,6 +206,41 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         primaryControls = settings.primary
         // SDM 25.2 "Format of the VMCS Region": the revision identifier first.
         vmcs.pointer.storeBytes(of: caps.basic.revisionID, as: UInt32.self)
+    }
+
+    /// The passthrough guest's local APIC is the CPU's: its x2APIC registers
+    /// (MSRs 800H-8FFH) and TSC deadline run without exits, and CPUID shows
+    /// x2APIC when the CPU has it. IA32_APIC_BASE still exits (see
+    /// `writeGuestAPICBase`): the APIC page must not be moved over memory.
+    // SDM 11.12.1.2 "x2APIC Register Address Space"
+    static func openLocalAPIC<H: VMXHardware>(_ hw: H, _ bitmap: inout MSRBitmap<A>, _ policy: inout CPUIDPolicy) {
+        let leaf1 = CPUIDLeaf1ECX(rawValue: hw.cpuid(leaf: CPUIDLeaf.features, subleaf: 0).ecx)
+        if leaf1.contains(.x2APIC) {
+            policy.leaf1ECXHidden &= ~CPUIDLeaf1ECX.x2APIC.rawValue
+            for msr in UInt32(0x800)...0x8FF {
+                try? bitmap.setReadIntercept(msr: msr, false)
+                try? bitmap.setWriteIntercept(msr: msr, false)
+            }
+        }
+        if leaf1.contains(.tscDeadline) {
+            try? bitmap.setReadIntercept(msr: MSR.ia32TSCDeadline.address, false)
+            try? bitmap.setWriteIntercept(msr: MSR.ia32TSCDeadline.address, false)
+        }
+    }
+
+    /// Asks the host CPU for the compacted XSAVE size with every component
+    /// the guest may enable switched on (CPUID.(0xD,1):EBX follows XCR0), and
+    /// keeps the compacted format from the guest if the answer disagrees with
+    /// the CPU's own layout. Needs the host's CR4.OSXSAVE (see `prepareCPU`).
+    static func checkCompactedXSAVE<H: VMXHardware>(_ hw: H, _ policy: inout CPUIDPolicy) {
+        let mask = policy.supportedXCR0
+        guard mask != 0, hw.readCR4() & CR4Bits.osxsave.rawValue != 0,
+              hw.cpuid(leaf: CPUIDLeaf.xsave, subleaf: 1).eax & CPUIDLeafDSubleaf1EAX.xsavec.rawValue != 0 else { return }
+        let saved = hw.readXCR0()
+        hw.writeXCR0(mask)
+        let reported = hw.cpuid(leaf: CPUIDLeaf.xsave, subleaf: 1).ebx
+        hw.writeXCR0(saved)
+        policy.requireConsistentCompactedFormat(reportedSize: reported, for: mask)
     }
 
     /// Makes this VMCS current on this CPU (VMPTRLD).
@@ -229,18 +276,25 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
 
     /// What the vCPU relies on is required; the rest is taken when offered.
     /// SDM Appendix A.3-A.5 for the allowed settings.
-    static func controlSettings(_ caps: VMXCapabilities) throws(VMXError) -> VMXControlSettings {
+    /// On the passthrough platform the guest owns the interrupt controllers:
+    /// external interrupts and NMIs are delivered through its IDT without an
+    /// exit, HLT waits for them in the guest, and CR8 is its own TPR.
+    static func controlSettings(_ caps: VMXCapabilities, platform: GuestPlatformKind = .isolated) throws(VMXError)
+        -> VMXControlSettings {
+        let own = platform == .isolated
         let required = VMXControlSettings(
-            pinBased: .externalInterruptExiting,
-            primary: .hltExiting | .useIOBitmaps | .useMSRBitmaps | .activateSecondaryControls,
+            pinBased: own ? .externalInterruptExiting : PinBasedControls(rawValue: 0),
+            primary: (own ? .hltExiting : PrimaryProcessorBasedControls(rawValue: 0))
+                | .useIOBitmaps | .useMSRBitmaps | .activateSecondaryControls,
             secondary: .enableEPT | .unrestrictedGuest,
             exit: .hostAddressSpaceSize | .acknowledgeInterruptOnExit | .saveIA32EFER | .loadIA32EFER
                 | .saveIA32PAT | .loadIA32PAT,
             entry: .loadIA32EFER | .loadIA32PAT)
         let optional = VMXControlSettings(
-            pinBased: .nmiExiting | .virtualNMIs | .activatePreemptionTimer,
+            pinBased: own ? .nmiExiting | .virtualNMIs | .activatePreemptionTimer : .activatePreemptionTimer,
             // CR8 exits keep a 64-bit guest off the host's APIC TPR (SDM 26.3).
-            primary: .mwaitExiting | .monitorExiting | .useTSCOffsetting | .cr8LoadExiting | .cr8StoreExiting,
+            primary: .mwaitExiting | .monitorExiting | .useTSCOffsetting
+                | (own ? .cr8LoadExiting | .cr8StoreExiting : PrimaryProcessorBasedControls(rawValue: 0)),
             // No VPID: then every VM entry and exit flushes the guest's
             // translations (SDM 28.3.3.1), which emulated MOV to CR0/CR3/CR4
             // rely on; with VPID they would need INVVPID (SDM 28.3.3.3).

@@ -49,6 +49,17 @@ func size(_ s: String) -> UInt64? { withBytes(s) { KernelCommandLine.parseSize($
         #expect(KernelCommandLine.LogLevel.error < .warn && KernelCommandLine.LogLevel.info < .debug)
     }
 
+    @Test func platformChoosesPassthroughOrIsolatedAndRejectsOthers() {
+        #expect(KernelCommandLine().platform == nil)
+        withBytes("platform=passthrough") { #expect(KernelCommandLine($0).platform == .passthrough) }
+        withBytes("platform=passthrough platform=isolated") { #expect(KernelCommandLine($0).platform == .isolated) }
+        withBytes("platform=isolated platform=shared platform") { line in
+            let c = KernelCommandLine(line)
+            #expect(c.platform == .isolated)
+            #expect(warnings(c).map(\.0) == [.malformedValue, .missingValue])
+        }
+    }
+
     @Test func laterOptionsOverrideEarlierOnesAndBlanksSeparate() {
         withBytes("log=debug\tlog=error\n  guest_mem=1G\r\ntest=a test=bench") { line in
             let c = KernelCommandLine(line)

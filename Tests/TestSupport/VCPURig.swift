@@ -19,11 +19,12 @@ package struct VCPURig: ~Copyable {
     /// Setup for `mode` at `rip`; `configure` edits the start before setup.
     package init(_ mode: GuestStartMode = .protected32, rip: UInt64 = 0x1000,
          hw: FakeHardware = FakeHardware(bochs: BochsCapabilities.corei7_skylake_x),
+         platform: GuestPlatformKind = .isolated,
          configure: (inout GuestStart) -> Void = { _ in }) throws {
         let frames = HostFrameAllocator(frames: 16)   // the vCPU needs 5
         let memory = FakeGuestMemory()
         let caps = try VMXCapabilities.read(from: hw)
-        var vcpu = try VCPU(hw, allocator: frames, capabilities: caps, ram: memory.ram)
+        var vcpu = try VCPU(hw, allocator: frames, capabilities: caps, ram: memory.ram, platform: platform)
         var start = GuestStart(mode: mode, rip: rip)
         start.rsp = 0x8000
         configure(&start)

@@ -29,6 +29,22 @@ import X86VCPU
         #expect(ram.bytes(at: 8, count: Int.max) == nil)
     }
 
+    @Test func holesAreNotGuestRAM() {
+        var holes = [4 of Range<UInt64>](repeating: 0..<0)
+        holes[0] = 0x1000..<0x2000
+        holes[2] = 0x3000..<0x3001
+        let holed = GuestRAM(hostPhysical: ram.hostPhysical, base: ram.base, size: ram.size, holes: holes)
+        #expect(holed.read8(0xFFF) != nil && holed.read8(0x2000) != nil && holed.read8(0x3001) != nil)
+        #expect(holed.read8(0x1000) == nil && holed.read8(0x1FFF) == nil && holed.read8(0x3000) == nil)
+        #expect(holed.read64(0xFFC) == nil)      // straddles the hole's start
+        #expect(holed.read32(0x1FFE) == nil)     // straddles its end
+        #expect(!holed.write8(0x1800, 1))
+        #expect(holed.bytes(at: 0x1000, count: 0)?.count == 0)
+        let short = holed.truncated(to: 0x2800)
+        #expect(short.size == 0x2800 && short.read8(0x1000) == nil && short.read8(0x27FF) != nil && short.read8(0x2800) == nil)
+        #expect(holed.truncated(to: 0x8000).size == ram.size)
+    }
+
     @Test func copyIsAllOrNothing() {
         let data: [UInt8] = [1, 2, 3, 4]
         let fits = data.withUnsafeBytes { ram.copy($0, to: 0x3FFC) }
