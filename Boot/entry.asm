@@ -55,10 +55,13 @@ _start:
     bt edx, 29
     jnc .no_long_mode
 
-    ; identity map 0..4 GiB with 2 MiB pages: PML4[0] -> PDPT, PDPT[0..3] -> PD0..3
+    ; identity map 0..4 GiB with 2 MiB pages: PML4[0] -> PDPT, PDPT[0..3] -> PD0..3;
+    ; PML4[1] -> the same PDPT: 512 GiB + x reaches physical x, so physical 0
+    ; has an address Swift can point at (the passthrough guest's memory view)
     mov eax, boot_pdpt
     or eax, 0x3
     mov [boot_pml4], eax
+    mov [boot_pml4 + 8], eax
     mov ecx, 0
 .pdpt_loop:
     mov eax, ecx

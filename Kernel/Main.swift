@@ -40,7 +40,7 @@ func kmain(_ magic: UInt32, _ infoAddress: UInt64) {
 
     guard let vmx = detectVMX() else { powerOff(.vmxUnavailable) }
     reportVMX(vmx)
-    runGuest(info, options, vmx)
+    runGuest(info, options, vmx, memory)
 }
 
 func parseBootInfo(_ magic: UInt32, _ address: UInt64) -> Multiboot2Info {

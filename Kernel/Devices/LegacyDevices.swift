@@ -34,3 +34,13 @@ func giveLegacyDevices(_ vcpu: inout VCPU<KernelFrames>) {
     Serial.flush()
 }
 
+
+/// The passthrough platform: every port is the guest's, except 0xF4 (QEMU's
+/// isa-debug-exit convention, which the tests use to end a run with a
+/// status; nothing on a PC decodes it). Interrupts need no reflection: they
+/// reach the guest without exits (see `VCPU.controlSettings`).
+func giveMachine(_ vcpu: inout VCPU<KernelFrames>) {
+    vcpu.ioBitmap.setIntercept(ports: 0...0xFFFF, false)
+    vcpu.ioBitmap.setIntercept(ports: KernelPlatform.exitPort...KernelPlatform.exitPort, true)
+    Serial.flush()
+}

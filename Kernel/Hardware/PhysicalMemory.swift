@@ -9,8 +9,11 @@ import HostBoot
 
 let identityMappedEnd: UInt64 = 4 << 30
 
-/// The one frame bitmap. Set once at boot, before any allocation.
+/// The one frame bitmap. Set once at boot, before any allocation (and moved
+/// into the hypervisor's pool on the passthrough platform, before any either).
 nonisolated(unsafe) var frameBitmap: FrameBitmap?
+/// Where the bitmap's words live.
+nonisolated(unsafe) var frameBitmapStorage: Range<UInt64> = 0..<0
 
 /// The kernel's conformance to the frame interface: an empty handle over
 /// `frameBitmap`, so every generic user specializes to direct calls.
@@ -68,6 +71,7 @@ func initializeFrameAllocator(_ info: Multiboot2Info) throws(PhysicalMemoryMapEr
     var map = try PhysicalMemoryMap(info: info, kernelImage: kernel, extra: extra)
     let need = FrameBitmap.bytesNeeded(covering: map)
     guard let storage = map.takeFirstFit(byteCount: UInt64(need)) else { throw .noUsableMemory }
+    frameBitmapStorage = storage..<(storage + UInt64(need))
     do {
         frameBitmap = try FrameBitmap(covering: map, storage: KernelFrames().pointer(to: storage), capacity: need)
     } catch {

@@ -9,14 +9,15 @@ import HostBoot
 /// Runs the guest named by the first module (Xen's GRUB convention: its
 /// string is the guest's command line; further modules are its initrd or
 /// modules) and powers off when it stops.
-func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXCapabilities) -> Never {
+func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXCapabilities,
+              _ memory: PhysicalMemoryMap) -> Never {
     let hw = Hardware()
     let frames = KernelFrames()
     guard let first = info.module(at: 0) else {
         logError("no guest: the boot entry has no module2 line naming a guest image")
         powerOff(.failure)
     }
-    let kernel = GuestModule(bytes: moduleBytes(first), commandLine: first.string)
+    var kernel = GuestModule(bytes: moduleBytes(first), commandLine: first.string)
     var modules = GuestModules()
     for i in 1..<max(info.moduleCount, 1) {
         guard let m = info.module(at: i) else { break }
@@ -30,45 +31,73 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         logError("guest image (\(first.size) bytes, '\(bytes: first.string)'): \(error.message)")
         powerOff(.failure)
     }
-
-    // Guest RAM: whole 2 MiB pages, host-contiguous, so EPT can use large pages.
-    // Without guest_mem the format's default is tried, then halves of it
-    // down to the command line's own default, on a machine short of memory.
-    let twoMiB: UInt64 = 2 << 20
-    var size = ((options.guestMemoryGiven ? options.guestMemory : format.defaultRAM) + twoMiB - 1) & ~(twoMiB - 1)
-    var allocated = frames.allocateGuestMemory(count: Int(size / frameSize), alignment: twoMiB)
-    while allocated == nil && !options.guestMemoryGiven && size > KernelCommandLine.defaultGuestMemory {
-        size /= 2
-        allocated = frames.allocateGuestMemory(count: Int(size / frameSize), alignment: twoMiB)
-    }
-    guard let hostPhysical = allocated else {
-        logError("guest_mem=\(size >> 20)M: not enough free contiguous memory (\(frameBitmap?.freeFrames ?? 0) frames free)")
-        powerOff(.failure)
-    }
-    if !options.guestMemoryGiven { logInfo("guest RAM: \(size >> 20) MiB, the default for a \(format.name) guest (guest_mem= sets it)") }
-    let ram = GuestRAM(hostPhysical: hostPhysical, base: frames.pointer(to: hostPhysical), size: size)
-    let loaded: LoadedGuest
-    do { loaded = try GuestLoader.load(kernel: kernel, modules: modules, ram: ram) } catch {
-        logError("guest image (\(format.name)): \(error.message)")
-        powerOff(.failure)
-    }
-    logInfo("guest: \(format.name), \(first.size) bytes, \(modules.count) more modules, \(size >> 20) MiB of RAM at host \(hex: hostPhysical)")
-    if first.string.count > 0 { logInfo("guest command line: '\(bytes: first.string)'") }
+    let platformKind = options.platform ?? (format.ownsLegacyDevices ? .passthrough : .isolated)
+    let why: StaticString = options.platform != nil ? "platform= on the command line"
+        : format.ownsLegacyDevices ? "the default for an operating-system guest" : "the default for a test guest"
+    logInfo("platform: \(platformKind == .passthrough ? "passthrough" as StaticString : "isolated") (\(why))")
 
     let eptCaps = caps.eptVPID ?? EPTVPIDCapabilities(rawValue: 0)
     let features = EPTFeatures(supports4LevelWalk: eptCaps.pageWalkLength4, supports2MiBPages: eptCaps.pages2MiB,
                                supports1GiBPages: eptCaps.pages1GiB, supportsAccessedDirty: eptCaps.accessedDirtyFlags,
                                supportsWriteBack: eptCaps.writeBack, supportsUncacheable: eptCaps.uncacheable,
                                supportsExecuteOnly: eptCaps.executeOnly)
+    let ram: GuestRAM
+    let loaded: LoadedGuest
     var ept: ExtendedPageTable<KernelFrames>
-    do {
-        ept = try ExtendedPageTable(allocator: frames, features: features, physicalAddressBits: hw.addressSizes.physicalAddressBits)
-        try ept.map(guestPhysical: 0, hostPhysical: hostPhysical, size: size, permissions: .readWriteExecute,
-                    memoryType: .writeBack)
-    } catch {
-        logError("EPT: cannot map guest RAM (\(hex: hostPhysical), \(size >> 20) MiB)")
-        powerOff(.hypervisorFailure)
+    if platformKind == .passthrough {
+        let layout: PassthroughMemory
+        do { layout = try preparePassthroughMemory(memory, kernel: &kernel, modules: &modules) } catch {
+            switch error {
+            case .noRoom(let needed):
+                logError("passthrough: no RAM range below 4 GiB holds the hypervisor's pool and the staged modules (\(needed >> 20) MiB)")
+            case .bitmap: logError("passthrough: cannot build the pool's frame bitmap")
+            }
+            powerOff(.failure)
+        }
+        logInfo("passthrough: the hypervisor keeps \(layout.footprint >> 10) KiB: image \(hex: layout.image.lowerBound)..\(hex: layout.image.upperBound), pool \(hex: layout.pool.lowerBound)..\(hex: layout.pool.upperBound); guest-physical = host-physical elsewhere")
+        let machine = describeMachine(info, layout, hw)
+        do {
+            loaded = try GuestLoader.load(kernel: kernel, modules: modules, ram: layout.ram(end: layout.acpiCopy.lowerBound),
+                                          machine: machine)
+        } catch {
+            logError("guest image (\(format.name)): \(error.message)")
+            powerOff(.failure)
+        }
+        logInfo("guest: \(format.name), \(first.size) bytes, \(modules.count) more modules, the machine's memory (\(machine.memoryMap.count) map entries)")
+        ram = layout.ram(end: identityMappedEnd)
+        ept = mapMachine(machine.memoryMap, layout, hw, frames, features)
+    } else {
+        // Guest RAM: whole 2 MiB pages, host-contiguous, so EPT can use large pages.
+        // Without guest_mem the format's default is tried, then halves of it
+        // down to the command line's own default, on a machine short of memory.
+        let twoMiB: UInt64 = 2 << 20
+        var size = ((options.guestMemoryGiven ? options.guestMemory : format.defaultRAM) + twoMiB - 1) & ~(twoMiB - 1)
+        var allocated = frames.allocateGuestMemory(count: Int(size / frameSize), alignment: twoMiB)
+        while allocated == nil && !options.guestMemoryGiven && size > KernelCommandLine.defaultGuestMemory {
+            size /= 2
+            allocated = frames.allocateGuestMemory(count: Int(size / frameSize), alignment: twoMiB)
+        }
+        guard let hostPhysical = allocated else {
+            logError("guest_mem=\(size >> 20)M: not enough free contiguous memory (\(frameBitmap?.freeFrames ?? 0) frames free)")
+            powerOff(.failure)
+        }
+        if !options.guestMemoryGiven { logInfo("guest RAM: \(size >> 20) MiB, the default for a \(format.name) guest (guest_mem= sets it)") }
+        ram = GuestRAM(hostPhysical: hostPhysical, base: frames.pointer(to: hostPhysical), size: size)
+        do { loaded = try GuestLoader.load(kernel: kernel, modules: modules, ram: ram) } catch {
+            logError("guest image (\(format.name)): \(error.message)")
+            powerOff(.failure)
+        }
+        logInfo("guest: \(format.name), \(first.size) bytes, \(modules.count) more modules, \(size >> 20) MiB of RAM at host \(hex: hostPhysical)")
+        do {
+            ept = try ExtendedPageTable(allocator: frames, features: features, physicalAddressBits: hw.addressSizes.physicalAddressBits)
+            try ept.map(guestPhysical: 0, hostPhysical: hostPhysical, size: size, permissions: .readWriteExecute,
+                        memoryType: .writeBack)
+        } catch {
+            logError("EPT: cannot map guest RAM (\(hex: hostPhysical), \(size >> 20) MiB)")
+            powerOff(.hypervisorFailure)
+        }
     }
+    if first.string.count > 0 { logInfo("guest command line: '\(bytes: first.string)'") }
 
     let root: VMXRoot<KernelFrames>
     do {
@@ -79,7 +108,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     }
     var vcpu: VCPU<KernelFrames>
     do {
-        vcpu = try VCPU(hw, allocator: frames, capabilities: root.capabilities, ram: ram)
+        vcpu = try VCPU(hw, allocator: frames, capabilities: root.capabilities, ram: ram, platform: platformKind)
         try vcpu.setup(hw, eptPointer: ept.eptPointer(enableAccessedDirty: false), start: loaded.start)
     } catch {
         reportVMXError("vCPU setup", error)
@@ -90,14 +119,20 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         logInfo("self-test: making the guest's TR unusable")
         try? hw.write(VMCSFields.Guest32.trAccessRights, SegmentAccessRights.unusable.rawValue)
     }
-    if format.ownsLegacyDevices { giveLegacyDevices(&vcpu) }
+    if platformKind == .passthrough { giveMachine(&vcpu) } else if format.ownsLegacyDevices { giveLegacyDevices(&vcpu) }
     logInfo("VMX root mode on; entering the guest at \(hex: loaded.start.rip)")
     logInfo("boot: entry-tsc \(kernel_entry_tsc()) now-tsc \(cpu_rdtsc())")
 
     var platform = KernelPlatform()
-    platform.ownsClock = format.ownsLegacyDevices
+    platform.ownsClock = platformKind == .isolated && format.ownsLegacyDevices
     let exit = vcpu.run(hw, &platform)
     platform.flush()
+    if platformKind == .passthrough, case .tripleFault = exit {
+        _ = reportGuestExit(exit, hw, root.capabilities)
+        reportStatistics(vcpu.statistics)
+        logInfo("passthrough: the guest reset the machine (triple fault): resetting it")
+        resetMachine()
+    }
     let status = reportGuestExit(exit, hw, root.capabilities)
     reportStatistics(vcpu.statistics)
     // Teardown in order. A noncopyable local ends at its last use, so these

@@ -1,0 +1,133 @@
+// The passthrough platform's memory: the guest gets the machine's memory at
+// guest-physical = host-physical, except the hypervisor's own: its image (at
+// 1 MiB, as GRUB loaded it) and a pool of frames at the top of the highest
+// RAM range below 4 GiB, from which every VMX structure, EPT table and bitmap
+// is allocated. Below the pool lie the guest's ACPI root tables (reserved in
+// its memory map) and a staging copy of the boot modules: GRUB leaves them
+// wherever it likes, often where the guest kernel must be loaded.
+import X86Arch
+import VMX
+import X86VCPU
+import GuestBoot
+import HostBoot
+
+/// Frames the hypervisor keeps for itself on the passthrough platform.
+let passthroughPoolBytes: UInt64 = 4 << 20
+/// Bytes reserved for the guest's copy of the ACPI root tables.
+let acpiCopyBytes: UInt64 = 16 << 10
+/// Boot/entry.asm maps physical x at this virtual address as well (x < 4 GiB):
+/// the only way to point at physical 0.
+let physicalAlias: UInt = 0x80_0000_0000
+
+struct PassthroughMemory {
+    var image: Range<UInt64>
+    var pool: Range<UInt64>
+    var acpiCopy: Range<UInt64>
+    /// Where the modules and their strings were copied.
+    var staging: Range<UInt64>
+
+    /// What the hypervisor keeps: never mapped for the guest, reserved in its memory map.
+    var hypervisorRanges: [4 of Range<UInt64>] { [image, pool, 0..<0, 0..<0] }
+    var footprint: UInt64 { UInt64(image.count) + UInt64(pool.count) }
+
+    /// The guest's memory as the hypervisor reaches it, through `physicalAlias`,
+    /// up to `end` (at most 4 GiB: what the alias maps).
+    func ram(end: UInt64) -> GuestRAM {
+        GuestRAM(hostPhysical: 0, base: UnsafeMutableRawPointer(bitPattern: physicalAlias).unsafelyUnwrapped,
+                 size: min(end, identityMappedEnd), holes: hypervisorRanges)
+    }
+}
+
+enum PassthroughSetupError: Error {
+    case noRoom(needed: UInt64)
+    case bitmap
+}
+
+/// Picks the pool and staging area, moves the frame allocator into the pool,
+/// and copies the kernel module, the other modules and their strings to the
+/// staging area. `kernel` and `modules` then point at the copies.
+func preparePassthroughMemory(_ memory: PhysicalMemoryMap, kernel: inout GuestModule, modules: inout GuestModules)
+    throws(PassthroughSetupError) -> PassthroughMemory {
+    let twoMiB: UInt64 = 2 << 20
+    var staged = alignUp4K(UInt64(kernel.bytes.count)) + alignUp4K(UInt64(kernel.commandLine.count) + 1)
+    for i in 0..<modules.count {
+        staged += alignUp4K(UInt64(modules[i].bytes.count)) + alignUp4K(UInt64(modules[i].commandLine.count) + 1)
+    }
+    let needed = passthroughPoolBytes + acpiCopyBytes + staged
+    // The highest usable range (free RAM below 4 GiB, outside the image, the
+    // boot information and the modules) whose top can hold all three.
+    var chosen: (pool: UInt64, low: UInt64)? = nil
+    for index in 0..<memory.count {
+        let range = memory[index]
+        let poolStart = (range.end & ~(twoMiB - 1)) &- passthroughPoolBytes
+        guard range.end >= needed, poolStart >= range.start, poolStart - range.start >= acpiCopyBytes + staged else { continue }
+        chosen = (poolStart, poolStart - acpiCopyBytes - staged)
+    }
+    guard let (poolStart, low) = chosen else { throw .noRoom(needed: needed) }
+    let layout = PassthroughMemory(image: kernel_image_start()..<kernel_image_end(),
+                                   pool: poolStart..<(poolStart + passthroughPoolBytes),
+                                   acpiCopy: (poolStart - acpiCopyBytes)..<poolStart,
+                                   staging: low..<(poolStart - acpiCopyBytes))
+
+    // The allocator's bitmap moves into the pool's first frame; its old
+    // storage becomes guest RAM and is wiped.
+    let oldStorage = frameBitmapStorage
+    let frames = Int(passthroughPoolBytes / frameSize)
+    do {
+        var bitmap = try FrameBitmap(base: poolStart, frameCount: frames,
+                                     storage: KernelFrames().pointer(to: poolStart), capacity: Int(frameSize))
+        bitmap.markFree(PhysicalMemoryMap.Range(start: poolStart + frameSize, end: layout.pool.upperBound))
+        frameBitmap = bitmap
+    } catch { throw .bitmap }
+    frameBitmapStorage = poolStart..<(poolStart + frameSize)
+    if !oldStorage.isEmpty {
+        KernelFrames().pointer(to: oldStorage.lowerBound).initializeMemory(as: UInt8.self, repeating: 0, count: oldStorage.count)
+    }
+    KernelFrames().pointer(to: layout.acpiCopy.lowerBound).initializeMemory(as: UInt8.self, repeating: 0,
+                                                                           count: Int(acpiCopyBytes))
+
+    var at = low
+    kernel = GuestModule(bytes: stage(kernel.bytes, terminated: false, at: &at),
+                         commandLine: stage(kernel.commandLine, terminated: true, at: &at))
+    var copies = GuestModules()
+    for i in 0..<modules.count {
+        let m = GuestModule(bytes: stage(modules[i].bytes, terminated: false, at: &at),
+                            commandLine: stage(modules[i].commandLine, terminated: true, at: &at))
+        try? copies.append(m)   // same count as before: cannot overflow
+    }
+    modules = copies
+    return layout
+}
+
+/// Copies `bytes` (NUL-terminated if `terminated`) to physical `at`, which
+/// moves on by whole frames; returns the copy (without the NUL).
+func stage(_ bytes: UnsafeRawBufferPointer, terminated: Bool, at: inout UInt64) -> UnsafeRawBufferPointer {
+    let target = KernelFrames().pointer(to: at)
+    if let source = bytes.baseAddress { target.copyMemory(from: source, byteCount: bytes.count) }
+    if terminated { target.storeBytes(of: 0, toByteOffset: bytes.count, as: UInt8.self) }
+    at += alignUp4K(UInt64(bytes.count) + (terminated ? 1 : 0))
+    return UnsafeRawBufferPointer(start: target, count: bytes.count)
+}
+
+func alignUp4K(_ value: UInt64) -> UInt64 { (value + frameSize - 1) & ~(frameSize - 1) }
+
+/// The local APIC ID of this CPU: CPUID.0BH:EDX (x2APIC ID) where the leaf
+/// exists, else CPUID.1:EBX[31:24]. SDM 11.4.6 "Local APIC ID".
+func bootAPICID(_ hw: Hardware) -> UInt32 {
+    if hw.cpuid(leaf: 0, subleaf: 0).eax >= 0xB, hw.cpuid(leaf: 0xB, subleaf: 0).ebx != 0 {
+        return hw.cpuid(leaf: 0xB, subleaf: 0).edx
+    }
+    return hw.cpuid(leaf: 1, subleaf: 0).ebx >> 24
+}
+
+/// The machine's own reset: the PCI reset control register (0xCF9, a full
+/// reset), then the keyboard controller's reset line. Used when a passthrough
+/// guest resets in a way the hypervisor sees (a triple fault).
+func resetMachine() -> Never {
+    Serial.flush()
+    port_out8(0xCF9, 0x02)
+    port_out8(0xCF9, 0x0E)
+    port_out8(0x64, 0xFE)
+    cpu_halt_forever()
+    while true {}
+}
