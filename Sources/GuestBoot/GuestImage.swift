@@ -83,6 +83,16 @@ public enum GuestLayout {
         }
     }
 
+    /// The private platform's memory map for `ramSize` bytes of RAM, as an E820 map.
+    public static func privateMemoryMap(ramSize: UInt64) -> E820Map {
+        var map = E820Map()
+        for index in 0..<memoryMapEntries {
+            let entry = memoryMapEntry(index, ramSize: ramSize)
+            try? map.add(base: entry.base, length: entry.length, type: entry.type)   // 3 of 128
+        }
+        return map
+    }
+
     /// Whether [start, start + length) lies inside [0, limit), without overflow.
     static func fits(_ start: UInt64, _ length: UInt64, below limit: UInt64) -> Bool {
         length <= limit && start <= limit - length
@@ -143,6 +153,10 @@ public struct GuestImageError: Error, Equatable, Sendable {
         case commandLineTooLong
         /// Guest RAM is smaller than the loader's minimum (detail: the minimum).
         case guestRAMTooSmall
+        /// The machine's memory map has more entries than the boot protocol's table holds; detail: the count.
+        case memoryMapTooLarge
+        /// A kernel range touches memory the hypervisor keeps (passthrough platform); detail: its start.
+        case segmentOverlapsHypervisor
     }
 
     public let kind: Kind
@@ -165,6 +179,8 @@ public struct GuestImageError: Error, Equatable, Sendable {
         case .badSegment: "ELF segment has a file size larger than its memory size"
         case .segmentOutsideGuestRAM: "image segment lies outside guest RAM"
         case .segmentOverlapsLoaderArea: "image segment overlaps the loader's boot structures below 64 KiB"
+        case .memoryMapTooLarge: "the machine's memory map has more entries than the guest's boot protocol holds"
+        case .segmentOverlapsHypervisor: "image segment overlaps the hypervisor's own memory (passthrough platform)"
         case .entryOutsideGuestRAM: "entry point lies outside guest RAM"
         case .badPVHNote: "Xen PVH entry note is malformed"
         case .bzImageTooOld: "bzImage too old: boot protocol 2.12 with a 64-bit entry is required"

@@ -59,21 +59,45 @@ public struct LoadedGuest: Sendable {
     public var commandLineLength: Int
 }
 
+/// What a passthrough guest is told about the machine it owns (the isolated
+/// platform's guest is told about its private RAM instead).
+public struct MachineDescription: Sendable {
+    /// The firmware's memory map with the hypervisor's ranges reserved.
+    public var memoryMap: E820Map
+    /// Physical address of the guest's ACPI RSDP; 0 when there is none.
+    public var acpiRSDP: UInt64
+
+    public init(memoryMap: E820Map, acpiRSDP: UInt64) {
+        self.memoryMap = memoryMap
+        self.acpiRSDP = acpiRSDP
+    }
+}
+
 public enum GuestLoader {
     /// Detects the image's format and loads it, its command line and `modules`
     /// into `ram`. Nothing is written to guest RAM for an image that fails
     /// detection; a later failure may leave guest RAM partly written. A boot
     /// sector gets neither the command line nor the modules.
-    public static func load(kernel: GuestModule, modules: GuestModules, ram: GuestRAM) throws(GuestImageError) -> LoadedGuest {
+    ///
+    /// With `machine` (the passthrough platform) `ram` is the machine's memory
+    /// as far as the loader may use it, its holes the hypervisor's; the guest
+    /// is told the machine's memory map and ACPI root, and the real-mode IVT
+    /// and BIOS data area in the first page are left as the firmware wrote them.
+    public static func load(kernel: GuestModule, modules: GuestModules, ram: GuestRAM,
+                            machine: MachineDescription? = nil) throws(GuestImageError) -> LoadedGuest {
         guard kernel.bytes.count > 0 else { throw GuestImageError(.emptyImage) }
         let image = ImageReader(kernel.bytes)
+        let platform = machine ?? MachineDescription(memoryMap: GuestLayout.privateMemoryMap(ramSize: ram.size), acpiRSDP: 0)
         switch try GuestImage.classify(image) {
         case .pvh(let elf, let entry):
-            return try LinuxBoot.loadPVH(elf, entry: entry, kernel: kernel, modules: modules, ram: ram)
+            return try LinuxBoot.loadPVH(elf, entry: entry, kernel: kernel, modules: modules, ram: ram,
+                                         machine: platform, ownsFirstPage: machine == nil)
         case .linux:
-            return try LinuxBoot.loadBzImage(image, kernel: kernel, modules: modules, ram: ram)
+            return try LinuxBoot.loadBzImage(image, kernel: kernel, modules: modules, ram: ram,
+                                             machine: platform, ownsFirstPage: machine == nil)
         case .multiboot(let layout):
-            return try MultibootGuest.load(image, layout: layout, kernel: kernel, modules: modules, ram: ram)
+            return try MultibootGuest.load(image, layout: layout, kernel: kernel, modules: modules, ram: ram,
+                                           machine: platform)
         case .bootSector:
             return try loadBootSector(kernel.bytes, ram: ram)
         }
@@ -106,12 +130,41 @@ public enum GuestLoader {
         }
     }
 
-    /// A kernel range must lie in guest RAM above the loader's area.
+    /// A kernel range must lie in guest RAM above the loader's area, clear of
+    /// the hypervisor's memory.
     static func checkKernelRange(_ start: UInt64, _ length: UInt64, ram: GuestRAM) throws(GuestImageError) {
         guard GuestLayout.fits(start, length, below: ram.size) else {
             throw GuestImageError(.segmentOutsideGuestRAM, detail: start)
         }
         guard start >= GuestLayout.loaderEnd else { throw GuestImageError(.segmentOverlapsLoaderArea, detail: start) }
+        try checkClearOfHoles(start, length, ram: ram)
+    }
+
+    /// `.segmentOverlapsHypervisor` when [start, start + length) touches one of `ram`'s holes.
+    static func checkClearOfHoles(_ start: UInt64, _ length: UInt64, ram: GuestRAM) throws(GuestImageError) {
+        for i in 0..<GuestRAM.holeCapacity {
+            let hole = ram.holes[i]
+            if !hole.isEmpty && length > 0 && hole.lowerBound < start &+ length && start < hole.upperBound {
+                throw GuestImageError(.segmentOverlapsHypervisor, detail: start)
+            }
+        }
+    }
+
+    /// Writes `map` as `count` entries of `stride` bytes at `gpa`: base, length,
+    /// type (the layout e820, PVH and multiboot share, after `prefix` bytes);
+    /// `.memoryMapTooLarge` above `capacity` entries.
+    static func writeMemoryMap(_ map: E820Map, at gpa: UInt64, stride: Int, capacity: Int, prefix: UInt32? = nil,
+                               ram: GuestRAM) throws(GuestImageError) {
+        guard map.count <= capacity else { throw GuestImageError(.memoryMapTooLarge, detail: UInt64(map.count)) }
+        for index in 0..<map.count {
+            let entry = map[index]
+            var at = gpa + UInt64(index * stride)
+            if let prefix { ram.store(at, prefix); at += 4 }
+            ram.store(at, entry.base)
+            ram.store(at + 8, entry.length)
+            ram.store(at + 16, entry.type)
+            if stride - (prefix == nil ? 0 : 4) >= 24 { ram.store(at + 20, UInt32(0)) }
+        }
     }
 
     /// A 32-bit entry point inside guest RAM.
@@ -134,9 +187,11 @@ public enum GuestLoader {
     /// Zeroes the loader's area and writes the GDT and the identity page tables
     /// (PML4 -> PDPT -> 4 page directories of 2 MiB pages: GPA x maps to x below
     /// 4 GiB; SDM 5.5 "4-Level Paging and 5-Level Paging"), which only the 64-bit entry uses.
-    static func prepareLoaderArea(_ ram: GuestRAM) {
-        // From 0: the real-mode IVT and BIOS data area read as empty, not as leftovers.
-        ram.zero(0, count: GuestLayout.loaderEnd)
+    static func prepareLoaderArea(_ ram: GuestRAM, ownsFirstPage: Bool = true) {
+        // From 0: the real-mode IVT and BIOS data area read as empty, not as
+        // leftovers; a machine's own (passthrough) keep the firmware's.
+        let from = ownsFirstPage ? 0 : GuestLayout.gdt
+        ram.zero(from, count: GuestLayout.loaderEnd - from)
         for index in 0..<gdtEntries.count { ram.store(GuestLayout.gdt + UInt64(index * 8), gdtEntries[index]) }
         let present = PageTableEntry.present, writable = PageTableEntry.writable, largePage = PageTableEntry.pageSize
         ram.store(GuestLayout.pml4, GuestLayout.pdpt | present | writable)
@@ -210,8 +265,8 @@ public enum GuestLoader {
         let last = modules.count - 1
         let total = moduleOffset(modules, last, alignment: alignment) + UInt64(modules[last].bytes.count)
         let top = min(ram.size, limit)
-        guard let base = blockBase(total, below: top, avoiding: kernel)
-                ?? blockBase(total, below: min(top, kernel.lowerBound), avoiding: kernel) else {
+        guard let base = blockBase(total, below: top, avoiding: kernel, ram: ram)
+                ?? blockBase(total, below: min(top, kernel.lowerBound), avoiding: kernel, ram: ram) else {
             throw GuestImageError(.modulesDoNotFit, detail: total)
         }
         for index in 0..<modules.count {
@@ -222,10 +277,11 @@ public enum GuestLoader {
 
     /// The highest page-aligned base of a `size`-byte block ending at or below
     /// `top`, above 1 MiB and outside `kernel`; nil if there is none.
-    static func blockBase(_ size: UInt64, below top: UInt64, avoiding kernel: Range<UInt64>) -> UInt64? {
+    static func blockBase(_ size: UInt64, below top: UInt64, avoiding kernel: Range<UInt64>, ram: GuestRAM) -> UInt64? {
         guard size <= top else { return nil }
         let base = GuestLayout.alignDown(top - size, 4096)
-        guard base >= GuestLayout.highMemoryStart, base + size <= kernel.lowerBound || base >= kernel.upperBound else {
+        guard base >= GuestLayout.highMemoryStart, base + size <= kernel.lowerBound || base >= kernel.upperBound,
+              ram.bytes(at: base, count: Int(size)) != nil else {
             return nil
         }
         return base

@@ -39,6 +39,10 @@ enum BootParams {
     static let setupHeaderLimit = 0x290
     static let e820Table = 0x2D0
     static let e820EntrySize = 20
+    /// E820_MAX_ENTRIES_ZEROPAGE.
+    static let e820Capacity = 128
+    /// acpi_rsdp_addr (boot protocol 2.14).
+    static let acpiRSDPAddress = 0x070
 
     static let loadedHigh: UInt8 = 1 << 0
     static let xlfKernel64: UInt16 = 1 << 0
@@ -102,8 +106,8 @@ enum LinuxBoot {
     /// page at `GuestLayout.bootInfo`, the initrd (all extra modules, concatenated
     /// 4-byte aligned as GRUB does) at the top of RAM below initrd_addr_max.
     /// Entry: 64-bit mode at load + 0x200, RSI = boot_params, identity paging.
-    static func loadBzImage(_ image: ImageReader, kernel: GuestModule, modules: GuestModules,
-                            ram: GuestRAM) throws(GuestImageError) -> LoadedGuest {
+    static func loadBzImage(_ image: ImageReader, kernel: GuestModule, modules: GuestModules, ram: GuestRAM,
+                            machine: MachineDescription, ownsFirstPage: Bool) throws(GuestImageError) -> LoadedGuest {
         let header = try LinuxSetupHeader(image)
         try GuestLoader.checkRAM(ram)
         let body = try image.slice(UInt64(header.kernelOffset), UInt64(image.count - header.kernelOffset))
@@ -129,8 +133,12 @@ enum LinuxBoot {
             }
             kernelRange = load..<max(load + size, runAt + header.initSize)
         }
+        try GuestLoader.checkClearOfHoles(kernelRange.lowerBound, kernelRange.upperBound - kernelRange.lowerBound, ram: ram)
+        guard machine.memoryMap.count <= BootParams.e820Capacity else {
+            throw GuestImageError(.memoryMapTooLarge, detail: UInt64(machine.memoryMap.count))
+        }
 
-        GuestLoader.prepareLoaderArea(ram)
+        GuestLoader.prepareLoaderArea(ram, ownsFirstPage: ownsFirstPage)
         _ = ram.copy(body, to: load)
         let commandLineLength = try GuestLoader.writeCommandLine(kernel.commandLine, ram: ram,
                                                                  limit: min(header.commandLineSize, 4095))
@@ -152,14 +160,10 @@ enum LinuxBoot {
         ram.store(zeroPage + UInt64(BootParams.ramdiskSize), UInt32(truncatingIfNeeded: initrd.upperBound - initrd.lowerBound))
         ram.store(zeroPage + UInt64(BootParams.extRamdiskImage), UInt32(truncatingIfNeeded: initrd.lowerBound >> 32))
         ram.store(zeroPage + UInt64(BootParams.extRamdiskSize), UInt32(truncatingIfNeeded: (initrd.upperBound - initrd.lowerBound) >> 32))
-        ram.store(zeroPage + UInt64(BootParams.e820Entries), UInt8(GuestLayout.memoryMapEntries))
-        for index in 0..<GuestLayout.memoryMapEntries {
-            let entry = GuestLayout.memoryMapEntry(index, ramSize: ram.size)
-            let at = zeroPage + UInt64(BootParams.e820Table + index * BootParams.e820EntrySize)
-            ram.store(at, entry.base)
-            ram.store(at + 8, entry.length)
-            ram.store(at + 16, entry.type)
-        }
+        ram.store(zeroPage + UInt64(BootParams.e820Entries), UInt8(machine.memoryMap.count))
+        try GuestLoader.writeMemoryMap(machine.memoryMap, at: zeroPage + UInt64(BootParams.e820Table),
+                                       stride: BootParams.e820EntrySize, capacity: BootParams.e820Capacity, ram: ram)
+        ram.store(zeroPage + UInt64(BootParams.acpiRSDPAddress), machine.acpiRSDP)
 
         var start = GuestStart(mode: .long64, rip: load + BootParams.entry64Offset)
         GuestLoader.setFlatSegments(&start, code: GuestLayout.code64Selector)
@@ -173,12 +177,16 @@ enum LinuxBoot {
     /// at `GuestLayout.bootInfo` with the memory map and one hvm_modlist_entry per
     /// module (page-aligned at the top of RAM below 4 GiB).
     /// Entry: 32-bit protected mode, paging off, at the PHYS32 entry, EBX = start_info.
-    static func loadPVH(_ elf: ELFFile, entry: UInt32, kernel: GuestModule, modules: GuestModules,
-                        ram: GuestRAM) throws(GuestImageError) -> LoadedGuest {
+    static func loadPVH(_ elf: ELFFile, entry: UInt32, kernel: GuestModule, modules: GuestModules, ram: GuestRAM,
+                        machine: MachineDescription, ownsFirstPage: Bool) throws(GuestImageError) -> LoadedGuest {
         try GuestLoader.checkRAM(ram)
+        let mapCapacity = Int(GuestLayout.moduleList - GuestLayout.memoryMap) / PVHStartInfo.memoryMapEntrySize
+        guard machine.memoryMap.count <= mapCapacity else {
+            throw GuestImageError(.memoryMapTooLarge, detail: UInt64(machine.memoryMap.count))
+        }
         let kernelRange = try elf.loadSegments(into: ram)
         try GuestLoader.checkEntry(UInt64(entry), ram: ram)
-        GuestLoader.prepareLoaderArea(ram)
+        GuestLoader.prepareLoaderArea(ram, ownsFirstPage: ownsFirstPage)
         let commandLineLength = try GuestLoader.writeCommandLine(kernel.commandLine, ram: ram, limit: 4095)
         let placed = try GuestLoader.placeModules(modules, ram: ram, limit: 1 << 32, alignment: 4096,
                                                   avoiding: kernelRange)
@@ -190,14 +198,8 @@ enum LinuxBoot {
             ram.store(at + 16, try strings.append(modules[index].commandLine, ram: ram))
             ram.store(at + 24, UInt64(0))
         }
-        for index in 0..<GuestLayout.memoryMapEntries {
-            let entry = GuestLayout.memoryMapEntry(index, ramSize: ram.size)
-            let at = GuestLayout.memoryMap + UInt64(index * 24)
-            ram.store(at, entry.base)
-            ram.store(at + 8, entry.length)
-            ram.store(at + 16, entry.type)
-            ram.store(at + 20, UInt32(0))
-        }
+        try GuestLoader.writeMemoryMap(machine.memoryMap, at: GuestLayout.memoryMap, stride: PVHStartInfo.memoryMapEntrySize,
+                                       capacity: mapCapacity, ram: ram)
         // struct hvm_start_info.
         let info = GuestLayout.bootInfo
         ram.store(info, PVHStartInfo.magic)
@@ -206,9 +208,9 @@ enum LinuxBoot {
         ram.store(info + 12, UInt32(modules.count))
         ram.store(info + 16, modules.count > 0 ? GuestLayout.moduleList : 0)
         ram.store(info + 24, GuestLayout.commandLine)
-        ram.store(info + 32, UInt64(0))
+        ram.store(info + 32, machine.acpiRSDP)
         ram.store(info + 40, GuestLayout.memoryMap)
-        ram.store(info + 48, UInt32(GuestLayout.memoryMapEntries))
+        ram.store(info + 48, UInt32(machine.memoryMap.count))
         ram.store(info + 52, UInt32(0))
 
         var start = GuestStart(mode: .protected32, rip: UInt64(entry))

@@ -105,7 +105,7 @@ enum MultibootGuest {
     /// one past the end of RAM is. Below 64 KiB, what the image does not cover
     /// reads as zero.
     static func load(_ image: ImageReader, layout: MultibootLayout, kernel: GuestModule, modules: GuestModules,
-                     ram: GuestRAM) throws(GuestImageError) -> LoadedGuest {
+                     ram: GuestRAM, machine: MachineDescription) throws(GuestImageError) -> LoadedGuest {
         try GuestLoader.checkRAM(ram)
         let occupied = MultibootImageRanges(layout: layout)
         // Every range is checked before guest RAM is written.
@@ -150,14 +150,9 @@ enum MultibootGuest {
             ram.store(entryAt + 12, UInt32(0))
         }
         // The memory map: each entry preceded by its size (20), mmap_addr at the size field.
-        for index in 0..<GuestLayout.memoryMapEntries {
-            let entry = GuestLayout.memoryMapEntry(index, ramSize: ram.size)
-            let entryAt = at.memoryMap + UInt64(index * 24)
-            ram.store(entryAt, UInt32(20))
-            ram.store(entryAt + 4, entry.base)
-            ram.store(entryAt + 12, entry.length)
-            ram.store(entryAt + 20, entry.type)
-        }
+        let map = machine.memoryMap
+        try GuestLoader.writeMemoryMap(map, at: at.memoryMap, stride: 24, capacity: Int(at.moduleList - at.memoryMap) / 24,
+                                       prefix: 20, ram: ram)
         let name = UnsafeRawBufferPointer(start: loaderName.utf8Start, count: loaderName.utf8CodeUnitCount)
         _ = ram.copy(name, to: at.loaderName)
         ram.store(at.loaderName + UInt64(name.count), UInt8(0))
@@ -165,13 +160,15 @@ enum MultibootGuest {
         let info = at.info
         ram.store(info + MultibootInfo.flags, MultibootInfo.memory | MultibootInfo.commandLine | MultibootInfo.modules
                   | MultibootInfo.memoryMap | MultibootInfo.bootLoaderName)
-        ram.store(info + MultibootInfo.memLower, UInt32(GuestLayout.lowMemoryEnd / 1024))
-        ram.store(info + MultibootInfo.memUpper,
-                  UInt32(min((ram.size - GuestLayout.highMemoryStart) / 1024, UInt64(UInt32.max))))
+        // mem_lower: RAM from 0 (at most 640 KiB); mem_upper: RAM from 1 MiB up to the first hole.
+        let lower = Self.ramRun(map, from: 0, limit: 0xA0000)
+        let upper = Self.ramRun(map, from: GuestLayout.highMemoryStart, limit: UInt64.max)
+        ram.store(info + MultibootInfo.memLower, UInt32(lower / 1024))
+        ram.store(info + MultibootInfo.memUpper, UInt32(min(upper / 1024, UInt64(UInt32.max))))
         ram.store(info + MultibootInfo.cmdline, UInt32(at.commandLine))
         ram.store(info + MultibootInfo.modsCount, UInt32(modules.count))
         ram.store(info + MultibootInfo.modsAddr, UInt32(at.moduleList))
-        ram.store(info + MultibootInfo.mmapLength, UInt32(GuestLayout.memoryMapEntries * 24))
+        ram.store(info + MultibootInfo.mmapLength, UInt32(map.count * 24))
         ram.store(info + MultibootInfo.mmapAddr, UInt32(at.memoryMap))
         ram.store(info + MultibootInfo.bootLoaderNameAddr, UInt32(at.loaderName))
 
@@ -183,6 +180,15 @@ enum MultibootGuest {
         start.registers.rbx = info
         return LoadedGuest(format: .multiboot1, start: start, kernelRange: kernelRange, modulesRange: placed,
                            moduleCount: modules.count, bootInfo: info, commandLineLength: commandLineLength)
+    }
+
+    /// Bytes of RAM from `start` on in `map` (through adjacent RAM entries), at most up to `limit`.
+    static func ramRun(_ map: E820Map, from start: UInt64, limit: UInt64) -> UInt64 {
+        var end = start
+        for index in 0..<map.count where map[index].type == E820Entry.ram {
+            if map[index].base <= end && map[index].end > end { end = map[index].end }
+        }
+        return min(end, limit) - min(start, min(end, limit))
     }
 
     /// Writes `line` up to its first NUL, NUL-terminated, at `gpa`:
@@ -259,6 +265,7 @@ struct MultibootImageRanges {
               start + length <= GuestLayout.lowMemoryEnd || start >= GuestLayout.highMemoryStart else {
             throw GuestImageError(.segmentOutsideGuestRAM, detail: start)
         }
+        try GuestLoader.checkClearOfHoles(start, length, ram: ram)
     }
 
     /// Copies the file bytes of every range and zeroes the rest (the bss).
