@@ -170,12 +170,9 @@ public enum ACPIPassthrough {
             xsdtLength = headerLength + 8 * tables
             rsdtLength = headerLength + 4 * tables
             var end = xsdt + xsdtLength
-            if withRSDT {
-                rsdt = ACPITables.Layout.align(end)
-                end = rsdt! + rsdtLength
-            } else {
-                rsdt = nil
-            }
+            let rsdtAt = ACPITables.Layout.align(end)
+            rsdt = withRSDT ? rsdtAt : nil
+            if withRSDT { end = rsdtAt + rsdtLength }
             madt = ACPITables.Layout.align(end)
             size = madtLength == 0 ? end : madt + madtLength
         }
