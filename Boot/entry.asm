@@ -311,5 +311,5 @@ boot_tss:   resb 104
 alignb 16
 ist1_stack: resb 16384
 ist1_stack_top:
-boot_stack: resb 65536
+boot_stack: resb 262144                 ; the passthrough setup's E820 and ACPI values need ~120 KiB
 boot_stack_top:

@@ -55,9 +55,10 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
             powerOff(.failure)
         }
         logInfo("passthrough: the hypervisor keeps \(layout.footprint >> 10) KiB: image \(hex: layout.image.lowerBound)..\(hex: layout.image.upperBound), pool \(hex: layout.pool.lowerBound)..\(hex: layout.pool.upperBound); guest-physical = host-physical elsewhere")
-        let machine = describeMachine(info, layout, hw)
+        ept = newEPT(hw, frames, features)
+        let machine = planMachine(info, layout, hw, mapInto: &ept)
         do {
-            loaded = try GuestLoader.load(kernel: kernel, modules: modules, ram: layout.ram(end: layout.acpiCopy.lowerBound),
+            loaded = try GuestLoader.load(kernel: kernel, modules: modules, ram: layout.ram(end: layout.staging.lowerBound),
                                           machine: machine)
         } catch {
             logError("guest image (\(format.name)): \(error.message)")
@@ -65,7 +66,6 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         }
         logInfo("guest: \(format.name), \(first.size) bytes, \(modules.count) more modules, the machine's memory (\(machine.memoryMap.count) map entries)")
         ram = layout.ram(end: identityMappedEnd)
-        ept = mapMachine(machine.memoryMap, layout, hw, frames, features)
     } else {
         // Guest RAM: whole 2 MiB pages, host-contiguous, so EPT can use large pages.
         // Without guest_mem the format's default is tried, then halves of it
@@ -88,8 +88,8 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
             powerOff(.failure)
         }
         logInfo("guest: \(format.name), \(first.size) bytes, \(modules.count) more modules, \(size >> 20) MiB of RAM at host \(hex: hostPhysical)")
+        ept = newEPT(hw, frames, features)
         do {
-            ept = try ExtendedPageTable(allocator: frames, features: features, physicalAddressBits: hw.addressSizes.physicalAddressBits)
             try ept.map(guestPhysical: 0, hostPhysical: hostPhysical, size: size, permissions: .readWriteExecute,
                         memoryType: .writeBack)
         } catch {
@@ -144,6 +144,13 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     _ = consume ept
     do { try root.disable(hw) } catch { reportVMXError("VMXOFF", error) }
     powerOff(code: status)
+}
+
+func newEPT(_ hw: Hardware, _ frames: KernelFrames, _ features: EPTFeatures) -> ExtendedPageTable<KernelFrames> {
+    do { return try ExtendedPageTable(allocator: frames, features: features, physicalAddressBits: hw.addressSizes.physicalAddressBits) } catch {
+        logError("EPT: no frame for the root table")
+        powerOff(.hypervisorFailure)
+    }
 }
 
 func moduleBytes(_ m: Multiboot2Info.Module) -> UnsafeRawBufferPointer {

@@ -4,7 +4,9 @@
 // RAM range below 4 GiB, from which every VMX structure, EPT table and bitmap
 // is allocated. Below the pool lie the guest's ACPI root tables (reserved in
 // its memory map) and a staging copy of the boot modules: GRUB leaves them
-// wherever it likes, often where the guest kernel must be loaded.
+// wherever it likes, often where the guest kernel must be loaded. The loader
+// places the guest below the staging area, so no copy overlaps its source;
+// the staged copies become guest RAM once it is loaded.
 import X86Arch
 import VMX
 import X86VCPU
@@ -13,8 +15,9 @@ import HostBoot
 
 /// Frames the hypervisor keeps for itself on the passthrough platform.
 let passthroughPoolBytes: UInt64 = 4 << 20
-/// Bytes reserved for the guest's copy of the ACPI root tables.
-let acpiCopyBytes: UInt64 = 16 << 10
+/// Bytes reserved for the guest's copy of the ACPI root tables: enough for
+/// any firmware's (see `ACPIPassthrough.maximumOutputSize`).
+let acpiCopyBytes: UInt64 = alignUp4K(UInt64(ACPIPassthrough.maximumOutputSize))
 /// Boot/entry.asm maps physical x at this virtual address as well (x < 4 GiB):
 /// the only way to point at physical 0.
 let physicalAlias: UInt = 0x80_0000_0000
@@ -130,4 +133,92 @@ func resetMachine() -> Never {
     port_out8(0x64, 0xFE)
     cpu_halt_forever()
     while true {}
+}
+
+/// Physical memory below 4 GiB through `physicalAlias`, for reading the firmware's tables.
+struct AliasReader: PhysicalMemoryReader {
+    func bytes(at physical: UInt64, count: Int) -> UnsafeRawBufferPointer? {
+        guard count >= 0, physical < identityMappedEnd, UInt64(count) <= identityMappedEnd - physical else { return nil }
+        return UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: physicalAlias + UInt(physical)), count: count)
+    }
+}
+
+/// The machine as the passthrough guest gets it: the firmware's memory map
+/// with the hypervisor's ranges reserved, the EPT plan (MTRR-typed identity
+/// chunks without the hypervisor's ranges) and the ACPI root tables with the
+/// MADT cut down to this CPU.
+func planMachine(_ info: Multiboot2Info, _ layout: PassthroughMemory, _ hw: Hardware,
+                 mapInto ept: inout ExtendedPageTable<KernelFrames>) -> MachineDescription {
+    var firmware = E820Map()
+    var overflow = false
+    guard let regions = info.memoryMap else {
+        logError("passthrough: the boot loader gave no memory map: the guest's cannot be built")
+        powerOff(.badBootInfo)
+    }
+    regions.forEach { (region: Multiboot2Info.MemoryRegion) throws(Never) in
+        do throws(E820Error) { try firmware.add(base: region.base, length: region.length, type: region.type) } catch { overflow = true }
+    }
+    if overflow { logWarn("passthrough: the firmware's memory map has more than \(E820Map.capacity) entries; the rest are left out") }
+    var hypervisor = HypervisorRanges()
+    try? hypervisor.append(layout.image)
+    try? hypervisor.append(layout.pool)
+    let bits = hw.addressSizes.physicalAddressBits
+    let hasMTRRs = CPUIDLeaf1EDX(rawValue: hw.cpuid(leaf: CPUIDLeaf.features, subleaf: 0).edx).contains(.mtrr)
+    let mtrr = hasMTRRs ? MTRRState.read({ hw.readMSR($0) }, physicalAddressBits: bits) : MTRRState.absent
+    let plan: PassthroughMemoryPlan
+    do { plan = try PassthroughMemoryPlan(firmware: firmware, hypervisor: hypervisor, mtrr: mtrr, physicalAddressBits: bits) } catch {
+        logError("passthrough: the firmware's memory map cannot be used")
+        powerOff(.badBootInfo)
+    }
+    var map = plan.guestMemoryMap
+    do { try map.reserve(layout.acpiCopy, as: E820Entry.acpiReclaimable) } catch {
+        logError("passthrough: the guest's memory map is full")
+        powerOff(.badBootInfo)
+    }
+    logInfo("passthrough: EPT maps \(plan.mappedBytes >> 20) MiB of [0, \(hex: plan.top)) in \(plan.chunkCount) chunks typed by \(mtrr.isEnabled ? "the MTRRs" as StaticString : "the memory map (MTRRs off)"); \(plan.withheldBytes >> 10) KiB withheld")
+    for index in 0..<map.count {
+        logDebug("  guest e820 \(hex: map[index].base, width: 9)..\(hex: map[index].end, width: 9) type \(map[index].type)")
+    }
+    mapMachine(plan, &ept)
+    return MachineDescription(memoryMap: map, acpiRSDP: guestACPI(info, layout, hw))
+}
+
+/// Writes the guest's ACPI root tables into `layout.acpiCopy` and returns
+/// their RSDP; 0 (the guest then finds the firmware's own) when there is no
+/// RSDP or the firmware's tables cannot be copied, with a warning: the guest
+/// may then see every CPU.
+func guestACPI(_ info: Multiboot2Info, _ layout: PassthroughMemory, _ hw: Hardware) -> UInt64 {
+    guard let tag = info.acpiRSDP, let root = ACPIRoot(rsdp: tag.bytes) else {
+        logWarn("passthrough: no ACPI RSDP from the boot loader; the guest looks for the firmware's own")
+        return 0
+    }
+    let out = UnsafeMutableRawBufferPointer(start: KernelFrames().pointer(to: layout.acpiCopy.lowerBound),
+                                            count: layout.acpiCopy.count)
+    let apicID = bootAPICID(hw)
+    do {
+        let r = try ACPIPassthrough.build(root: root, memory: AliasReader(), bootAPICID: apicID, into: out,
+                                          at: layout.acpiCopy.lowerBound)
+        if r.madtFound {
+            logInfo("passthrough: ACPI: the guest's RSDP at \(hex: r.rsdpAddress) lists the firmware's \(r.tableCount) tables; its MADT keeps this CPU (APIC ID \(apicID)) and hides \(r.processorsHidden) other processor entries: they stay outside VMX until every CPU is virtualized")
+        } else {
+            logWarn("passthrough: ACPI: the firmware has no MADT; the guest's RSDP at \(hex: r.rsdpAddress) lists \(r.tableCount) tables")
+        }
+        return r.rsdpAddress
+    } catch {
+        logWarn("passthrough: ACPI: the firmware's tables cannot be copied (error detail \(hex: error.detail)); the guest gets the firmware's own and may see every CPU")
+        return 0
+    }
+}
+
+/// The identity EPT of the plan: every chunk read/write/execute with its memory type.
+func mapMachine(_ plan: borrowing PassthroughMemoryPlan, _ ept: inout ExtendedPageTable<KernelFrames>) {
+    do throws(EPTError) {
+        try plan.forEachMapping { (start: UInt64, end: UInt64, type: EPTMemoryType) throws(EPTError) in
+            try ept.map(guestPhysical: start, hostPhysical: start, size: end - start, permissions: .readWriteExecute,
+                        memoryType: type)
+        }
+    } catch {
+        logError("EPT: cannot map the machine's memory (\(frameBitmap?.freeFrames ?? 0) pool frames free)")
+        powerOff(.hypervisorFailure)
+    }
 }

@@ -86,7 +86,9 @@ public enum GuestLayout {
     /// The private platform's memory map for `ramSize` bytes of RAM, as an E820 map.
     public static func privateMemoryMap(ramSize: UInt64) -> E820Map {
         var map = E820Map()
-        for index in 0..<memoryMapEntries {
+        // RAM too small for high memory (a boot sector's) gets no third entry: it has no map.
+        let count = ramSize > highMemoryStart ? memoryMapEntries : 0
+        for index in 0..<count {
             let entry = memoryMapEntry(index, ramSize: ramSize)
             try? map.add(base: entry.base, length: entry.length, type: entry.type)   // 3 of 128
         }

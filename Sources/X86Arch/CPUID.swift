@@ -68,6 +68,7 @@ public struct CPUIDLeaf1EDX: BitFlags {
     public init(rawValue: UInt32) { self.rawValue = rawValue }
     public static let mce = Self(rawValue: 1 << 7)
     public static let apic = Self(rawValue: 1 << 9)
+    public static let mtrr = Self(rawValue: 1 << 12)
     public static let mca = Self(rawValue: 1 << 14)
     public static let ds = Self(rawValue: 1 << 21)
     public static let acpi = Self(rawValue: 1 << 22)

@@ -25,14 +25,18 @@ boot_case guest-mbtest bochs 120 - \
 # "Run /init" reach the serial transcript.
 source "$tools/linux/cmdline.sh"
 linux_release=$(cat build/linux/version 2>/dev/null || echo 6.1.0)
-# linux-pvh gives no guest_mem: the default for an OS guest must hold it.
+# linux-pvh runs on the default platform of an OS guest (passthrough: the
+# machine's memory), linux-bzimage on the isolated one (its private RAM).
+# RAM: a number of MiB (the isolated platform's private RAM), or "machine"
+# (the passthrough platform, the default for an OS guest).
 linux_case() {
-    local name=$1 image=$2 format=$3 options=$4 ram=$5
+    local name=$1 image=$2 format=$3 options=$4 ram=$5 memory
+    if [ "$ram" = machine ]; then memory="guest: $format, .*, the machine's memory"; else memory="guest: $format, .*, $ram MiB of RAM"; fi
     boot_case "$name" bochs 900 - --ips 100000000 --megs 512 \
         --entry "$name" "$options" \
         --module "$image" "$linux_cmdline" \
         --module build/linux/initramfs.cpio.gz "" -- \
-        "guest: $format, .*, $ram MiB of RAM" \
+        "$memory" \
         'Linux version 6\.1' \
         'Run /init as init process' \
         'X86VCPU-TSC [0-9]+' \
@@ -46,8 +50,8 @@ linux_case() {
         'power off: status 0' \
         '!Kernel panic'
 }
-linux_case linux-pvh build/linux/vmlinux 'PVH ELF' "log=info" 256
-linux_case linux-bzimage build/linux/vmlinuz 'Linux bzImage' "log=info guest_mem=256M" 256
+linux_case linux-pvh build/linux/vmlinux 'PVH ELF' "log=info" machine
+linux_case linux-bzimage build/linux/vmlinuz 'Linux bzImage' "log=info platform=isolated guest_mem=256M" 256
 
 # The boot-overhead figure: the same bzImage, initramfs and command line
 # booted bare from GRUB in the same Bochs configuration. Bochs's TSC counts
