@@ -133,3 +133,25 @@ guest_case mblow 90 \
     '\[guest\] mblow: image intact, bss zero' \
     '\[guest\] mblow: all checks passed' \
     'power off: status 0'
+
+# The passthrough platform with a multiboot kernel of our own: the machine's
+# local APIC through its MMIO page, the firmware's memory map with the
+# hypervisor's image reserved; COM1 is the real UART (no [guest] prefix).
+# By default the same kernel gets the isolated platform, which has no local
+# APIC yet: its first APIC read stops it.
+boot_case guest-mbapic-passthrough bochs 90 - \
+    --entry mbapic "log=info platform=passthrough" --module build/guests/mbapic.bin "mbapic" -- \
+    '!FAIL' \
+    'platform: passthrough \(platform= on the command line\)' \
+    'guest: multiboot, .*, the machine.s memory' \
+    'mbapic: apic base fee00000 id 00000000 version 000[0-9a-f]{3}1[0-9a-f]' \
+    'mbapic: apic ok' \
+    'mbapic: 1 MiB is type 00000002' \
+    'mbapic: all checks passed' \
+    '^\[info\] power off: status 0'
+boot_case guest-mbapic-isolated bochs 90 - \
+    --entry mbapic "log=info" --module build/guests/mbapic.bin "mbapic" -- \
+    'platform: isolated \(the default for a test guest\)' \
+    'guest stopped: EPT violation at GPA 0xfee00020 \(read, outside guest RAM\)' \
+    '!mbapic: apic ok' \
+    'power off: status 6'

@@ -104,3 +104,14 @@ hostile_case hostile-nmi-ports 90 \
     '\[guest\] hostile-nmi-ports: cmos\[0x34\] after writing 0x5a reads 0x000000ff' \
     '\[guest\] hostile-nmi-ports: port 0x61 before:after \(hex\) 0000ffff' \
     '\[guest\] hostile-nmi-ports: ok guest CMOS write did not reach a real NVRAM'
+
+# A passthrough guest reaching for the hypervisor's image (GRUB loads it at
+# 1 MiB): EPT maps everything but the hypervisor, so the read stops the guest
+# with a report before it returns anything.
+boot_case guest-hostile-ptprobe bochs 90 - \
+    --entry mbapic "log=info platform=passthrough" --module build/guests/mbapic.bin "mbapic probe=100010" -- \
+    'mbapic: apic ok' \
+    '!mbapic: FAIL: read' \
+    'guest stopped: EPT violation at GPA 0x100010 \(read, outside guest RAM\)' \
+    '!power off: status [35]([^0-9]|$)' \
+    'power off: status 6'
