@@ -67,6 +67,34 @@ private let GiB: UInt64 = 0x4000_0000
         #expect(n.uniformType(in: 0..<0xA_0000) == .writeBack) // ten sub-ranges, one type
     }
 
+    @Test func fixedRangeBytesFollowTheSDMSubRangeTable() {
+        // SDM 12.11.2.2 "Fixed Range MTRRs", table "Address Mapping for
+        // Fixed-Range MTRRs": register, byte -> first address of the sub-range.
+        func start(_ register: Int, _ byte: Int) -> UInt64 {
+            switch register {
+            case 0: UInt64(byte) * 0x1_0000
+            case 1, 2: 0x8_0000 + UInt64(register - 1) * 0x2_0000 + UInt64(byte) * 0x4000
+            default: 0xC_0000 + UInt64(register - 3) * 0x8000 + UInt64(byte) * 0x1000
+            }
+        }
+        let codes: [UInt64] = [mtrrUC, mtrrWC, mtrrWT, mtrrWP, mtrrWB]
+        let kinds: [MemoryType] = [.uncacheable, .writeCombining, .writeThrough, .writeProtected, .writeBack]
+        var fixed = [UInt64](repeating: 0, count: 11)
+        for r in 0..<11 { for b in 0..<8 { fixed[r] |= codes[(r * 8 + b) % 5] << UInt64(8 * b) } }
+        let m = makeMTRR(def: mtrrUC | defEnable | defFixedEnable, fixed: fixed)
+        for r in 0..<11 {
+            for b in 0..<8 {
+                #expect(m.type(at: start(r, b)) == kinds[(r * 8 + b) % 5], "register \(r) byte \(b)")
+                #expect(MTRRFixedRanges.locate(start(r, b)).register == r)
+                #expect(MTRRFixedRanges.locate(start(r, b)).byte == b)
+            }
+        }
+        #expect(MTRRFixedRanges.msrs[1] == MSR.ia32MTRRFix16K80000.address)
+        #expect(MTRRFixedRanges.msrs[2] == MSR.ia32MTRRFix16KA0000.address)
+        #expect(MTRRFixedRanges.msrs[3] == MSR.ia32MTRRFix4KC0000.address)
+        #expect(MTRRFixedRanges.msrs[10] == MSR.ia32MTRRFix4KF8000.address)
+    }
+
     @Test func withoutFixedEnableOrFIXTheVariableRangesCoverLowMemory() {
         let variable = [variableRange(0, size: GiB, type: mtrrWT)]
         let noFE = makeMTRR(def: mtrrUC | defEnable, variable: variable)
