@@ -68,6 +68,10 @@ public struct PassthroughMemoryPlan: Sendable {
     let firmware: E820Map
     let mtrr: MTRRState
 
+    /// `firmware` as the loader gave it (any order, overlaps allowed);
+    /// `mtrr` read with the same `physicalAddressBits` (CPUID 80000008H
+    /// EAX[7:0]). Map each chunk with ignore-PAT clear, so the guest's PAT
+    /// combines with the EPT type as it would with the MTRRs' type.
     public init(firmware: E820Map, hypervisor: HypervisorRanges, mtrr: MTRRState,
                 physicalAddressBits: Int) throws(PassthroughMemoryError) {
         guard (32...52).contains(physicalAddressBits) else {
