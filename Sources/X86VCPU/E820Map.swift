@@ -51,7 +51,8 @@ public struct E820Map: Equatable, Sendable {
 
     public static func == (a: E820Map, b: E820Map) -> Bool {
         guard a.count == b.count else { return false }
-        for i in 0..<a.count where a.storage[i] != b.storage[i] { return false }
+        let x = a.storage.span, y = b.storage.span
+        for i in 0..<a.count where x[i] != y[i] { return false }
         return true
     }
 
@@ -67,7 +68,8 @@ public struct E820Map: Equatable, Sendable {
     /// Total length of the entries of `type` (meaningful once normalized).
     public func bytes(ofType type: UInt32) -> UInt64 {
         var total: UInt64 = 0
-        for i in 0..<count where storage[i].type == type { total &+= storage[i].length }
+        let entries = storage.span
+        for i in 0..<count where entries[i].type == type { total &+= entries[i].length }
         return total
     }
 
@@ -75,8 +77,9 @@ public struct E820Map: Equatable, Sendable {
     public func type(at address: UInt64) -> UInt32? {
         var found: UInt32? = nil
         var rank: UInt64 = 0
+        let entries = storage.span
         for i in 0..<count {
-            let e = storage[i]
+            let e = entries[i]
             if e.base <= address && address < e.end && (found == nil || Self.rank(e.type) > rank) {
                 found = e.type
                 rank = Self.rank(e.type)
@@ -102,9 +105,12 @@ public struct E820Map: Equatable, Sendable {
         // Every entry start and end, sorted: the type is constant between two.
         var points: [256 of UInt64] = .init(repeating: 0)
         var pointCount = 0
-        for i in 0..<count {
-            Self.insertSorted(storage[i].base, into: &points, count: &pointCount)
-            Self.insertSorted(storage[i].end, into: &points, count: &pointCount)
+        do {
+            let entries = storage.span
+            for i in 0..<count {
+                Self.insertSorted(entries[i].base, into: &points, count: &pointCount)
+                Self.insertSorted(entries[i].end, into: &points, count: &pointCount)
+            }
         }
         var result = E820Map()
         var p = 0
@@ -132,8 +138,9 @@ public struct E820Map: Equatable, Sendable {
         guard !range.isEmpty else { self = source; return }
         var result = E820Map()
         var placed = false
+        let entries = source.storage.span
         for i in 0..<source.count {
-            let e = source.storage[i]
+            let e = entries[i]
             if e.base < range.lowerBound {
                 try result.appendMerging(base: e.base, end: min(e.end, range.lowerBound), type: e.type)
             }

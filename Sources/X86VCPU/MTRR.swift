@@ -87,8 +87,9 @@ public struct MTRRState: Sendable {
             return Self.decode(UInt8(truncatingIfNeeded: fixed[at.register] >> UInt64(8 * at.byte)))
         }
         var matched: MemoryType? = nil
-        for n in 0..<variableCount where variable[n].isValid && matches(variable[n], address) {
-            let type = Self.decode(variable[n].rawType)
+        let ranges = variable.span
+        for n in 0..<variableCount where ranges[n].isValid && matches(ranges[n], address) {
+            let type = Self.decode(ranges[n].rawType)
             guard let previous = matched, previous != type else { matched = type; continue }
             // Overlaps: UC wins; WT and WB give WT; anything else is undefined
             // by the SDM, and UC is the safe reading.
@@ -128,8 +129,9 @@ public struct MTRRState: Sendable {
         }
         var next = limit
         // Below 1 MiB with fixed ranges off, the variable ranges decide there too.
-        for n in 0..<variableCount where variable[n].isValid {
-            next = min(next, nextChange(variable[n], after: address))
+        let ranges = variable.span
+        for n in 0..<variableCount where ranges[n].isValid {
+            next = min(next, nextChange(ranges[n], after: address))
         }
         return next
     }
@@ -139,9 +141,10 @@ public struct MTRRState: Sendable {
     public var highestVariableRangeEnd: UInt64 {
         guard isEnabled else { return 0 }
         var highest: UInt64 = 0
-        for n in 0..<variableCount where variable[n].isValid {
-            let mask = addressMask(variable[n])
-            let top = (variable[n].base & mask) | (~mask & (addressLimit - 1))
+        let ranges = variable.span
+        for n in 0..<variableCount where ranges[n].isValid {
+            let mask = addressMask(ranges[n])
+            let top = (ranges[n].base & mask) | (~mask & (addressLimit - 1))
             highest = max(highest, top + 1)
         }
         return highest

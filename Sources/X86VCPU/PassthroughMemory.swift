@@ -68,6 +68,10 @@ public struct PassthroughMemoryPlan: Sendable {
     let firmware: E820Map
     let mtrr: MTRRState
 
+    /// `firmware` as the loader gave it (any order, overlaps allowed);
+    /// `mtrr` read with the same `physicalAddressBits` (CPUID 80000008H
+    /// EAX[7:0]). Map each chunk with ignore-PAT clear, so the guest's PAT
+    /// combines with the EPT type as it would with the MTRRs' type.
     public init(firmware: E820Map, hypervisor: HypervisorRanges, mtrr: MTRRState,
                 physicalAddressBits: Int) throws(PassthroughMemoryError) {
         guard (32...52).contains(physicalAddressBits) else {
@@ -155,14 +159,14 @@ public struct PassthroughMemoryPlan: Sendable {
         if mtrr.isEnabled { return EPTMemoryType(rawValue: mtrr.type(at: address).rawValue) }
         let page = address / Self.page * Self.page
         var at = page
-        // Cached only if firmware RAM or ACPI memory covers the whole page.
-        while at < page + Self.page {
-            guard let type = firmware.type(at: at), Self.isCachedWithoutMTRRs(type) else { return .uncacheable }
-            var end = at
-            for i in 0..<firmware.count where firmware[i].base <= at && at < firmware[i].end { end = firmware[i].end }
-            at = end
+        // Cached only if firmware RAM or ACPI memory covers the whole page;
+        // the normalized map's entries are sorted and disjoint.
+        let entries = firmware.storage.span
+        for i in 0..<firmware.count where entries[i].end > at && at < page + Self.page {
+            guard entries[i].base <= at, Self.isCachedWithoutMTRRs(entries[i].type) else { return .uncacheable }
+            at = entries[i].end
         }
-        return .writeBack
+        return at >= page + Self.page ? .writeBack : .uncacheable
     }
 
     /// The next 4 KiB boundary above `address` where `memoryType(at:)` may change.
@@ -171,9 +175,10 @@ public struct PassthroughMemoryPlan: Sendable {
         // A firmware entry edge b changes the type of the page holding it, so
         // the type may change at b rounded down and at b rounded up.
         var next = UInt64.max
+        let entries = firmware.storage.span
         for i in 0..<firmware.count {
-            next = min(next, Self.pageEdge(firmware[i].base, after: address))
-            next = min(next, Self.pageEdge(firmware[i].end, after: address))
+            next = min(next, Self.pageEdge(entries[i].base, after: address))
+            next = min(next, Self.pageEdge(entries[i].end, after: address))
         }
         return next
     }
