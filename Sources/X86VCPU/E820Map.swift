@@ -23,26 +23,10 @@ public enum E820Error: Error, Equatable, Sendable {
 public struct E820Map: Equatable, Sendable {
     public static let capacity = 128
 
-    var storage = EntryWords()
+    var storage: [128 of E820Entry]
     public private(set) var count = 0
 
-    public init() {}
-
-    /// The entries as 3 words each (base, length, type): an inline array of
-    /// plain words copies as one block, one of structs field by field (the
-    /// Embedded build unrolled each copy of the map into ~3,000 moves).
-    struct EntryWords: Sendable {
-        var words: [384 of UInt64] = .init(repeating: 0)
-
-        subscript(index: Int) -> E820Entry {
-            get { E820Entry(base: words[3 * index], length: words[3 * index + 1], type: UInt32(truncatingIfNeeded: words[3 * index + 2])) }
-            set {
-                words[3 * index] = newValue.base
-                words[3 * index + 1] = newValue.length
-                words[3 * index + 2] = UInt64(newValue.type)
-            }
-        }
-    }
+    public init() { storage = .init(repeating: E820Entry(base: 0, length: 0, type: 0)) }
 
     /// Entry `index`; an empty entry outside 0 ..< count.
     public subscript(index: Int) -> E820Entry {
