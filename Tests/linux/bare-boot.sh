@@ -137,6 +137,8 @@ while kill -0 "$emu" 2>/dev/null; do
 done
 wait "$emu" 2>/dev/null
 total=$(now)
+# The emulator may switch off before the loop above sees the last line.
+if [ -z "$ended" ] && grep -aq 'reboot: Power down' "$log"; then ended=$total; self_off=yes; fi
 [ "$engine" = bochs ] && cp "$work/bochs.log" "$log.bochs.log" 2>/dev/null
 
 tsc=$(tr -d '\r' < "$log" | awk 'sub(/.*X86VCPU-TSC /, "") { print $1; exit }')
