@@ -116,6 +116,14 @@ $(LINUX)/initramfs.cpio.gz: tools/linux/fetch.sh tools/linux/mkinitramfs.sh tool
 	tools/linux/fetch.sh $(LINUX)
 	tools/linux/mkinitramfs.sh $(LINUX)
 
+# The passthrough tests' known disk image and initramfs (ATA modules from the
+# cached linux-image .deb, tools/linux/init-passthrough as /init).
+.PHONY: linux-pt-assets
+linux-pt-assets: $(LINUX)/initramfs-pt.cpio.gz $(LINUX)/disk.img
+$(LINUX)/initramfs-pt.cpio.gz $(LINUX)/disk.img &: $(LINUX)/initramfs.cpio.gz tools/linux/mkinitramfs-pt.sh tools/linux/init-passthrough \
+		tools/linux/mkdisk.py
+	tools/linux/mkinitramfs-pt.sh $(LINUX)
+
 iso: $(ISO)
 
 $(ISO): $(KERNEL) $(GUESTS) tools/mkiso.sh
@@ -140,7 +148,7 @@ debug: $(ISO) deps-qemu
 unit-test:
 	Tests/scripts/unit-tests.sh
 
-system-test: $(KERNEL) $(GUESTS) $(BUILD)/guests/mbtest.elf $(BUILD)/bench.elf linux-assets deps-qemu deps-bochs
+system-test: $(KERNEL) $(GUESTS) $(BUILD)/guests/mbtest.elf $(BUILD)/bench.elf linux-assets linux-pt-assets deps-qemu deps-bochs
 	Tests/system/run.sh $(KERNEL)
 
 test: deps-build unit-test embedded-check system-test

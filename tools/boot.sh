@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Boots an ISO in QEMU (TCG or KVM) or Bochs.
 #   boot.sh --engine auto|qemu|kvm|bochs|qemu-uefi|kvm-uefi [--interactive | --serial FILE --timeout S] [--cpu MODEL] [--ips N] [--megs N]
-#           [--debugger COMMANDS] [--uefi] [--screendump PPM PATTERN] ISO
+#           [--debugger COMMANDS] [--uefi] [--screendump PPM PATTERN] [--disk IMG] [--cpus N] ISO
+# --disk: a flat raw disk image as the first ATA disk (ata0-master, QEMU's
+# IDE index 0) and the ISO on the secondary channel (ata1-master); the BIOS
+# still boots the CD. The guest's writes go to a private copy (Bochs) or a
+# snapshot (QEMU): IMG is never modified. Without --disk the ISO stays on
+# ata0-master. --cpus: the number of CPUs (Bochs cpu: count, QEMU -smp).
 # --uefi (QEMU): boot through OVMF (Debian's ovmf) on a q35 machine instead of
 # the BIOS; the same ISO boots both ways.
 # --screendump (QEMU): no isa-debug-exit device (the kernel halts instead of
@@ -15,7 +20,7 @@
 # or fail from the transcript.
 set -uo pipefail
 engine=auto; interactive=0; serial=""; limit=60; cpu=corei7_skylake_x; ips=4000000; megs=256; debugger=
-uefi=0; shot=""; shot_after=""
+uefi=0; shot=""; shot_after=""; disk=""; cpus=1
 while [ $# -gt 1 ]; do
     case $1 in
     --engine) engine=$2; shift 2 ;;
@@ -28,10 +33,14 @@ while [ $# -gt 1 ]; do
     --debugger) debugger=$2; shift 2 ;;
     --uefi) uefi=1; shift ;;
     --screendump) shot=$2; shot_after=$3; shift 3 ;;
+    --disk) disk=$2; shift 2 ;;
+    --cpus) cpus=$2; shift 2 ;;
     *) echo "boot.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 iso=$1
+[ -z "$disk" ] || [ -f "$disk" ] || { echo "boot.sh: disk image $disk not found" >&2; exit 2; }
+case $cpus in ''|*[!0-9]*|0) echo "boot.sh: --cpus takes a positive number" >&2; exit 2 ;; esac
 
 # qemu-uefi, kvm-uefi: the engine through OVMF (as --uefi).
 case $engine in qemu-uefi|kvm-uefi) engine=${engine%-uefi}; uefi=1 ;; esac
@@ -48,7 +57,14 @@ case $engine in
 qemu|kvm)
     accel=(-accel tcg)
     [ "$engine" = kvm ] && accel=(-accel kvm -cpu host)
-    common=(-m "$megs" -cdrom "$iso" -display none -no-reboot)
+    common=(-m "$megs" -display none -no-reboot -smp "$cpus")
+    if [ -n "$disk" ]; then
+        # IDE index 0 = primary master, 2 = secondary master (Bochs's ata1-master).
+        common+=(-drive "file=$disk,format=raw,if=ide,index=0,media=disk,snapshot=on"
+                 -drive "file=$iso,format=raw,if=ide,index=2,media=cdrom" -boot d)
+    else
+        common+=(-cdrom "$iso")
+    fi
     if [ $uefi = 1 ]; then
         ovmf=/usr/share/OVMF
         [ -r $ovmf/OVMF_CODE_4M.fd ] || { echo "boot.sh: $ovmf/OVMF_CODE_4M.fd missing (Debian package ovmf)" >&2; exit 2; }
@@ -94,12 +110,21 @@ bochs)
     else
         com1="com1: enabled=1, mode=file, dev=$serial"
     fi
+    if [ -n "$disk" ]; then
+        # A private copy: Bochs opens a flat image read-write.
+        cp "$disk" "$dir/disk.img"
+        drives="ata0-master: type=disk, path=$dir/disk.img, mode=flat
+ata1: enabled=1, ioaddr1=0x170, ioaddr2=0x370, irq=15
+ata1-master: type=cdrom, path=$iso, status=inserted"
+    else
+        drives="ata0-master: type=cdrom, path=$iso, status=inserted"
+    fi
     cat > "$dir/bochsrc" <<RC
 megs: $megs
-cpu: model=$cpu, count=1, ips=$ips, reset_on_triple_fault=0, ignore_bad_msrs=0
+cpu: model=$cpu, count=$cpus, ips=$ips, reset_on_triple_fault=0, ignore_bad_msrs=0
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/vgabios/vgabios.bin
-ata0-master: type=cdrom, path=$iso, status=inserted
+$drives
 boot: cdrom
 $com1
 port_e9_hack: enabled=1

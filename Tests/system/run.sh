@@ -27,8 +27,9 @@ check() {
 }
 
 # boot_case NAME ENGINE LIMIT QEMU_STATUS ISO_ARGS... -- PATTERNS...
-# ISO_ARGS may include --ips N, --megs N, --cpu MODEL (Bochs), --uefi (OVMF) and --screendump PATTERN
-# (the screen saved to build/systest/NAME.ppm once PATTERN is on serial).
+# ISO_ARGS may include --ips N, --megs N, --cpu MODEL (Bochs), --uefi (OVMF), --screendump PATTERN
+# (the screen saved to build/systest/NAME.ppm once PATTERN is on serial), --disk IMG (a raw disk
+# on the first ATA channel, the ISO on the second) and --cpus N (boot.sh).
 # QEMU_STATUS: the exit code QEMU must give ((status << 1) | 1), or - to skip.
 boot_case() {
     local name=$1 engine=$2 limit=$3 want=$4; shift 4
@@ -36,7 +37,7 @@ boot_case() {
     local iso_args=() engine_args=()
     while [ $# -gt 0 ] && [ "$1" != -- ]; do
         case $1 in
-        --ips|--megs|--cpu) engine_args+=("$1" "$2"); shift 2 ;;
+        --ips|--megs|--cpu|--disk|--cpus) engine_args+=("$1" "$2"); shift 2 ;;
         --uefi) engine_args+=("$1"); shift ;;
         --screendump) engine_args+=("$1" "$out/$name.ppm" "$2"); shift 2 ;;
         *) iso_args+=("$1"); shift ;;
@@ -95,6 +96,8 @@ if [ ${#only[@]} -eq 0 ]; then static_case; fi
 source "$here/cases.sh"
 source "$here/guest-cases.sh"
 source "$here/linux-cases.sh"
+# Linux owning the machine's devices: bare, and under platform=passthrough.
+source "$here/passthrough-cases.sh"
 # Hostile guests: each class of forbidden guest behaviour gets its fault.
 source "$here/hostile-cases.sh"
 

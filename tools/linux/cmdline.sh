@@ -19,3 +19,10 @@
 #                     right (README, "XSAVE in Bochs"). Not needed on KVM or
 #                     hardware, harmless there.
 linux_cmdline="console=ttyS0 noapic nolapic acpi=off lpj=400000 clearcpuid=xsaves,xsavec"
+
+# The passthrough tests' line (Tests/system/passthrough-cases.sh, bare-boot.sh
+# --pt): Linux owns the machine's devices, so none of noapic, nolapic,
+# acpi=off; the same line bare and under platform=passthrough.
+#   clearcpuid=xsaves,xsavec  needed under the hypervisor in Bochs (above);
+#                     harmless bare, where Linux turns XSAVE off in Bochs.
+linux_cmdline_passthrough="console=ttyS0 lpj=400000 clearcpuid=xsaves,xsavec"
