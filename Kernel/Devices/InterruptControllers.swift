@@ -3,7 +3,9 @@
 // (xAPIC mode), the IOAPIC page at 0xFEC00000, IA32_APIC_BASE, the x2APIC
 // MSRs and IA32_TSC_DEADLINE. The APIC timer runs on the TSC, driven by the
 // VMX-preemption timer; an IOAPIC interrupt goes to the local APIC, and a
-// level-triggered EOI goes back to the IOAPIC.
+// level-triggered EOI goes back to the IOAPIC. Every change ends in
+// `refresh`, which leaves the two answers the vCPU asks for at each entry
+// (an interrupt pending, the next deadline) in plain stored values.
 import X86Arch
 import X86VCPU
 import Devices
@@ -13,15 +15,22 @@ extension KernelPlatform {
     mutating func addInterruptControllers(physicalAddressBits: Int) {
         apic = LocalAPIC(id: 0, physicalAddressBits: UInt8(clamping: physicalAddressBits))
         ioapic = IOAPIC(id: 1)
+        hasControllers = true
+        refresh()
+    }
+
+    mutating func refresh() {
+        cachedPending = hasControllers && apic.pendingInterrupt != nil
+        cachedDeadline = hasControllers ? apic.nextDeadline : nil
     }
 
     func apicPage(_ gpa: UInt64) -> UInt32? {
-        guard let apic, apic.mode == .xAPIC, gpa >= apic.mmioBase, gpa - apic.mmioBase < 0x1000 else { return nil }
+        guard hasControllers, apic.mode == .xAPIC, gpa >= apic.mmioBase, gpa - apic.mmioBase < 0x1000 else { return nil }
         return UInt32(gpa - apic.mmioBase)
     }
 
     func ioapicPage(_ gpa: UInt64) -> UInt64? {
-        guard ioapic != nil, gpa >= IOAPIC.baseAddress, gpa - IOAPIC.baseAddress < IOAPIC.mmioSize else { return nil }
+        guard hasControllers, gpa >= IOAPIC.baseAddress, gpa - IOAPIC.baseAddress < IOAPIC.mmioSize else { return nil }
         return gpa - IOAPIC.baseAddress
     }
 
@@ -33,40 +42,56 @@ extension KernelPlatform {
         let shift = UInt64(gpa & 3) * 8
         let mask: UInt64 = size >= 4 ? 0xFFFF_FFFF : (1 << UInt64(size * 8)) - 1
         if let offset = apicPage(gpa) {
-            return UInt64(apic?.readRegister(offset: offset & ~3) ?? 0) >> shift & mask
+            apic.advance(toTSC: cpu_rdtsc())   // the current-count register reads the time
+            let value = UInt64(apic.readRegister(offset: offset & ~3)) >> shift & mask
+            refresh()
+            return value
         }
-        if let offset = ioapicPage(gpa) {
-            return UInt64(ioapic?.read(offset: offset & ~3) ?? 0) >> shift & mask
-        }
+        if let offset = ioapicPage(gpa) { return UInt64(ioapic.read(offset: offset & ~3)) >> shift & mask }
         return UInt64.max
     }
 
     mutating func mmioWrite(_ gpa: UInt64, size: Int, value: UInt64) {
         let word = UInt32(truncatingIfNeeded: value << (UInt64(gpa & 3) * 8))
         if let offset = apicPage(gpa) {
-            if let event = apic?.writeRegister(offset: offset & ~3, value: word) { handle(event) }
-        } else if let offset = ioapicPage(gpa), let deliveries = ioapic?.write(offset: offset & ~3, value: word) {
-            deliver(deliveries)
+            apic.advance(toTSC: cpu_rdtsc())
+            handle(apic.writeRegister(offset: offset & ~3, value: word))
+        } else if let offset = ioapicPage(gpa) {
+            deliver(ioapic.write(offset: offset & ~3, value: word))
         }
+        refresh()
     }
 
     mutating func msrRead(_ msr: UInt32) -> PlatformMSRAnswer {
-        guard let apic, LocalAPIC.handles(msr: msr) else { return .notMine }
+        guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
+        apic.advance(toTSC: cpu_rdtsc())
         guard let value = apic.readMSR(msr) else { return .generalProtection }
         return .done(value)
     }
 
     mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer {
-        guard apic != nil, LocalAPIC.handles(msr: msr) else { return .notMine }
-        guard let event = apic?.writeMSR(msr, value) else { return .generalProtection }
+        guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
+        apic.advance(toTSC: cpu_rdtsc())
+        guard let event = apic.writeMSR(msr, value) else { return .generalProtection }
         handle(event)
+        refresh()
         return .done(0)
     }
 
-    var interruptPending: Bool { apic?.pendingInterrupt != nil }
-    mutating func acknowledgeInterrupt() -> UInt8? { apic?.acknowledge() }
-    var nextDeadline: UInt64? { apic?.nextDeadline }
-    mutating func advance(toTSC tsc: UInt64) { apic?.advance(toTSC: tsc) }
+    var interruptPending: Bool { cachedPending }
+    var nextDeadline: UInt64? { cachedDeadline }
+
+    mutating func acknowledgeInterrupt() -> UInt8? {
+        let vector = apic.acknowledge()
+        refresh()
+        return vector
+    }
+
+    mutating func advance(toTSC tsc: UInt64) {
+        guard hasControllers else { return }
+        apic.advance(toTSC: tsc)
+        refresh()
+    }
 
     mutating func takeNMI() -> Bool {
         defer { nmiPending = false }
@@ -77,8 +102,7 @@ extension KernelPlatform {
         switch event {
         case .nothing: break
         case .nmi: nmiPending = true
-        case .levelEndOfInterrupt(let vector):
-            if let deliveries = ioapic?.eoi(vector: vector) { deliver(deliveries) }
+        case .levelEndOfInterrupt(let vector): deliver(ioapic.eoi(vector: vector))
         }
     }
 
@@ -88,8 +112,7 @@ extension KernelPlatform {
             let interrupt = deliveries[i]
             switch interrupt.deliveryMode {
             case .nmi: nmiPending = true
-            case .fixed, .lowestPriority:
-                _ = apic?.accept(vector: interrupt.vector, level: interrupt.triggerMode == .level)
+            case .fixed, .lowestPriority: apic.accept(vector: interrupt.vector, level: interrupt.triggerMode == .level)
             default: break   // SMI, INIT, ExtINT: nothing on this platform
             }
         }

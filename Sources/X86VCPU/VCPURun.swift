@@ -102,8 +102,9 @@ extension VCPU {
     /// queue's plan; the platform's interrupt controller feeds the queue when
     /// the guest can take its interrupt, else opens an interrupt window.
     mutating func prepareEntry<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) {
-        // The platform's timer: let its time run, then remember its next deadline.
-        if platformDeadline != nil || platform.nextDeadline != nil {
+        // The platform's timer: once its deadline has passed, let its time run.
+        platformDeadline = platform.nextDeadline
+        if let due = platformDeadline, hw.readTSC() >= due {
             platform.advance(toTSC: hw.readTSC())
             platformDeadline = platform.nextDeadline
         }
