@@ -372,3 +372,30 @@ private let cases: [MMIOCase] = [
         #expect(MMIOCodeSize(protectedMode: true, virtual8086: true, longModeActive: false, cs: big) == .bits16)
     }
 }
+
+@Suite struct MMIOInstructionRandomBytesTests {
+    /// Any 15 bytes decode to an access no longer than 15 bytes, with a
+    /// consistent size, or to an error; never a crash.
+    @Test func arbitraryBytesNeverCrash() {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var decoded = 0
+        for round in 0 ..< 20_000 {
+            var bytes = [UInt8](repeating: 0, count: 15)
+            for i in 0 ..< 15 {
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                bytes[i] = UInt8(truncatingIfNeeded: state >> 56)
+            }
+            // Bias towards the supported opcodes so the decode paths are exercised.
+            let opcodes: [UInt8] = [0x88, 0x89, 0x8A, 0x8B, 0xC6, 0xC7, 0xA0, 0xA1, 0xA2, 0xA3]
+            if round % 2 == 0 { bytes[Int(state % 4)] = opcodes[Int((state >> 8) % 10)] }
+            let codeSize: MMIOCodeSize = [.bits16, .bits32, .bits64][round % 3]
+            if case .success(let access) = decode(bytes, codeSize) {
+                decoded += 1
+                #expect(access.length >= 1 && access.length <= 15)
+                #expect([1, 2, 4, 8].contains(access.size))
+                #expect((access.register == nil) != (access.immediate == nil))
+            }
+        }
+        #expect(decoded > 1000)
+    }
+}
