@@ -192,6 +192,13 @@ public struct EventQueue: Sendable {
         return false
     }
 
+    /// External interrupt `vector` waits: a timer that fires again before it
+    /// is delivered has nothing to add (an interrupt line, not a counter).
+    @inlinable public func holdsExternalInterrupt(_ vector: UInt8) -> Bool {
+        for i in 0..<used where slots[i].type == .externalInterrupt && slots[i].vector == vector { return true }
+        return false
+    }
+
     /// Queues `event`; throws `.full` (queueing nothing) when there is no room.
     @inlinable
     public mutating func push(_ event: PendingEvent) throws(EventQueueError) {

@@ -118,7 +118,7 @@ extension VCPU {
         if timerPeriod != 0 {
             let now = hw.readTSC()
             if now >= timerDeadline {
-                _ = queue(.externalInterrupt(timerVector))
+                if !events.holdsExternalInterrupt(timerVector) { _ = queue(.externalInterrupt(timerVector)) }
                 timerDeadline = max(timerDeadline &+ timerPeriod, now &+ 1)
             }
             deadline = min(deadline ?? timerDeadline, timerDeadline)

@@ -132,6 +132,10 @@ struct DevicePlatform: GuestPlatform {
         #expect(exit == rig.scriptEnd)                               // HLT did not stop the guest
         let pin = PinBasedControls(rawValue: rig.entries[0].pinControls)
         #expect(pin.contains(.activatePreemptionTimer) && rig.entries[0].preemptionTimer > 0)
+        #expect(platform.advancedTo == 0)                            // not due yet: time not run
+        platform.deadline = 1                                        // due: the devices' time runs
+        rig.hw.script = [.cpuid(leaf: 0)]
+        _ = rig.vcpu.run(rig.hw, &platform)
         #expect(platform.advancedTo > 0)
         // No deadline: the timer is switched off again.
         platform.deadline = nil

@@ -254,6 +254,15 @@ let injectUD: UInt32 = 0x8000_0306
         #expect(rig.entries[3].injected.raw == 0x8000_0050)
     }
 
+    @Test func whileTheGuestBlocksInterruptsTheTimerHoldsOneNotOnePerPeriod() throws {
+        var rig = try VCPURig { $0.rflags = 0x2 }                   // IF = 0
+        var tick = ScriptedExit(.preemptionTimerExpired)
+        tick.guestCycles = 1000
+        _ = rig.run([.vmcall(Hypercall.armTimer.rawValue, rbx: 0x50, rcx: 1000), tick, tick, tick])
+        #expect(rig.vcpu.events.count == 1)
+        #expect(rig.entries.allSatisfy { !$0.injected.isValid })
+    }
+
     @Test func anUnknownNumberReturnsMinusOne() throws {
         var rig = try VCPURig()
         _ = rig.run([.vmcall(99)])
