@@ -129,12 +129,13 @@ iso: $(ISO)
 $(ISO): $(KERNEL) $(GUESTS) tools/mkiso.sh
 	tools/mkiso.sh $@ $(KERNEL) user
 
-# GUEST=linux (default: the Debian kernel to a busybox shell), linux-bzimage,
-# menu, or a test guest's name (hello, timer, modeswitch, ...).
+# GUEST=linux (default: the Debian kernel on the passthrough platform, with a
+# disk, to a busybox shell), linux-bzimage, linux-isolated, menu, or a test
+# guest's name (hello, timer, modeswitch, ...).
 GUEST ?= linux
 # The Linux guests need only tools/; the test guests are built on demand.
 run: $(KERNEL) deps-qemu deps-bochs
-	@case "$(GUEST)" in linux|linux-bzimage) $(MAKE) --no-print-directory linux-assets ;; \
+	@case "$(GUEST)" in linux|linux-bzimage|linux-isolated) $(MAKE) --no-print-directory linux-assets linux-pt-assets ;; \
 	    *) $(MAKE) --no-print-directory guests ;; esac
 	@opts=$$(tools/guest-iso.sh $(GUEST) $(BUILD)/run-$(GUEST).iso $(KERNEL)) && \
 	    tools/boot.sh --engine $(ENGINE) $$opts --interactive $(BUILD)/run-$(GUEST).iso
