@@ -3,7 +3,8 @@
 // (xAPIC mode), the IOAPIC page at 0xFEC00000, IA32_APIC_BASE, the x2APIC
 // MSRs and IA32_TSC_DEADLINE. The APIC timer runs on the TSC, driven by the
 // VMX-preemption timer; an IOAPIC interrupt goes to the local APIC, and a
-// level-triggered EOI goes back to the IOAPIC. Every change ends in
+// level-triggered EOI goes back to the IOAPIC. The vCPU brings the APIC's
+// clock (the guest's TSC) up to date before each access. Every change ends in
 // `refresh`, which leaves the two answers the vCPU asks for at each entry
 // (an interrupt pending, the next deadline) in plain stored values.
 import X86Arch
@@ -42,7 +43,6 @@ extension KernelPlatform {
         let shift = UInt64(gpa & 3) * 8
         let mask: UInt64 = size >= 4 ? 0xFFFF_FFFF : (1 << UInt64(size * 8)) - 1
         if let offset = apicPage(gpa) {
-            apic.advance(toTSC: cpu_rdtsc())   // the current-count register reads the time
             let value = UInt64(apic.readRegister(offset: offset & ~3)) >> shift & mask
             refresh()
             return value
@@ -54,7 +54,6 @@ extension KernelPlatform {
     mutating func mmioWrite(_ gpa: UInt64, size: Int, value: UInt64) {
         let word = UInt32(truncatingIfNeeded: value << (UInt64(gpa & 3) * 8))
         if let offset = apicPage(gpa) {
-            apic.advance(toTSC: cpu_rdtsc())
             handle(apic.writeRegister(offset: offset & ~3, value: word))
         } else if let offset = ioapicPage(gpa) {
             deliver(ioapic.write(offset: offset & ~3, value: word))
@@ -64,14 +63,12 @@ extension KernelPlatform {
 
     mutating func msrRead(_ msr: UInt32) -> PlatformMSRAnswer {
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
-        apic.advance(toTSC: cpu_rdtsc())
         guard let value = apic.readMSR(msr) else { return .generalProtection }
         return .done(value)
     }
 
     mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer {
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
-        apic.advance(toTSC: cpu_rdtsc())
         guard let event = apic.writeMSR(msr, value) else { return .generalProtection }
         handle(event)
         refresh()

@@ -35,7 +35,7 @@ extension VCPU {
             if features.activityHLT && features.preemptionTimer {
                 try hw.write(VMCSFields.Guest32.activityState, ActivityState.hlt.rawValue)
             } else if let deadline = platform.nextDeadline {
-                while hw.readTSC() < deadline {}
+                while guestTSC(hw) < deadline {}
             }
             return .resume
         }

@@ -65,7 +65,8 @@ extension VCPU {
         case MSR.ia32TimeStampCounter.address:
             // The host's TSC is never written: the guest's moves by the offset.
             guard features.tscOffsetting else { return true }
-            try hw.write(VMCSFields.Control64.tscOffset, value &- hw.readTSC())
+            tscOffset = value &- hw.readTSC()
+            try hw.write(VMCSFields.Control64.tscOffset, tscOffset)
         case MSR.ia32APICBase.address where platformKind == .passthrough:
             guard let value = Self.passthroughAPICBase(current: hw.readMSR(msr), requested: value,
                                                        physicalAddressBits: features.physicalAddressBits) else { return false }
@@ -141,6 +142,7 @@ extension VCPU {
     mutating func handleRDMSR<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
         let msr = UInt32(truncatingIfNeeded: registers.rcx)
         let value: UInt64
+        platform.advance(toTSC: guestTSC(hw))   // a device MSR reads the guest's time
         switch platform.msrRead(msr) {
         case .done(let v): value = v
         case .generalProtection: return raise(.exception(.generalProtection, errorCode: 0))
@@ -157,6 +159,7 @@ extension VCPU {
         let msr = UInt32(truncatingIfNeeded: registers.rcx)
         let value = (registers.rdx & 0xFFFF_FFFF) << 32 | (registers.rax & 0xFFFF_FFFF)
         let mirrored = (xss, apicBase)
+        platform.advance(toTSC: guestTSC(hw))
         switch platform.msrWrite(msr, value) {
         case .done:
             if msr == MSR.ia32APICBase.address { apicBase = value }   // CPUID.1:EDX.APIC follows it

@@ -38,6 +38,7 @@ extension VCPU {
         }
         guard (access.kind == .write) == q.isWrite else { return stop }
         var rsp = access.usesStackPointer ? try hw.read(VMCSFields.GuestNatural.rsp) : 0
+        platform.advance(toTSC: guestTSC(hw))   // e.g. the APIC timer's current count
         if access.kind == .write {
             platform.mmioWrite(gpa, size: access.size,
                                value: MMIOInstruction.writeValue(access, registers: registers, stackPointer: rsp))

@@ -203,8 +203,11 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     var timerVector: UInt8 = 0
     var timerPeriod: UInt64 = 0
     var timerDeadline: UInt64 = 0
-    /// The platform's next timer deadline as of the last entry.
+    /// The platform's next timer deadline as of the last entry, in host TSC.
     var platformDeadline: UInt64?
+    /// The VMCS TSC offset: the guest's TSC is the host's plus it (devices
+    /// keep the guest's time; the preemption timer counts the host's).
+    var tscOffset: UInt64 = 0
     /// Whether "activate VMX-preemption timer" is set in the VMCS.
     var preemptionTimerOn = false
     /// The event the last exit interrupted (IDT-vectoring information): it is
@@ -278,6 +281,9 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         }
     }
 
+    /// The TSC the guest reads now (RDTSC with TSC offsetting).
+    func guestTSC<H: VMXHardware>(_ hw: H) -> UInt64 { hw.readTSC() &+ tscOffset }
+
     /// Asks the host CPU for the compacted XSAVE size with every component
     /// the guest may enable switched on (CPUID.(0xD,1):EBX follows XCR0), and
     /// keeps the compacted format from the guest if the answer disagrees with
@@ -317,6 +323,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
                              guest: CPUIDGuestState(cr4: 0, xcr0: 1))
         }
         try writeControls(hw, settings, eptPointer: eptPointer)
+        tscOffset = 0   // writeControls starts the guest's TSC at the host's
         // Mappings cached for this EPTP before its tables were written must
         // not be used. SDM 29.4.3.1 "Operations that Invalidate Cached Mappings".
         if capabilities.eptVPID?.inveptSingleContext == true { try hw.invept(eptPointer) }

@@ -102,11 +102,12 @@ extension VCPU {
     /// queue's plan; the platform's interrupt controller feeds the queue when
     /// the guest can take its interrupt, else opens an interrupt window.
     mutating func prepareEntry<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) {
-        // The platform's timer: once its deadline has passed, let its time run.
-        platformDeadline = platform.nextDeadline
+        // The platform's timer (in the guest's TSC): once its deadline has
+        // passed, let its time run; remember the next one in host TSC.
+        platformDeadline = platform.nextDeadline.map { $0 &- tscOffset }
         if let due = platformDeadline, hw.readTSC() >= due {
-            platform.advance(toTSC: hw.readTSC())
-            platformDeadline = platform.nextDeadline
+            platform.advance(toTSC: guestTSC(hw))
+            platformDeadline = platform.nextDeadline.map { $0 &- tscOffset }
         }
         let platformInterrupt = platform.interruptPending
         // The common case, nothing to deliver and no window open: nothing to write.

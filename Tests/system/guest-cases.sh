@@ -160,3 +160,13 @@ boot_case guest-mbapic-isolated bochs 90 - \
     '\[guest\] mbapic: all checks passed' \
     'EPT violation: 3 exits' \
     '^\[info\] power off: status 0'
+
+# Two CPUs, one in VMX: the guest's MADT (the hypervisor's copy) lists only
+# the boot CPU, so an OS following ACPI never starts the other outside VMX.
+boot_case guest-mbapic-2cpu bochs 120 - --cpus 2 \
+    --entry mbapic "log=info platform=passthrough" --module build/guests/mbapic.bin "mbapic" -- \
+    '!FAIL' \
+    'passthrough: ACPI: the guest.s RSDP at 0x[0-9a-f]+ lists the firmware.s [0-9]+ tables; its MADT keeps this CPU \(APIC ID 0\) and hides 1 other processor entries' \
+    'mbapic: apic ok' \
+    'mbapic: all checks passed' \
+    '^\[info\] power off: status 0'
