@@ -16,6 +16,10 @@ struct KernelPlatform: GuestPlatform {
     /// The guest drives the real RTC (0x70, 0x71), NVRAM read-only.
     var ownsClock = false
     var cmos = CMOSPorts()
+    /// The isolated platform's interrupt controllers (see InterruptControllers.swift).
+    var apic: LocalAPIC? = nil
+    var ioapic: IOAPIC? = nil
+    var nmiPending = false
 
     func uartRegister(_ port: UInt16) -> UART16550.Register? {
         port >= Self.com1 ? UART16550.Register(rawValue: port - Self.com1) : nil

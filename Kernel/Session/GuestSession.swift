@@ -5,6 +5,7 @@ import VMX
 import X86VCPU
 import GuestBoot
 import HostBoot
+import Devices
 
 /// Runs the guest named by the first module (Xen's GRUB convention: its
 /// string is the guest's command line; further modules are its initrd or
@@ -125,6 +126,11 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
 
     var platform = KernelPlatform()
     platform.ownsClock = platformKind == .isolated && format.ownsLegacyDevices
+    if platformKind == .isolated {
+        platform.addInterruptControllers(physicalAddressBits: hw.addressSizes.physicalAddressBits)
+        vcpu.cpuidPolicy.leaf1ECXHidden &= ~CPUIDLeaf1ECX.x2APIC.rawValue   // the local APIC has x2APIC mode
+        logInfo("isolated: a local APIC at \(hex: APICBase.defaultAddress) (xAPIC and x2APIC) and an IOAPIC at \(hex: IOAPIC.baseAddress)")
+    }
     let exit = vcpu.run(hw, &platform)
     platform.flush()
     if platformKind == .passthrough, case .tripleFault = exit {

@@ -24,10 +24,21 @@ extension VCPU {
         return .resume
     }
 
-    mutating func handleHLT<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+    mutating func handleHLT<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
         _ = try advance(hw)
         let interruptsOn = try hw.read(VMCSFields.GuestNatural.rflags) & RFLAGS.interruptEnable.rawValue != 0
         if !events.isEmpty { return .resume }
+        // The platform's interrupt controller: a waiting interrupt ends the
+        // halt at once; an armed timer ends it at its deadline.
+        if interruptsOn && (platform.interruptPending || platform.nextDeadline != nil) {
+            if platform.interruptPending { return .resume }
+            if features.activityHLT && features.preemptionTimer {
+                try hw.write(VMCSFields.Guest32.activityState, ActivityState.hlt.rawValue)
+            } else if let deadline = platform.nextDeadline {
+                while hw.readTSC() < deadline {}
+            }
+            return .resume
+        }
         // With interrupts on, a device interrupt can wake the guest when it owns
         // the interrupt controller: wait in the HLT state for its exit. When the
         // activity state is unsupported, resuming past HLT is a busy wait.

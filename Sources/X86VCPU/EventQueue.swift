@@ -185,6 +185,13 @@ public struct EventQueue: Sendable {
     @inlinable public var isEmpty: Bool { used == 0 }
     @inlinable public var isFull: Bool { used == Self.capacity }
 
+    /// An external interrupt waits: the interrupt controller is asked for the
+    /// next one only once it has been delivered (one INTA at a time).
+    @inlinable public var holdsExternalInterrupt: Bool {
+        for i in 0..<used where slots[i].type == .externalInterrupt { return true }
+        return false
+    }
+
     /// Queues `event`; throws `.full` (queueing nothing) when there is no room.
     @inlinable
     public mutating func push(_ event: PendingEvent) throws(EventQueueError) {

@@ -136,19 +136,34 @@ extension VCPU {
 }
 
 extension VCPU {
-    mutating func handleRDMSR<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+    /// The platform's devices answer first (the isolated platform's local
+    /// APIC: IA32_APIC_BASE, the x2APIC registers, TSC_DEADLINE), then the vCPU.
+    mutating func handleRDMSR<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
         let msr = UInt32(truncatingIfNeeded: registers.rcx)
-        guard let value = try readGuestMSR(hw, msr) else { return raise(.exception(.generalProtection, errorCode: 0)) }
+        let value: UInt64
+        switch platform.msrRead(msr) {
+        case .done(let v): value = v
+        case .generalProtection: return raise(.exception(.generalProtection, errorCode: 0))
+        case .notMine:
+            guard let v = try readGuestMSR(hw, msr) else { return raise(.exception(.generalProtection, errorCode: 0)) }
+            value = v
+        }
         registers.rax = value & 0xFFFF_FFFF
         registers.rdx = value >> 32
         return try advance(hw)
     }
 
-    mutating func handleWRMSR<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+    mutating func handleWRMSR<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
         let msr = UInt32(truncatingIfNeeded: registers.rcx)
         let value = (registers.rdx & 0xFFFF_FFFF) << 32 | (registers.rax & 0xFFFF_FFFF)
         let mirrored = (xss, apicBase)
-        guard try writeGuestMSR(hw, msr, value) else { return raise(.exception(.generalProtection, errorCode: 0)) }
+        switch platform.msrWrite(msr, value) {
+        case .done:
+            if msr == MSR.ia32APICBase.address { apicBase = value }   // CPUID.1:EDX.APIC follows it
+        case .generalProtection: return raise(.exception(.generalProtection, errorCode: 0))
+        case .notMine:
+            guard try writeGuestMSR(hw, msr, value) else { return raise(.exception(.generalProtection, errorCode: 0)) }
+        }
         // Leaf 0xD follows IA32_XSS, leaf 1's APIC bit the APIC base.
         if mirrored != (xss, apicBase) { fastPath.invalidateCPUID() }
         return try advance(hw)

@@ -55,12 +55,7 @@ extension VCPU {
             timerVector = UInt8(registers.rbx)
             timerPeriod = registers.rcx
             timerDeadline = hw.readTSC() &+ registers.rcx
-            var pin = PinBasedControls(rawValue: try hw.read(VMCSFields.Control32.pinBasedControls))
-            if features.preemptionTimer {
-                if timerPeriod != 0 { pin.insert(.activatePreemptionTimer) } else { pin.remove(.activatePreemptionTimer) }
-                try hw.write(VMCSFields.Control32.pinBasedControls, pin.rawValue)
-            }
-            registers.rax = 0
+            registers.rax = 0   // the next entry arms the preemption timer (prepareEntry)
         case nil:
             registers.rax = Hypercall.unknown
         }

@@ -66,6 +66,52 @@ public protocol GuestPlatform {
     mutating func portOut(_ port: UInt16, width: OperandWidth, value: UInt32) -> VCPUExit?
     /// Bytes from the console hypercall.
     mutating func consoleWrite(_ bytes: UnsafeRawBufferPointer)
+
+    // Memory-mapped devices and the interrupt controller (the isolated
+    // platform's local APIC and IOAPIC). Defaults: none.
+
+    /// Whether a device decodes guest-physical `gpa` (outside guest RAM): the
+    /// vCPU then decodes the instruction and calls `mmioRead` / `mmioWrite`.
+    func decodesMMIO(_ gpa: UInt64) -> Bool
+    mutating func mmioRead(_ gpa: UInt64, size: Int) -> UInt64
+    mutating func mmioWrite(_ gpa: UInt64, size: Int, value: UInt64)
+    /// RDMSR, asked before the vCPU's own MSRs.
+    mutating func msrRead(_ msr: UInt32) -> PlatformMSRAnswer
+    /// WRMSR, asked before the vCPU's own MSRs (a read's `.done` value is ignored).
+    mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer
+    /// The devices sent the CPU an NMI (a self-NMI through the local APIC's ICR).
+    mutating func takeNMI() -> Bool
+    /// An interrupt waits that the guest would take once it accepts interrupts.
+    var interruptPending: Bool { get }
+    /// The highest-priority waiting vector, now in service (the CPU's INTA).
+    mutating func acknowledgeInterrupt() -> UInt8?
+    /// The TSC value at which a device next needs time to pass (its timer); nil: none armed.
+    var nextDeadline: UInt64? { get }
+    /// Lets the devices' time run up to `tsc` (timers fire, interrupts become pending).
+    mutating func advance(toTSC tsc: UInt64)
+}
+
+/// A platform device's answer to RDMSR or WRMSR.
+public enum PlatformMSRAnswer: Equatable, Sendable {
+    /// No device has this MSR: the vCPU's own, or #GP.
+    case notMine
+    /// Done; for RDMSR the value read.
+    case done(UInt64)
+    /// The device's MSR, but the access raises #GP(0).
+    case generalProtection
+}
+
+extension GuestPlatform {
+    public func decodesMMIO(_ gpa: UInt64) -> Bool { false }
+    public mutating func mmioRead(_ gpa: UInt64, size: Int) -> UInt64 { UInt64.max }
+    public mutating func mmioWrite(_ gpa: UInt64, size: Int, value: UInt64) {}
+    public mutating func msrRead(_ msr: UInt32) -> PlatformMSRAnswer { .notMine }
+    public mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer { .notMine }
+    public mutating func takeNMI() -> Bool { false }
+    public var interruptPending: Bool { false }
+    public mutating func acknowledgeInterrupt() -> UInt8? { nil }
+    public var nextDeadline: UInt64? { nil }
+    public mutating func advance(toTSC tsc: UInt64) {}
 }
 
 /// What the vCPU was built with, and which optional controls it got.
@@ -157,6 +203,10 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     var timerVector: UInt8 = 0
     var timerPeriod: UInt64 = 0
     var timerDeadline: UInt64 = 0
+    /// The platform's next timer deadline as of the last entry.
+    var platformDeadline: UInt64?
+    /// Whether "activate VMX-preemption timer" is set in the VMCS.
+    var preemptionTimerOn = false
     /// The event the last exit interrupted (IDT-vectoring information): it is
     /// delivered again before anything else.
     var reinjection: EventInjection?

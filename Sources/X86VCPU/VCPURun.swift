@@ -27,14 +27,14 @@ extension VCPU {
             do {
                 // An NMI the host took in root mode belongs to the guest, as
                 // one that arrives while it runs (handleExceptionOrNMI).
-                if hw.takeHostNMI() { _ = queue(.nmi) }
-                try prepareEntry(hw)
+                if hw.takeHostNMI() || platform.takeNMI() { _ = queue(.nmi) }
+                try prepareEntry(hw, &platform)
                 if exitUnrecorded { statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC) }
                 exitUnrecorded = false
                 // Not while a timer is armed: its deadline is checked, and the
                 // preemption timer reloaded, only on this path. Not with events
                 // queued, so their windows are planned here.
-                fastPath.enabled = timerPeriod == 0 && events.isEmpty ? ExitFastPath.allKinds : 0
+                fastPath.enabled = timerPeriod == 0 && events.isEmpty && platformDeadline == nil ? ExitFastPath.allKinds : 0
                 try hw.enterGuest(&registers, fastPath: fastPath, resume: launched)
                 launched = true
                 lastExitTSC = hw.readTSC()
@@ -73,18 +73,15 @@ extension VCPU {
         case .startupIPI: return try handleSIPI(hw)
         case .interruptWindow, .nmiWindow, .preemptionTimerExpired: return .resume
         case .cpuid: return try handleCPUID(hw)
-        case .hlt: return try handleHLT(hw)
+        case .hlt: return try handleHLT(hw, &platform)
         case .invd, .wbinvd, .pause: return try advance(hw)
         case .vmcall: return try handleVMCALL(hw, &platform)
         case .controlRegisterAccess: return try handleCRAccess(hw)
         case .ioInstruction: return try handleIO(hw, &platform)
-        case .rdmsr: return try handleRDMSR(hw)
-        case .wrmsr: return try handleWRMSR(hw)
+        case .rdmsr: return try handleRDMSR(hw, &platform)
+        case .wrmsr: return try handleWRMSR(hw, &platform)
         case .xsetbv: return try handleXSETBV(hw)
-        case .eptViolation:
-            return .stop(.eptViolation(guestPhysical: try hw.read(VMCSFields.ReadOnly64.guestPhysicalAddress),
-                                       qualification: EPTViolationQualification(raw: try qualification(hw)),
-                                       rip: try hw.read(VMCSFields.GuestNatural.rip)))
+        case .eptViolation: return try handleEPTViolation(hw, &platform)
         case .eptMisconfiguration:
             return .stop(.eptMisconfiguration(guestPhysical: try hw.read(VMCSFields.ReadOnly64.guestPhysicalAddress),
                                               rip: try hw.read(VMCSFields.GuestNatural.rip)))
@@ -101,21 +98,40 @@ extension VCPU {
 
     // MARK: - Entry preparation
 
-    /// Timer, then event injection: a re-injected event first, else the queue's plan.
-    mutating func prepareEntry<H: VMXHardware>(_ hw: H) throws(VMXError) {
+    /// Timers, then event injection: a re-injected event first, else the
+    /// queue's plan; the platform's interrupt controller feeds the queue when
+    /// the guest can take its interrupt, else opens an interrupt window.
+    mutating func prepareEntry<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) {
+        // The platform's timer: let its time run, then remember its next deadline.
+        if platformDeadline != nil || platform.nextDeadline != nil {
+            platform.advance(toTSC: hw.readTSC())
+            platformDeadline = platform.nextDeadline
+        }
+        let platformInterrupt = platform.interruptPending
         // The common case, nothing to deliver and no window open: nothing to write.
         let windows = PrimaryProcessorBasedControls.interruptWindowExiting.rawValue
             | PrimaryProcessorBasedControls.nmiWindowExiting.rawValue
-        if timerPeriod == 0 && reinjection == nil && events.isEmpty && primaryControls.rawValue & windows == 0 { return }
+        if timerPeriod == 0 && platformDeadline == nil && !platformInterrupt && !preemptionTimerOn && reinjection == nil
+            && events.isEmpty && primaryControls.rawValue & windows == 0 { return }
+        var deadline = platformDeadline
         if timerPeriod != 0 {
             let now = hw.readTSC()
             if now >= timerDeadline {
                 _ = queue(.externalInterrupt(timerVector))
                 timerDeadline = max(timerDeadline &+ timerPeriod, now &+ 1)
             }
-            if features.preemptionTimer {
-                let ticks = (timerDeadline - now) >> UInt64(capabilities.misc.preemptionTimerTSCShift)
-                try hw.write(VMCSFields.Guest32.preemptionTimerValue, UInt32(clamping: ticks))
+            deadline = min(deadline ?? timerDeadline, timerDeadline)
+        }
+        try armPreemptionTimer(hw, until: deadline)
+        var platformWindow = false
+        if platformInterrupt && reinjection == nil && !events.holdsExternalInterrupt {
+            let guest = GuestEventContext(rflags: try hw.read(VMCSFields.GuestNatural.rflags),
+                                          cr0: try hw.read(VMCSFields.GuestNatural.cr0),
+                                          interruptibility: try hw.read(VMCSFields.Guest32.interruptibilityState))
+            if guest.acceptsExternalInterrupt, let vector = platform.acknowledgeInterrupt() {
+                _ = queue(.externalInterrupt(vector))
+            } else {
+                platformWindow = true
             }
         }
         var injection = reinjection
@@ -150,12 +166,30 @@ extension VCPU {
             if try hw.read(VMCSFields.Guest32.activityState) != 0 { try hw.write(VMCSFields.Guest32.activityState, 0) }
         }
         var primary = primaryControls
-        if interruptWindow { primary.insert(.interruptWindowExiting) } else { primary.remove(.interruptWindowExiting) }
+        if interruptWindow || platformWindow { primary.insert(.interruptWindowExiting) } else { primary.remove(.interruptWindowExiting) }
         if nmiWindow { primary.insert(.nmiWindowExiting) } else { primary.remove(.nmiWindowExiting) }
         if primary != primaryControls {
             primaryControls = primary
             try hw.write(VMCSFields.Control32.primaryProcessorBasedControls, primary.rawValue)
         }
+    }
+
+    /// The VMX-preemption timer runs while a deadline is set, counting TSC
+    /// ticks >> the CPU's shift (SDM 26.5.1 "VMX-Preemption Timer"); it exits
+    /// at 0, and the next entry sees the deadline passed.
+    mutating func armPreemptionTimer<H: VMXHardware>(_ hw: H, until deadline: UInt64?) throws(VMXError) {
+        guard features.preemptionTimer else { return }
+        if let deadline {
+            let now = hw.readTSC()
+            let ticks = deadline > now ? (deadline - now) >> UInt64(capabilities.misc.preemptionTimerTSCShift) : 0
+            try hw.write(VMCSFields.Guest32.preemptionTimerValue, UInt32(clamping: ticks))
+        }
+        let on = deadline != nil
+        guard on != preemptionTimerOn else { return }
+        preemptionTimerOn = on
+        var pin = PinBasedControls(rawValue: UInt32(try hw.read(VMCSFields.Control32.pinBasedControls)))
+        if on { pin.insert(.activatePreemptionTimer) } else { pin.remove(.activatePreemptionTimer) }
+        try hw.write(VMCSFields.Control32.pinBasedControls, pin.rawValue)
     }
 
     /// SDM 28.2.4 "Information for VM Exits During Event Delivery": an event
@@ -178,7 +212,12 @@ extension VCPU {
     /// RIP past the exiting instruction, and the STI / MOV SS blocking it
     /// carried cleared, as completing the instruction would.
     mutating func advance<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
-        let length = try hw.read(VMCSFields.ReadOnly32.exitInstructionLength)
+        try advance(hw, by: UInt64(try hw.read(VMCSFields.ReadOnly32.exitInstructionLength)))
+    }
+
+    /// `advance` by an instruction length the vCPU decoded itself (exits
+    /// without a valid VM-exit instruction length, e.g. EPT violations).
+    mutating func advance<H: VMXHardware>(_ hw: H, by length: UInt64) throws(VMXError) -> ExitAction {
         let rip = try hw.read(VMCSFields.GuestNatural.rip)
         try hw.write(VMCSFields.GuestNatural.rip, rip &+ UInt64(length))
         let state = try hw.read(VMCSFields.Guest32.interruptibilityState)

@@ -137,8 +137,8 @@ guest_case mblow 90 \
 # The passthrough platform with a multiboot kernel of our own: the machine's
 # local APIC through its MMIO page, the firmware's memory map with the
 # hypervisor's image reserved; COM1 is the real UART (no [guest] prefix).
-# By default the same kernel gets the isolated platform, which has no local
-# APIC yet: its first APIC read stops it.
+# By default the same kernel gets the isolated platform: the hypervisor's
+# virtual local APIC (its MMIO page decoded from EPT violations) and private RAM.
 boot_case guest-mbapic-passthrough bochs 90 - \
     --entry mbapic "log=info platform=passthrough" --module build/guests/mbapic.bin "mbapic" -- \
     '!FAIL' \
@@ -151,7 +151,12 @@ boot_case guest-mbapic-passthrough bochs 90 - \
     '^\[info\] power off: status 0'
 boot_case guest-mbapic-isolated bochs 90 - \
     --entry mbapic "log=info" --module build/guests/mbapic.bin "mbapic" -- \
+    '!FAIL' \
     'platform: isolated \(the default for a test guest\)' \
-    'guest stopped: EPT violation at GPA 0xfee00020 \(read, outside guest RAM\)' \
-    '!mbapic: apic ok' \
-    'power off: status 6'
+    'isolated: a local APIC at 0xfee00000 \(xAPIC and x2APIC\) and an IOAPIC at 0xfec00000' \
+    '\[guest\] mbapic: apic base fee00000 id 00000000 version 00050014' \
+    '\[guest\] mbapic: apic ok' \
+    '\[guest\] mbapic: 1 MiB is type 00000001' \
+    '\[guest\] mbapic: all checks passed' \
+    'EPT violation: 3 exits' \
+    '^\[info\] power off: status 0'

@@ -80,7 +80,8 @@ pt_case() {
         'Linux version 6\.1' \
         "${pt_patterns[@]}" \
         'PT-HYPERVISOR yes' \
-        'PT-VMX no'
+        'PT-VMX no' \
+        'vecstate: ok \(AVX-512\)'
 }
 pt_case linux-pt build/linux/vmlinuz 'Linux bzImage'
 pt_case linux-pt-pvh build/linux/vmlinux 'PVH ELF'

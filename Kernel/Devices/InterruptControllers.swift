@@ -1,0 +1,97 @@
+// The isolated platform's local APIC and IOAPIC (the Devices models), behind
+// the vCPU's MMIO, MSR, interrupt and timer hooks: the APIC page at its base
+// (xAPIC mode), the IOAPIC page at 0xFEC00000, IA32_APIC_BASE, the x2APIC
+// MSRs and IA32_TSC_DEADLINE. The APIC timer runs on the TSC, driven by the
+// VMX-preemption timer; an IOAPIC interrupt goes to the local APIC, and a
+// level-triggered EOI goes back to the IOAPIC.
+import X86Arch
+import X86VCPU
+import Devices
+
+extension KernelPlatform {
+    /// Gives the guest a local APIC (ID 0, the bootstrap processor) and an IOAPIC.
+    mutating func addInterruptControllers(physicalAddressBits: Int) {
+        apic = LocalAPIC(id: 0, physicalAddressBits: UInt8(clamping: physicalAddressBits))
+        ioapic = IOAPIC(id: 1)
+    }
+
+    func apicPage(_ gpa: UInt64) -> UInt32? {
+        guard let apic, apic.mode == .xAPIC, gpa >= apic.mmioBase, gpa - apic.mmioBase < 0x1000 else { return nil }
+        return UInt32(gpa - apic.mmioBase)
+    }
+
+    func ioapicPage(_ gpa: UInt64) -> UInt64? {
+        guard ioapic != nil, gpa >= IOAPIC.baseAddress, gpa - IOAPIC.baseAddress < IOAPIC.mmioSize else { return nil }
+        return gpa - IOAPIC.baseAddress
+    }
+
+    func decodesMMIO(_ gpa: UInt64) -> Bool { apicPage(gpa) != nil || ioapicPage(gpa) != nil }
+
+    /// Registers are 32 bits wide on 16-byte boundaries: a narrower read
+    /// takes its bytes of the register, a wider one reads the register zero-extended.
+    mutating func mmioRead(_ gpa: UInt64, size: Int) -> UInt64 {
+        let shift = UInt64(gpa & 3) * 8
+        let mask: UInt64 = size >= 4 ? 0xFFFF_FFFF : (1 << UInt64(size * 8)) - 1
+        if let offset = apicPage(gpa) {
+            return UInt64(apic?.readRegister(offset: offset & ~3) ?? 0) >> shift & mask
+        }
+        if let offset = ioapicPage(gpa) {
+            return UInt64(ioapic?.read(offset: offset & ~3) ?? 0) >> shift & mask
+        }
+        return UInt64.max
+    }
+
+    mutating func mmioWrite(_ gpa: UInt64, size: Int, value: UInt64) {
+        let word = UInt32(truncatingIfNeeded: value << (UInt64(gpa & 3) * 8))
+        if let offset = apicPage(gpa) {
+            if let event = apic?.writeRegister(offset: offset & ~3, value: word) { handle(event) }
+        } else if let offset = ioapicPage(gpa), let deliveries = ioapic?.write(offset: offset & ~3, value: word) {
+            deliver(deliveries)
+        }
+    }
+
+    mutating func msrRead(_ msr: UInt32) -> PlatformMSRAnswer {
+        guard let apic, LocalAPIC.handles(msr: msr) else { return .notMine }
+        guard let value = apic.readMSR(msr) else { return .generalProtection }
+        return .done(value)
+    }
+
+    mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer {
+        guard apic != nil, LocalAPIC.handles(msr: msr) else { return .notMine }
+        guard let event = apic?.writeMSR(msr, value) else { return .generalProtection }
+        handle(event)
+        return .done(0)
+    }
+
+    var interruptPending: Bool { apic?.pendingInterrupt != nil }
+    mutating func acknowledgeInterrupt() -> UInt8? { apic?.acknowledge() }
+    var nextDeadline: UInt64? { apic?.nextDeadline }
+    mutating func advance(toTSC tsc: UInt64) { apic?.advance(toTSC: tsc) }
+
+    mutating func takeNMI() -> Bool {
+        defer { nmiPending = false }
+        return nmiPending
+    }
+
+    mutating func handle(_ event: LocalAPICEvent) {
+        switch event {
+        case .nothing: break
+        case .nmi: nmiPending = true
+        case .levelEndOfInterrupt(let vector):
+            if let deliveries = ioapic?.eoi(vector: vector) { deliver(deliveries) }
+        }
+    }
+
+    /// IOAPIC messages to the one local APIC (any destination: there is one CPU).
+    mutating func deliver(_ deliveries: IOAPICDeliveries) {
+        for i in 0..<deliveries.count {
+            let interrupt = deliveries[i]
+            switch interrupt.deliveryMode {
+            case .nmi: nmiPending = true
+            case .fixed, .lowestPriority:
+                _ = apic?.accept(vector: interrupt.vector, level: interrupt.triggerMode == .level)
+            default: break   // SMI, INIT, ExtINT: nothing on this platform
+            }
+        }
+    }
+}

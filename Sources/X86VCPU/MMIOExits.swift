@@ -1,0 +1,68 @@
+// EPT violations outside guest RAM: where the platform has a memory-mapped
+// device (the isolated platform's local APIC and IOAPIC pages), the vCPU
+// fetches the instruction at the guest's RIP, decodes it (MMIOInstruction),
+// performs the access on the device and steps past it. Anything else (no
+// device, an instruction fetch, an undecodable or mismatched instruction)
+// stops the guest with the EPT-violation report, as before.
+// SDM 29.3.3.2 "EPT Violations"; 28.2.1 "Basic VM-Exit Information" (the
+// VM-exit instruction length is not defined for EPT violations: the decoded
+// length is used).
+
+import X86Arch
+import VMX
+
+extension VCPU {
+    mutating func handleEPTViolation<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError)
+        -> ExitAction {
+        let gpa = try hw.read(VMCSFields.ReadOnly64.guestPhysicalAddress)
+        let q = EPTViolationQualification(raw: try qualification(hw))
+        let rip = try hw.read(VMCSFields.GuestNatural.rip)
+        let stop = ExitAction.stop(.eptViolation(guestPhysical: gpa, qualification: q, rip: rip))
+        guard !q.isInstructionFetch, platform.decodesMMIO(gpa) else { return stop }
+
+        // The instruction: up to 15 bytes at CS:RIP, through the guest's paging.
+        let codeSize = MMIOCodeSize(protectedMode: try hw.read(VMCSFields.GuestNatural.cr0) & CR0Bits.pe.rawValue != 0,
+                                    virtual8086: try hw.read(VMCSFields.GuestNatural.rflags) & RFLAGS.vm.rawValue != 0,
+                                    longModeActive: try hw.read(VMCSFields.Guest64.ia32EFER) & EFER.lma.rawValue != 0,
+                                    cs: SegmentAccessRights(rawValue: try hw.read(VMCSFields.Guest32.csAccessRights)))
+        let linear = codeSize == .bits64 ? rip : (try hw.read(VMCSFields.GuestNatural.csBase) &+ rip) & 0xFFFF_FFFF
+        var buffer: [16 of UInt8] = .init(repeating: 0)
+        let fetched = try fetchInstruction(hw, at: linear, into: &buffer)
+        let access: MMIOAccess
+        do {
+            access = try buffer.span.withUnsafeBytes { (all: UnsafeRawBufferPointer) throws(MMIODecodeError) -> MMIOAccess in
+                try MMIOInstruction.decode(UnsafeRawBufferPointer(rebasing: all[0..<fetched]), codeSize: codeSize)
+            }
+        } catch {
+            return stop
+        }
+        guard (access.kind == .write) == q.isWrite else { return stop }
+        var rsp = access.usesStackPointer ? try hw.read(VMCSFields.GuestNatural.rsp) : 0
+        if access.kind == .write {
+            platform.mmioWrite(gpa, size: access.size,
+                               value: MMIOInstruction.writeValue(access, registers: registers, stackPointer: rsp))
+        } else {
+            let value = platform.mmioRead(gpa, size: access.size)
+            MMIOInstruction.completeRead(access, value: value, registers: &registers, stackPointer: &rsp)
+            if access.usesStackPointer { try hw.write(VMCSFields.GuestNatural.rsp, rsp) }
+        }
+        return try advance(hw, by: UInt64(access.length))
+    }
+
+    /// Copies the instruction bytes at guest-linear `linear` into `buffer`:
+    /// at most 15, fewer where the second page does not translate. Returns the count.
+    func fetchInstruction<H: VMXHardware>(_ hw: H, at linear: UInt64, into buffer: inout [16 of UInt8]) throws(VMXError)
+        -> Int {
+        let paging = try pagingState(hw)
+        var count = 0
+        while count < 15 {
+            let address = linear &+ UInt64(count)
+            let chunk = min(15 - count, Int(pageSize4KiB - (address & pageOffsetMask4KiB)))
+            guard let gpa = translate(address, write: false, paging: paging),
+                  let bytes = ram.bytes(at: gpa, count: chunk) else { break }
+            for i in 0..<chunk { buffer[count + i] = bytes[i] }
+            count += chunk
+        }
+        return count
+    }
+}

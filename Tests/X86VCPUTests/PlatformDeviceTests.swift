@@ -1,0 +1,142 @@
+import Testing
+import TestSupport
+import X86Arch
+import VMX
+import X86VCPU
+
+/// A platform with one memory-mapped device page, an MSR, an interrupt
+/// controller and a timer, recording what the vCPU asks of it.
+struct DevicePlatform: GuestPlatform {
+    static let page: UInt64 = 0xFEE0_0000
+    var reads: [(UInt64, Int)] = []
+    var writes: [(UInt64, Int, UInt64)] = []
+    var readValue: UInt64 = 0
+    var msr: (number: UInt32, answer: PlatformMSRAnswer) = (0x802, .done(0x1234))
+    var msrWrites: [(UInt32, UInt64)] = []
+    var pending: [UInt8] = []
+    var acknowledged: [UInt8] = []
+    var deadline: UInt64? = nil
+    var advancedTo: UInt64 = 0
+
+    mutating func portIn(_ port: UInt16, width: OperandWidth) -> UInt32 { UInt32.max }
+    mutating func portOut(_ port: UInt16, width: OperandWidth, value: UInt32) -> VCPUExit? {
+        port == 0xF4 ? .powerOff(status: UInt8(truncatingIfNeeded: value)) : nil
+    }
+    mutating func consoleWrite(_ bytes: UnsafeRawBufferPointer) {}
+    func decodesMMIO(_ gpa: UInt64) -> Bool { gpa >= Self.page && gpa < Self.page + 0x1000 }
+    mutating func mmioRead(_ gpa: UInt64, size: Int) -> UInt64 { reads.append((gpa, size)); return readValue }
+    mutating func mmioWrite(_ gpa: UInt64, size: Int, value: UInt64) { writes.append((gpa, size, value)) }
+    mutating func msrRead(_ number: UInt32) -> PlatformMSRAnswer { number == msr.number ? msr.answer : .notMine }
+    mutating func msrWrite(_ number: UInt32, _ value: UInt64) -> PlatformMSRAnswer {
+        guard number == msr.number else { return .notMine }
+        msrWrites.append((number, value))
+        return msr.answer
+    }
+    var interruptPending: Bool { !pending.isEmpty }
+    mutating func acknowledgeInterrupt() -> UInt8? {
+        guard !pending.isEmpty else { return nil }
+        acknowledged.append(pending.removeFirst())
+        return acknowledged.last
+    }
+    var nextDeadline: UInt64? { deadline }
+    mutating func advance(toTSC tsc: UInt64) { advancedTo = tsc }
+}
+
+@Suite struct PlatformDeviceTests {
+    /// An EPT violation (read or write) at `gpa` with the instruction `bytes` at the guest's RIP.
+    static func mmio(_ rig: borrowing VCPURig, gpa: UInt64, write: Bool, bytes: [UInt8]) -> ScriptedExit {
+        rig.memory.store(bytes, at: rig.rip)
+        return .eptViolation(gpa: gpa, qualification: write ? 0x2 : 0x1)
+    }
+
+    @Test func anMMIOReadIsDecodedPerformedOnTheDeviceAndSteppedOver() throws {
+        var rig = try VCPURig()
+        var platform = DevicePlatform()
+        platform.readValue = 0xABCD_1234
+        let start = rig.rip
+        rig.hw.script = [Self.mmio(rig, gpa: 0xFEE0_0020, write: false, bytes: [0x8B, 0x47, 0x20])]  // mov eax, [edi+0x20]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(platform.reads.count == 1 && platform.reads[0] == (0xFEE0_0020, 4))
+        #expect(rig.entries.last?.registers.rax == 0xABCD_1234)
+        #expect(rig.entries.last?.rip == start + 3)
+    }
+
+    @Test func anMMIOWriteTakesItsValueFromTheRegister() throws {
+        var rig = try VCPURig()
+        var platform = DevicePlatform()
+        rig.hw.script = [Self.mmio(rig, gpa: 0xFEE0_00B0, write: true, bytes: [0x89, 0x8F, 0xB0, 0x00, 0x00, 0x00])
+            .then { r, _ in r.rcx = 0x1_0000_0007 }]   // mov [edi+0xb0], ecx
+        let start = rig.rip
+        _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(platform.writes.count == 1)
+        #expect(platform.writes.first.map { $0 == (0xFEE0_00B0, 4, 7) } == true)
+        #expect(rig.entries.last?.rip == start + 6)
+    }
+
+    @Test func withoutADeviceOrAnInstructionTheGuestStops() throws {
+        var rig = try VCPURig()
+        var platform = DevicePlatform()
+        rig.hw.script = [Self.mmio(rig, gpa: 0xFEB0_0000, write: false, bytes: [0x8B, 0x47, 0x20])]
+        guard case .eptViolation(let gpa, _, _) = rig.vcpu.run(rig.hw, &platform) else { Issue.record("no stop"); return }
+        #expect(gpa == 0xFEB0_0000 && platform.reads.isEmpty)
+        rig.hw.script = [Self.mmio(rig, gpa: 0xFEE0_0020, write: false, bytes: [0x09, 0x47, 0x20])]  // or [edi+0x20], eax
+        guard case .eptViolation = rig.vcpu.run(rig.hw, &platform) else { Issue.record("no stop"); return }
+        #expect(platform.reads.isEmpty && platform.writes.isEmpty)
+        // A write qualification for a reading instruction: not performed either.
+        rig.hw.script = [Self.mmio(rig, gpa: 0xFEE0_0020, write: true, bytes: [0x8B, 0x47, 0x20])]
+        guard case .eptViolation = rig.vcpu.run(rig.hw, &platform) else { Issue.record("no stop"); return }
+        #expect(platform.writes.isEmpty)
+    }
+
+    @Test func platformMSRsComeBeforeTheVCPUsAndMayFault() throws {
+        var rig = try VCPURig()
+        var platform = DevicePlatform()
+        rig.hw.script = [.rdmsr(0x802)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(rig.edxeax == 0x1234)
+        platform.msr = (MSR.ia32APICBase.address, .generalProtection)
+        rig.hw.script = [.wrmsr(MSR.ia32APICBase.address, 0xFEE0_0900)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(rig.entries.last?.injected.raw == 0x8000_0B0D)      // #GP(0)
+        #expect(platform.msrWrites.count == 1)
+        platform.msr = (0x10, .notMine)
+        rig.hw.script = [.rdmsr(MSR.ia32PAT.address)]
+        _ = rig.vcpu.run(rig.hw, &platform)                          // the vCPU's own: no fault
+        #expect(rig.entries.last?.injected.isValid == false)
+    }
+
+    @Test func aPendingInterruptIsTakenOnlyWhenTheGuestCanTakeIt() throws {
+        var rig = try VCPURig()
+        var platform = DevicePlatform()
+        platform.pending = [0x41]
+        rig.preset(VMCSFields.GuestNatural.rflags, 0x2)             // IF = 0
+        rig.hw.script = [.cpuid(leaf: 0)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(platform.acknowledged.isEmpty)
+        #expect(rig.entries[0].interruptWindowExiting && !rig.entries[0].injected.isValid)
+        rig.preset(VMCSFields.GuestNatural.rflags, 0x202)           // IF = 1
+        rig.hw.script = [.cpuid(leaf: 0)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(platform.acknowledged == [0x41])
+        let delivered = rig.entries.contains { $0.injected.isValid && $0.injected.vector == 0x41 }
+        #expect(delivered)
+    }
+
+    @Test func theDevicesDeadlineArmsThePreemptionTimerAndHLTWaitsForIt() throws {
+        var rig = try VCPURig()
+        var platform = DevicePlatform()
+        platform.deadline = rig.hw.readTSC() + 1_000_000_000
+        rig.preset(VMCSFields.GuestNatural.rflags, 0x202)
+        rig.hw.script = [.hlt()]
+        let exit = rig.vcpu.run(rig.hw, &platform)
+        #expect(exit == rig.scriptEnd)                               // HLT did not stop the guest
+        let pin = PinBasedControls(rawValue: rig.entries[0].pinControls)
+        #expect(pin.contains(.activatePreemptionTimer) && rig.entries[0].preemptionTimer > 0)
+        #expect(platform.advancedTo > 0)
+        // No deadline: the timer is switched off again.
+        platform.deadline = nil
+        rig.hw.script = [.cpuid(leaf: 0)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(!PinBasedControls(rawValue: rig.entries.last!.pinControls).contains(.activatePreemptionTimer))
+    }
+}
