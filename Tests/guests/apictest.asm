@@ -34,6 +34,7 @@ LVT_PERIODIC    equ 1 << 17             ; timer mode 01
 LVT_DEADLINE    equ 2 << 17             ; timer mode 10
 MSR_APIC_BASE   equ 0x1B
 MSR_TSC_DEADLINE equ 0x6E0
+MSR_TSC         equ 0x10
 APIC_BASE_EXTD  equ 1 << 10
 APIC_BASE_EN    equ 1 << 11
 X2_ID           equ 0x802
@@ -276,7 +277,10 @@ main:
 .counted:
         rdtsc
         sub eax, [t0]
-        mov [t1], eax                   ; TSC ticks for TIMER_COUNT counts
+        cmp eax, TIMER_COUNT            ; at least 1 TSC tick per count, for
+        jae .t1                         ; the waits below
+        mov eax, TIMER_COUNT
+.t1:    mov [t1], eax                   ; TSC ticks for TIMER_COUNT counts
         cmp byte [count_bad], 0
         CHECKV e, "timer current count (390H) decreases"
         mov [got], ebx
@@ -331,6 +335,10 @@ main:
         cmp dword [log_count], 0
 .masked:
         CHECK32 e, "masked lvt timer: no interrupt"
+        RD A_CUR
+        mov [got], eax
+        test eax, eax
+        CHECKV z, "masked lvt timer: current count still reaches 0"
         WR A_INIT, 0
 
         ; SDM "TSC-Deadline Mode": IA32_TSC_DEADLINE arms one interrupt; when
@@ -340,30 +348,31 @@ main:
         SAY32 "skip tsc-deadline (CPUID.1:ECX[24] clear)"
         jmp .deadline_done
 .deadline:
-        call reset_log
         WR A_LVT_TIMER, V_DEADLINE | LVT_DEADLINE
-        rdtsc
-        add eax, DEADLINE_DELTA
-        adc edx, 0
-        mov [deadline], eax
-        mov ecx, MSR_TSC_DEADLINE
-        wrmsr
-        WAIT_LOG 1, 4 * DEADLINE_DELTA + SETTLE
-        DELAY 2 * DEADLINE_DELTA
-        mov eax, V_DEADLINE
-        call log_is_one
-        mov eax, -1
-        jne .early
-        mov eax, [irq_tsc]
-        sub eax, [deadline]
-.early: mov [got], eax
-        cmp eax, 0                      ; signed: not before the deadline
+        call deadline_run
         CHECKV ge, "tsc-deadline (MSR 6E0H) fires once, not before the deadline"
         mov ecx, MSR_TSC_DEADLINE
         rdmsr
         mov [got], eax
         or eax, edx
         CHECKV z, "tsc-deadline MSR reads 0 after firing"
+        ; The deadline is in the TSC the guest reads, also after WRMSR IA32_TSC.
+        xor eax, eax
+        xor edx, edx
+        mov ecx, MSR_TSC
+        wrmsr
+        rdtsc
+        test edx, edx
+        jnz .no_tsc_write
+        cmp eax, 0x10000000
+        jb .tsc_written
+.no_tsc_write:
+        SAY32 "skip tsc-deadline after WRMSR IA32_TSC (the TSC did not move back)"
+        jmp .deadline_off
+.tsc_written:
+        call deadline_run
+        CHECKV ge, "tsc-deadline after WRMSR IA32_TSC (10H) := 0 fires once, not before the deadline"
+.deadline_off:
         WR A_LVT_TIMER, V_TIMER | LVT_MASKED
 .deadline_done:
 
@@ -549,6 +558,29 @@ vector_bits:
         cmp eax, eax
         ret
 .no:    or esp, esp
+        ret
+
+; deadline_run: arm IA32_TSC_DEADLINE at now + DEADLINE_DELTA, wait; [got] =
+; TSC at the interrupt - deadline (signed; -1 if not exactly one V_DEADLINE
+; interrupt), flags from comparing it with 0.
+deadline_run:
+        call reset_log
+        rdtsc
+        add eax, DEADLINE_DELTA
+        adc edx, 0
+        mov [deadline], eax
+        mov ecx, MSR_TSC_DEADLINE
+        wrmsr
+        WAIT_LOG 1, 4 * DEADLINE_DELTA + SETTLE
+        DELAY 2 * DEADLINE_DELTA
+        mov eax, V_DEADLINE
+        call log_is_one
+        mov eax, -1
+        jne .r
+        mov eax, [irq_tsc]
+        sub eax, [deadline]
+.r:     mov [got], eax
+        cmp eax, 0
         ret
 
 ; log_is_one: al = vector -> ZF=1 if exactly that one interrupt arrived.

@@ -188,8 +188,10 @@ guest_case apictest 120 \
     '\[guest\] apictest: ok periodic timer: at least 3 interrupts' \
     '\[guest\] apictest: ok periodic timer stops on initial count 0' \
     '\[guest\] apictest: ok masked lvt timer: no interrupt' \
+    '\[guest\] apictest: ok masked lvt timer: current count still reaches 0' \
     '\[guest\] apictest: (ok tsc-deadline \(MSR 6E0H\) fires once, not before the deadline|skip tsc-deadline)' \
     '\[guest\] apictest: (ok tsc-deadline MSR reads 0 after firing|skip tsc-deadline)' \
+    '\[guest\] apictest: (ok tsc-deadline after WRMSR IA32_TSC \(10H\) := 0 fires once, not before the deadline|skip tsc-deadline)' \
     '\[guest\] apictest: ok ioapic version \(index 1\) 0x00170020' \
     '\[guest\] apictest: ok ioapic id \(index 0\) bits 27:24 read back' \
     '\[guest\] apictest: ok ioapic redirection entry \(index 14H\) resets masked' \
