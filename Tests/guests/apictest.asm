@@ -46,6 +46,8 @@ V_HIGH          equ 0x50
 V_X2            equ 0x48
 V_TIMER         equ 0x70
 V_DEADLINE      equ 0x71
+V_WATCHDOG      equ 0x90                ; the hypercall timer bounding HLT
+WATCHDOG_PERIOD equ 200000000
 
 TIMER_COUNT     equ 100000              ; initial count, divide by 1
 SETTLE          equ 1000000             ; TSC ticks for a delivery that is due now
@@ -105,6 +107,7 @@ main:
         SET_IDT32 V_HIGH, isr_50
         SET_IDT32 V_TIMER, isr_70
         SET_IDT32 V_DEADLINE, isr_71
+        SET_IDT32 V_WATCHDOG, isr_watchdog
         mov eax, 1
         cpuid
         mov [cpuid1_ecx], ecx
@@ -340,6 +343,26 @@ main:
         test eax, eax
         CHECKV z, "masked lvt timer: current count still reaches 0"
         WR A_INIT, 0
+
+        ; "sti; hlt" until the one-shot fires; the bound is a VMCALL periodic
+        ; timer on another vector (README: hypercall 4), disarmed after.
+        mov eax, HC_TIMER
+        mov ebx, V_WATCHDOG
+        mov ecx, WATCHDOG_PERIOD
+        vmcall
+        call reset_log
+        WR A_LVT_TIMER, V_TIMER
+        WR A_INIT, TIMER_COUNT
+        hlt
+        mov eax, HC_TIMER
+        mov ebx, V_WATCHDOG
+        xor ecx, ecx
+        vmcall
+        mov eax, V_TIMER
+        call log_is_one
+        jne .hlt
+        cmp byte [watchdog], 0
+.hlt:   CHECK32 e, "hlt wakes on the one-shot timer"
 
         ; SDM "TSC-Deadline Mode": IA32_TSC_DEADLINE arms one interrupt; when
         ; it fires the timer disarms itself and the MSR reads 0.
@@ -626,6 +649,9 @@ isr_%1: push dword 0x%1
         ISR 50
         ISR 70
         ISR 71
+isr_watchdog:
+        mov byte [watchdog], 1          ; not the APIC's: no EOI
+        iretd
 common_isr:
         pushad
         rdtsc
@@ -673,4 +699,5 @@ isr_after:      db 0
 ppr_in:         db 0
 saw_if0:        db 0
 x2mode:         db 0
+watchdog:       db 0
 count_bad:      db 0
