@@ -25,6 +25,8 @@ struct KernelPlatform: GuestPlatform {
     /// them from the models cost ~2,000 instructions per exit.
     var cachedPending = false
     var cachedDeadline: UInt64? = nil
+    /// The guest's TSC as of the vCPU's last `advance`.
+    var guestTime: UInt64 = 0
 
     func uartRegister(_ port: UInt16) -> UART16550.Register? {
         port >= Self.com1 ? UART16550.Register(rawValue: port - Self.com1) : nil

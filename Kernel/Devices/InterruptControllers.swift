@@ -43,6 +43,7 @@ extension KernelPlatform {
         let shift = UInt64(gpa & 3) * 8
         let mask: UInt64 = size >= 4 ? 0xFFFF_FFFF : (1 << UInt64(size * 8)) - 1
         if let offset = apicPage(gpa) {
+            apic.advance(toTSC: guestTime)   // the current-count register reads the time
             let value = UInt64(apic.readRegister(offset: offset & ~3)) >> shift & mask
             refresh()
             return value
@@ -54,6 +55,7 @@ extension KernelPlatform {
     mutating func mmioWrite(_ gpa: UInt64, size: Int, value: UInt64) {
         let word = UInt32(truncatingIfNeeded: value << (UInt64(gpa & 3) * 8))
         if let offset = apicPage(gpa) {
+            apic.advance(toTSC: guestTime)
             handle(apic.writeRegister(offset: offset & ~3, value: word))
         } else if let offset = ioapicPage(gpa) {
             deliver(ioapic.write(offset: offset & ~3, value: word))
@@ -63,12 +65,14 @@ extension KernelPlatform {
 
     mutating func msrRead(_ msr: UInt32) -> PlatformMSRAnswer {
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
+        apic.advance(toTSC: guestTime)
         guard let value = apic.readMSR(msr) else { return .generalProtection }
         return .done(value)
     }
 
     mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer {
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
+        apic.advance(toTSC: guestTime)
         guard let event = apic.writeMSR(msr, value) else { return .generalProtection }
         handle(event)
         refresh()
@@ -84,8 +88,12 @@ extension KernelPlatform {
         return vector
     }
 
+    /// The guest's time, kept for the next APIC access; the APIC itself runs
+    /// only when its deadline has come (every exit passes through here).
     mutating func advance(toTSC tsc: UInt64) {
         guard hasControllers else { return }
+        guestTime = tsc
+        guard let due = cachedDeadline, tsc >= due else { return }
         apic.advance(toTSC: tsc)
         refresh()
     }
