@@ -10,8 +10,10 @@ tools=$(cd "$here/../../tools" && pwd)
 out=build/bench
 mkdir -p "$out"
 
-# Budgets, in Bochs instructions (issue: benchmarks).
-budget_cpuid=100; budget_vmcall=80; budget_boot=2000000; budget_text=131072
+# Budgets, in Bochs instructions (issue: benchmarks). Text: 128 KiB until the
+# passthrough platform (ACPI copy, MTRR/E820 plan: ~30 KB) and the isolated
+# platform's local APIC, IOAPIC and MMIO decoder (~24 KB) came in; now 192 KiB.
+budget_cpuid=100; budget_vmcall=80; budget_boot=2000000; budget_text=196608
 
 # The bare ISO: GRUB's multiboot (v1) command loads the same ELF.
 "$tools/mkiso.sh" "$out/bare.iso" - --bare "bench (bare)" multiboot "$bench" "" || exit 1
