@@ -101,7 +101,7 @@ bench-profile: $(KERNEL) $(BUILD)/bench.elf deps-bochs
 	Tests/bench/profile.sh $(KERNEL) $(BUILD)/bench.elf $(OP)
 
 # The multiboot (v1) test guest, as an ELF.
-$(BUILD)/guests/mbtest.elf: Tests/guests/mbtest.asm Tests/guests/mbtest.ld | deps-build
+$(BUILD)/guests/mbtest.elf: Tests/guests/mbtest.asm Tests/guests/mbtest.ld Tests/guests/mbserial.inc | deps-build
 	@mkdir -p $(dir $@)
 	nasm -f elf32 -w+all -w-unknown-warning -w+error -o $(BUILD)/guests/mbtest.o $<
 	ld -m elf_i386 -n -nostdlib -static --no-warn-rwx-segments -T Tests/guests/mbtest.ld -o $@ $(BUILD)/guests/mbtest.o

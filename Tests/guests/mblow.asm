@@ -16,9 +16,6 @@
 MB_MAGIC        equ 0x1BADB002
 MB_BOOT_MAGIC   equ 0x2BADB002
 MB_FLAGS        equ (1 << 1) | (1 << 16)        ; memory info, address fields
-COM1_DATA       equ 0x3F8
-COM1_LSR        equ 0x3FD
-POWER_PORT      equ 0xF4
 LOAD_ADDR       equ 0x8000
 BSS_END         equ 0x10000
 
@@ -125,18 +122,7 @@ fail:
         mov al, 1
         ; fall through
 
-; power_off: AL = status, once the UART has sent everything.
-power_off:
-        mov bl, al
-        mov dx, COM1_LSR
-.drain: in al, dx
-        test al, 0x40
-        jz .drain
-        mov al, bl
-        out POWER_PORT, al
-.halt:  cli
-        hlt
-        jmp .halt
+%include "Tests/guests/mbserial.inc"
 
 ; check_outside: EAX must lie outside [LOAD_ADDR, BSS_END), and in the
 ; memory map's RAM (below 0x9F000 or from 1 MiB), not in page 0.
@@ -160,56 +146,6 @@ check_outside:
         call newline
         mov al, 1
         jmp power_off
-
-putc:
-        push edx
-        push eax
-        mov dx, COM1_LSR
-.wait:  in al, dx
-        test al, 0x20
-        jz .wait
-        pop eax
-        mov dx, COM1_DATA
-        out dx, al
-        pop edx
-        ret
-
-puts:
-        push eax
-.next:  lodsb
-        test al, al
-        jz .end
-        call putc
-        jmp .next
-.end:   pop eax
-        ret
-
-newline:
-        push eax
-        mov al, 10
-        call putc
-        pop eax
-        ret
-
-puthex32:
-        push eax
-        push ecx
-        push edx
-        mov edx, eax
-        mov ecx, 8
-.digit: rol edx, 4
-        mov al, dl
-        and al, 0x0F
-        add al, '0'
-        cmp al, '9'
-        jbe .put
-        add al, 'a' - '9' - 1
-.put:   call putc
-        loop .digit
-        pop edx
-        pop ecx
-        pop eax
-        ret
 
 s_magic:        db "mblow: magic ok", 10, 0
 s_badmagic:     db "mblow: FAIL: EAX is not 0x2BADB002", 10, 0

@@ -21,9 +21,6 @@
 
 MB_MAGIC        equ 0x1BADB002
 MB_BOOT_MAGIC   equ 0x2BADB002
-COM1_DATA       equ 0x3F8
-COM1_LSR        equ 0x3FD
-POWER_PORT      equ 0xF4
 LOAD_ADDR       equ 0x100000
 
 %ifidn __OUTPUT_FORMAT__, bin
@@ -195,72 +192,7 @@ _start:
         xor eax, eax
         ; fall through
 
-; power_off: AL = status. Wait until the UART has sent everything, write the
-; status to the exit port; halt if something is still running after that.
-power_off:
-        mov bl, al
-        mov dx, COM1_LSR
-.drain: in al, dx
-        test al, 0x40                   ; transmitter empty
-        jz .drain
-        mov al, bl
-        out POWER_PORT, al
-.halt:  cli
-        hlt
-        jmp .halt
-
-; putc: AL -> COM1 (clobbers nothing else).
-putc:
-        push edx
-        push eax
-        mov dx, COM1_LSR
-.wait:  in al, dx
-        test al, 0x20                   ; transmit holding register empty
-        jz .wait
-        pop eax
-        mov dx, COM1_DATA
-        out dx, al
-        pop edx
-        ret
-
-; puts: ESI -> zero-terminated string (ESI is left after the terminator).
-puts:
-        push eax
-.next:  lodsb
-        test al, al
-        jz .end
-        call putc
-        jmp .next
-.end:   pop eax
-        ret
-
-newline:
-        push eax
-        mov al, 10
-        call putc
-        pop eax
-        ret
-
-; puthex32: EAX as 8 hex digits.
-puthex32:
-        push eax
-        push ecx
-        push edx
-        mov edx, eax
-        mov ecx, 8
-.digit: rol edx, 4
-        mov al, dl
-        and al, 0x0F
-        add al, '0'
-        cmp al, '9'
-        jbe .put
-        add al, 'a' - '9' - 1
-.put:   call putc
-        loop .digit
-        pop edx
-        pop ecx
-        pop eax
-        ret
+%include "Tests/guests/mbserial.inc"
 
 ; putdec: EAX as unsigned decimal.
 putdec:
