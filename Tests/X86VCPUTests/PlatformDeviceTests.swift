@@ -143,4 +143,46 @@ struct DevicePlatform: GuestPlatform {
         _ = rig.vcpu.run(rig.hw, &platform)
         #expect(!PinBasedControls(rawValue: rig.entries.last!.pinControls).contains(.activatePreemptionTimer))
     }
+
+    /// Whatever bytes lie at RIP, an MMIO exit either performs exactly one
+    /// device access and steps 1-15 bytes, or stops the guest untouched: the
+    /// hypervisor never traps and never touches the device twice.
+    @Test(arguments: [GuestStartMode.real, .protected32])
+    func randomInstructionBytesNeverTrapTheHost(mode: GuestStartMode) throws {
+        var seed: UInt64 = 0x5EED_0000 ^ (mode == .real ? 1 : 2)
+        func next() -> UInt64 {
+            seed &+= 0x9E37_79B9_7F4A_7C15
+            var z = seed
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        var rig = try VCPURig(mode)
+        var performed = 0
+        for _ in 0..<2000 {
+            var bytes = (0..<15).map { _ in UInt8(truncatingIfNeeded: next()) }
+            // Half the cases start with a MOV form the decoder knows.
+            if next() & 1 == 0 { bytes[0] = [0x88, 0x89, 0x8A, 0x8B, 0xA1, 0xA3, 0xC7, 0x0F][Int(next() % 8)] }
+            var platform = DevicePlatform()
+            platform.readValue = next()
+            let start = rig.rip
+            let write = next() & 1 == 0
+            rig.hw.script = [Self.mmio(rig, gpa: 0xFEE0_0000 + (next() & 0xFFF), write: write, bytes: bytes)]
+            let exit = rig.vcpu.run(rig.hw, &platform)
+            let accesses = platform.reads.count + platform.writes.count
+            if case .eptViolation = exit {
+                #expect(accesses == 0)
+            } else {
+                #expect(accesses == 1)
+                let step = (rig.entries.last?.rip ?? start) &- start
+                #expect(step >= 1 && step <= 15)
+                let size = platform.reads.first?.1 ?? platform.writes.first?.1 ?? 0
+                #expect([1, 2, 4, 8].contains(size))
+                performed += 1
+            }
+            rig.preset(VMCSFields.GuestNatural.rip, start)
+        }
+        #expect(performed > 100)   // the property is not vacuous
+    }
 }
+
