@@ -150,6 +150,16 @@ public enum GuestLoader {
         }
     }
 
+    /// `map`, or its compacted form when it has more than `capacity` entries
+    /// (see `E820Map.compacted`); `.memoryMapTooLarge` when even that does not fit.
+    static func fitting(_ map: E820Map, into capacity: Int) throws(GuestImageError) -> E820Map {
+        guard map.count > capacity else { return map }
+        do {
+            if let fitted = try map.compacted(toAtMost: capacity) { return fitted }
+        } catch {}
+        throw GuestImageError(.memoryMapTooLarge, detail: UInt64(map.count))
+    }
+
     /// Writes `map` as `count` entries of `stride` bytes at `gpa`: base, length,
     /// type (the layout e820, PVH and multiboot share, after `prefix` bytes);
     /// `.memoryMapTooLarge` above `capacity` entries.

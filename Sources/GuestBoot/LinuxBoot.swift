@@ -181,9 +181,7 @@ enum LinuxBoot {
                         machine: MachineDescription, ownsFirstPage: Bool) throws(GuestImageError) -> LoadedGuest {
         try GuestLoader.checkRAM(ram)
         let mapCapacity = Int(GuestLayout.moduleList - GuestLayout.memoryMap) / PVHStartInfo.memoryMapEntrySize
-        guard machine.memoryMap.count <= mapCapacity else {
-            throw GuestImageError(.memoryMapTooLarge, detail: UInt64(machine.memoryMap.count))
-        }
+        let memoryMap = try GuestLoader.fitting(machine.memoryMap, into: mapCapacity)
         let kernelRange = try elf.loadSegments(into: ram)
         try GuestLoader.checkEntry(UInt64(entry), ram: ram)
         GuestLoader.prepareLoaderArea(ram, ownsFirstPage: ownsFirstPage)
@@ -198,7 +196,7 @@ enum LinuxBoot {
             ram.store(at + 16, try strings.append(modules[index].commandLine, ram: ram))
             ram.store(at + 24, UInt64(0))
         }
-        try GuestLoader.writeMemoryMap(machine.memoryMap, at: GuestLayout.memoryMap, stride: PVHStartInfo.memoryMapEntrySize,
+        try GuestLoader.writeMemoryMap(memoryMap, at: GuestLayout.memoryMap, stride: PVHStartInfo.memoryMapEntrySize,
                                        capacity: mapCapacity, ram: ram)
         // struct hvm_start_info.
         let info = GuestLayout.bootInfo
@@ -210,7 +208,7 @@ enum LinuxBoot {
         ram.store(info + 24, GuestLayout.commandLine)
         ram.store(info + 32, machine.acpiRSDP)
         ram.store(info + 40, GuestLayout.memoryMap)
-        ram.store(info + 48, UInt32(machine.memoryMap.count))
+        ram.store(info + 48, UInt32(memoryMap.count))
         ram.store(info + 52, UInt32(0))
 
         var start = GuestStart(mode: .protected32, rip: UInt64(entry))

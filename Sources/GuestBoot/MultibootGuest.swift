@@ -150,9 +150,9 @@ enum MultibootGuest {
             ram.store(entryAt + 12, UInt32(0))
         }
         // The memory map: each entry preceded by its size (20), mmap_addr at the size field.
-        let map = machine.memoryMap
-        try GuestLoader.writeMemoryMap(map, at: at.memoryMap, stride: 24, capacity: Int(at.moduleList - at.memoryMap) / 24,
-                                       prefix: 20, ram: ram)
+        let capacity = Int(at.moduleList - at.memoryMap) / 24
+        let map = try GuestLoader.fitting(machine.memoryMap, into: capacity)
+        try GuestLoader.writeMemoryMap(map, at: at.memoryMap, stride: 24, capacity: capacity, prefix: 20, ram: ram)
         let name = UnsafeRawBufferPointer(start: loaderName.utf8Start, count: loaderName.utf8CodeUnitCount)
         _ = ram.copy(name, to: at.loaderName)
         ram.store(at.loaderName + UInt64(name.count), UInt8(0))

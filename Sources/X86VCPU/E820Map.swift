@@ -140,6 +140,29 @@ public struct E820Map: Equatable, Sendable {
         self = result
     }
 
+    /// A normalized map of at most `limit` entries for a boot protocol's
+    /// table: adjacent non-RAM entries (reserved, ACPI, NVS, unusable) merge
+    /// into reserved ones, the narrowest pair first, until it fits. RAM is
+    /// never merged or dropped; nil when the RAM entries alone do not fit.
+    public func compacted(toAtMost limit: Int) throws(E820Error) -> E820Map? {
+        var map = try normalized()
+        while map.count > limit {
+            var best = -1
+            var bestWidth = UInt64.max
+            for i in 0..<(map.count - 1) {
+                let a = map.storage[i], b = map.storage[i + 1]
+                guard a.type != E820Entry.ram, b.type != E820Entry.ram, a.end == b.base else { continue }
+                if b.end - a.base < bestWidth { best = i; bestWidth = b.end - a.base }
+            }
+            guard best >= 0 else { return nil }
+            let merged = E820Entry(base: map.storage[best].base, length: bestWidth, type: E820Entry.reserved)
+            map.storage[best] = merged
+            for j in (best + 1)..<(map.count - 1) { map.storage[j] = map.storage[j + 1] }
+            map.count -= 1
+        }
+        return map
+    }
+
     /// Appends [base, end) after the last entry, extending it if adjacent
     /// and of the same type. Callers append in ascending order.
     mutating func appendMerging(base: UInt64, end: UInt64, type: UInt32) throws(E820Error) {

@@ -139,4 +139,21 @@ private let NVS = E820Entry.acpiNVS, BAD = E820Entry.unusable
             }
         }
     }
+
+    @Test func compactionMergesNeighbouringNonRAMNarrowestFirstAndKeepsRAM() throws {
+        // RAM, then reserved/ACPI/NVS/reserved back to back, RAM, a reserved hole.
+        let map = try e820([(0, 0x9F000, RAM), (0x9F000, 0x1000, RES), (0xA0000, 0x20000, NVS),
+                            (0xC0000, 0x40000, ACPI), (0x100000, 0x1000_0000, RAM),
+                            (0x1010_0000, 0x1000, RES), (0x1010_1000, 0x1000, ACPI)])
+        #expect(try map.compacted(toAtMost: 7)?.count == 7)            // fits: unchanged
+        let six = try #require(try map.compacted(toAtMost: 6))
+        // The narrowest adjacent non-RAM pair is the two 4 KiB entries at the top.
+        #expect(six.count == 6 && six[5].base == 0x1010_0000 && six[5].length == 0x2000 && six[5].type == RES)
+        let four = try #require(try map.compacted(toAtMost: 4))
+        #expect(four.count == 4)
+        #expect(four[1].base == 0x9F000 && four[1].end == 0x100000 && four[1].type == RES)
+        #expect(four.bytes(ofType: RAM) == map.bytes(ofType: RAM))    // RAM untouched
+        #expect(try map.compacted(toAtMost: 2) == nil)                  // RAM alone needs 2 + the holes between
+    }
 }
+
