@@ -42,6 +42,10 @@ public struct ACPIPlatform: Equatable, Sendable {
     /// VGA not present, MSI not supported; the CMOS RTC is present.
     public var bootArchitecture: UInt16 = ACPITables.BootArchitecture.vgaNotPresent
         | ACPITables.BootArchitecture.msiNotSupported
+    /// Describe COM1 (I/O 0x3F8-0x3FF, ISA IRQ 4) in the DSDT: with a
+    /// hardware-reduced FADT there is no legacy PIC, so Linux maps ISA IRQs
+    /// only for devices the namespace lists.
+    public var com1 = false
 
     public init() {}
 }
@@ -116,6 +120,20 @@ public enum ACPITables {
     static let fadtMinorVersionOffset = 131
     static let fadtXDSDT = 140
 
+    /// Scope (\_SB) { Device (COM1) { Name (_HID, EisaId ("PNP0501")) Name (_UID, One)
+    /// Name (_CRS, ResourceTemplate () { IO (Decode16, 0x3F8, 0x3F8, 1, 8) IRQNoFlags () {4} }) } }
+    /// ACPI 20 "ACPI Machine Language (AML) Specification"; 6.4.2 resource descriptors.
+    static let com1AML: [52 of UInt8] = [
+        0x10, 0x33, 0x5C, 0x5F, 0x53, 0x42, 0x5F,                  // Scope (\_SB_), PkgLength 51
+        0x5B, 0x82, 0x2B, 0x43, 0x4F, 0x4D, 0x31,                  // Device (COM1), PkgLength 43
+        0x08, 0x5F, 0x48, 0x49, 0x44, 0x0C, 0x41, 0xD0, 0x05, 0x01, // Name (_HID, DWord EisaId PNP0501)
+        0x08, 0x5F, 0x55, 0x49, 0x44, 0x01,                        // Name (_UID, One)
+        0x08, 0x5F, 0x43, 0x52, 0x53, 0x11, 0x10, 0x0A, 0x0D,      // Name (_CRS, Buffer (13)), PkgLength 16
+        0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x01, 0x08,            //   IO: decode 16, 0x3F8-0x3F8, align 1, 8 ports
+        0x22, 0x10, 0x00,                                          //   IRQNoFlags: IRQ 4
+        0x79, 0x00,                                                //   End tag
+    ]
+
     /// Where each table starts, from the base (16-byte aligned, as the RSDP must be).
     struct Layout {
         let xsdt: Int
@@ -135,7 +153,7 @@ public enum ACPITables {
             fadt = Self.align(xsdt + headerLength + 8 * xsdtEntries)
             madt = Self.align(fadt + fadtLength)
             dsdt = Self.align(madt + madtLength)
-            size = dsdt + headerLength
+            size = dsdt + headerLength + (platform.com1 ? com1AML.count : 0)
         }
     }
 
@@ -200,9 +218,11 @@ public enum ACPITables {
         writeMADTEntries(platform, &w)
         seal(tables, layout.madt)
 
-        // DSDT (5.2.11.1): a header and no AML; the platform has no devices to describe.
+        // DSDT (5.2.11.1): a header, and COM1's device when asked for.
         w = TableWriter(tables, at: layout.dsdt)
-        w.header("DSDT", length: headerLength, revision: dsdtRevision)
+        let aml = platform.com1 ? com1AML.count : 0
+        w.header("DSDT", length: headerLength + aml, revision: dsdtRevision)
+        for i in 0..<aml { tables[layout.dsdt + headerLength + i] = com1AML[i] }
         seal(tables, layout.dsdt)
 
         return ACPITablesPlacement(rsdpAddress: base, size: layout.size)
