@@ -82,9 +82,16 @@ func reportMemory(_ info: Multiboot2Info, _ memory: PhysicalMemoryMap) {
 }
 
 /// The host never takes device interrupts (external interrupts reach the
-/// guest's side through VM exits), so the legacy PICs are masked; and
+/// guest's side through VM exits), so the legacy PICs are set to vectors
+/// 0x20-0x2F (not the BIOS's 0x08, which are exceptions) and masked; and
 /// CR4.OSXSAVE is set so the guest's XSETBV can be carried out for it.
 func prepareCPU() {
+    // 8259A initialization: ICW1 (edge, cascade, ICW4), ICW2 (base), ICW3
+    // (slave on IRQ 2), ICW4 (8086 mode); then OCW1 masks everything.
+    port_out8(0x20, 0x11); port_out8(0xA0, 0x11)
+    port_out8(0x21, KernelPlatform.picBase); port_out8(0xA1, KernelPlatform.picBase + 8)
+    port_out8(0x21, 0x04); port_out8(0xA1, 0x02)
+    port_out8(0x21, 0x01); port_out8(0xA1, 0x01)
     port_out8(0x21, 0xFF)
     port_out8(0xA1, 0xFF)
     if CPUIDLeaf1ECX(rawValue: cpuid(CPUIDLeaf.features).ecx).contains(.xsave) {

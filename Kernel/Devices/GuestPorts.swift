@@ -27,6 +27,13 @@ struct KernelPlatform: GuestPlatform {
     var cachedDeadline: UInt64? = nil
     /// The guest's TSC as of the vCPU's last `advance`.
     var guestTime: UInt64 = 0
+    /// An isolated OS guest's own devices' interrupts (PIT, COM1, RTC) go
+    /// through the virtual IOAPIC once it unmasks their pins.
+    var routesLegacyIRQs = false
+    /// The real PICs' masks as the hypervisor last wrote them (APIC mode).
+    var realPICMask: UInt16 = 0xFFFF
+    /// Where prepareCPU puts the real PICs' vectors (master, then slave + 8).
+    static let picBase: UInt8 = 0x20
 
     func uartRegister(_ port: UInt16) -> UART16550.Register? {
         port >= Self.com1 ? UART16550.Register(rawValue: port - Self.com1) : nil

@@ -59,8 +59,48 @@ extension KernelPlatform {
             handle(apic.writeRegister(offset: offset & ~3, value: word))
         } else if let offset = ioapicPage(gpa) {
             deliver(ioapic.write(offset: offset & ~3, value: word))
+            if routesLegacyIRQs { unmaskRoutedIRQs() }
         }
         refresh()
+    }
+
+    // MARK: The legacy devices' interrupts through the IOAPIC
+
+    /// The ISA interrupts an isolated OS guest's own devices raise: the PIT
+    /// (0), COM1 (4) and the RTC (8); the others' devices are not the guest's.
+    static let guestIRQs: [3 of Int] = [0, 4, 8]
+
+    /// ISA IRQ -> IOAPIC pin, as the MADT's override says: IRQ 0 on pin 2.
+    static func pin(ofIRQ irq: Int) -> Int { irq == 0 ? 2 : irq }
+
+    /// The real PICs pass a guest IRQ exactly while its IOAPIC pin is unmasked
+    /// (the guest never touches the PICs in APIC mode: its ACPI tables are
+    /// hardware-reduced). IRQ 2 carries the slave.
+    mutating func unmaskRoutedIRQs() {
+        var mask: UInt16 = 0xFFFF
+        for i in 0..<Self.guestIRQs.count where !ioapic.entry(Self.pin(ofIRQ: Self.guestIRQs[i])).masked {
+            mask &= ~(1 << UInt16(Self.guestIRQs[i]))
+            if Self.guestIRQs[i] >= 8 { mask &= ~(1 << 2) }
+        }
+        guard mask != realPICMask else { return }
+        realPICMask = mask
+        port_out8(0x21, UInt8(truncatingIfNeeded: mask))
+        port_out8(0xA1, UInt8(truncatingIfNeeded: mask >> 8))
+    }
+
+    /// A real PIC interrupt while the guest runs: one of the routed IRQs goes
+    /// to its IOAPIC pin (edge, as ISA interrupts are), after the hypervisor
+    /// ends it at the PICs (non-specific EOI, slave first) since the guest
+    /// ends it at its local APIC instead.
+    mutating func hostInterrupt(_ vector: UInt8) -> Bool {
+        guard routesLegacyIRQs, vector >= Self.picBase, vector < Self.picBase + 16 else { return false }
+        let irq = Int(vector - Self.picBase)
+        guard realPICMask & (1 << UInt16(irq)) == 0, !ioapic.entry(Self.pin(ofIRQ: irq)).masked else { return false }
+        if irq >= 8 { port_out8(0xA0, 0x20) }
+        port_out8(0x20, 0x20)
+        deliver(ioapic.pulse(pin: Self.pin(ofIRQ: irq)))
+        refresh()
+        return true
     }
 
     mutating func msrRead(_ msr: UInt32) -> PlatformMSRAnswer {

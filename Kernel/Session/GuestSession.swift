@@ -84,7 +84,8 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         }
         if !options.guestMemoryGiven { logInfo("guest RAM: \(size >> 20) MiB, the default for a \(format.name) guest (guest_mem= sets it)") }
         ram = GuestRAM(hostPhysical: hostPhysical, base: frames.pointer(to: hostPhysical), size: size)
-        do { loaded = try GuestLoader.load(kernel: kernel, modules: modules, ram: ram) } catch {
+        let machine = format.ownsLegacyDevices ? isolatedACPI(ram) : nil
+        do { loaded = try GuestLoader.load(kernel: kernel, modules: modules, ram: ram, machine: machine) } catch {
             logError("guest image (\(format.name)): \(error.message)")
             powerOff(.failure)
         }
@@ -128,6 +129,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     platform.ownsClock = platformKind == .isolated && format.ownsLegacyDevices
     if platformKind == .isolated {
         platform.addInterruptControllers(physicalAddressBits: hw.addressSizes.physicalAddressBits)
+        platform.routesLegacyIRQs = format.ownsLegacyDevices
         vcpu.cpuidPolicy.leaf1ECXHidden &= ~CPUIDLeaf1ECX.x2APIC.rawValue   // the local APIC has x2APIC mode
         logInfo("isolated: a local APIC at \(hex: APICBase.defaultAddress) (xAPIC and x2APIC) and an IOAPIC at \(hex: IOAPIC.baseAddress)")
     }
@@ -150,6 +152,25 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     _ = consume ept
     do { try root.disable(hw) } catch { reportVMXError("VMXOFF", error) }
     powerOff(code: status)
+}
+
+/// An isolated OS guest's ACPI tables (hardware-reduced FADT, a MADT with its
+/// local APIC, the IOAPIC and the ISA overrides) in the reserved BIOS area at
+/// 0xE0000, where a PC's tables would be; nil (no tables) if they cannot be written.
+func isolatedACPI(_ ram: GuestRAM) -> MachineDescription? {
+    var platform = ACPIPlatform()
+    platform.ioAPICID = 1
+    let base: UInt64 = 0xE0000
+    guard let buffer = ram.bytes(at: base, count: ACPITables.size(for: platform)) else { return nil }
+    do {
+        let placed = try ACPITables.write(into: buffer, at: base, platform: platform)
+        logInfo("isolated: ACPI tables at \(hex: base) (RSDP \(hex: placed.rsdpAddress), \(placed.size) bytes): hardware-reduced, one CPU, the local APIC and IOAPIC")
+        return MachineDescription(memoryMap: GuestLayout.privateMemoryMap(ramSize: ram.size), acpiRSDP: placed.rsdpAddress,
+                                  keepsFirstPage: false)
+    } catch {
+        logWarn("isolated: no ACPI tables for the guest")
+        return nil
+    }
 }
 
 func newEPT(_ hw: Hardware, _ frames: KernelFrames, _ features: EPTFeatures) -> ExtendedPageTable<KernelFrames> {

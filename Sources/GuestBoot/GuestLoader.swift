@@ -66,10 +66,14 @@ public struct MachineDescription: Sendable {
     public var memoryMap: E820Map
     /// Physical address of the guest's ACPI RSDP; 0 when there is none.
     public var acpiRSDP: UInt64
+    /// The first page (real-mode IVT, BIOS data area) is the firmware's and
+    /// stays as it is; else the loader zeroes it with its own area.
+    public var keepsFirstPage: Bool
 
-    public init(memoryMap: E820Map, acpiRSDP: UInt64) {
+    public init(memoryMap: E820Map, acpiRSDP: UInt64, keepsFirstPage: Bool = true) {
         self.memoryMap = memoryMap
         self.acpiRSDP = acpiRSDP
+        self.keepsFirstPage = keepsFirstPage
     }
 }
 
@@ -79,22 +83,24 @@ public enum GuestLoader {
     /// detection; a later failure may leave guest RAM partly written. A boot
     /// sector gets neither the command line nor the modules.
     ///
-    /// With `machine` (the passthrough platform) `ram` is the machine's memory
-    /// as far as the loader may use it, its holes the hypervisor's; the guest
-    /// is told the machine's memory map and ACPI root, and the real-mode IVT
-    /// and BIOS data area in the first page are left as the firmware wrote them.
+    /// With `machine` the guest is told that memory map and ACPI root: on the
+    /// passthrough platform `ram` is the machine's memory as far as the
+    /// loader may use it, its holes the hypervisor's, and the real-mode IVT
+    /// and BIOS data area in the first page are left as the firmware wrote
+    /// them (`keepsFirstPage`). Without it, the private platform's map.
     public static func load(kernel: GuestModule, modules: GuestModules, ram: GuestRAM,
                             machine: MachineDescription? = nil) throws(GuestImageError) -> LoadedGuest {
         guard kernel.bytes.count > 0 else { throw GuestImageError(.emptyImage) }
         let image = ImageReader(kernel.bytes)
-        let platform = machine ?? MachineDescription(memoryMap: GuestLayout.privateMemoryMap(ramSize: ram.size), acpiRSDP: 0)
+        let platform = machine ?? MachineDescription(memoryMap: GuestLayout.privateMemoryMap(ramSize: ram.size), acpiRSDP: 0,
+                                                     keepsFirstPage: false)
         switch try GuestImage.classify(image) {
         case .pvh(let elf, let entry):
             return try LinuxBoot.loadPVH(elf, entry: entry, kernel: kernel, modules: modules, ram: ram,
-                                         machine: platform, ownsFirstPage: machine == nil)
+                                         machine: platform, ownsFirstPage: !platform.keepsFirstPage)
         case .linux:
             return try LinuxBoot.loadBzImage(image, kernel: kernel, modules: modules, ram: ram,
-                                             machine: platform, ownsFirstPage: machine == nil)
+                                             machine: platform, ownsFirstPage: !platform.keepsFirstPage)
         case .multiboot(let layout):
             return try MultibootGuest.load(image, layout: layout, kernel: kernel, modules: modules, ram: ram,
                                            machine: platform)

@@ -17,10 +17,11 @@ extension VCPU {
 
     /// "Acknowledge interrupt on exit" leaves the vector in the exit
     /// interruption information (SDM 28.2.2); the guest gets it when it can.
-    mutating func handleExternalInterrupt<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
+    mutating func handleExternalInterrupt<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError)
+        -> ExitAction {
         guard reflectsExternalInterrupts else { return .resume }
         let info = VMExitInterruptionInfo(raw: try hw.read(VMCSFields.ReadOnly32.exitInterruptionInformation))
-        if info.isValid { _ = queue(.externalInterrupt(info.vector)) }
+        if info.isValid && !platform.hostInterrupt(info.vector) { _ = queue(.externalInterrupt(info.vector)) }
         return .resume
     }
 

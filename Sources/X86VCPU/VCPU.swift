@@ -81,6 +81,10 @@ public protocol GuestPlatform {
     mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer
     /// The devices sent the CPU an NMI (a self-NMI through the local APIC's ICR).
     mutating func takeNMI() -> Bool
+    /// A device interrupt that arrived while the guest ran (its vector, as the
+    /// host's PIC gave it): true when the platform's interrupt controllers
+    /// took it (the guest then gets it from them), false to inject it as is.
+    mutating func hostInterrupt(_ vector: UInt8) -> Bool
     /// An interrupt waits that the guest would take once it accepts interrupts.
     var interruptPending: Bool { get }
     /// The highest-priority waiting vector, now in service (the CPU's INTA).
@@ -108,6 +112,7 @@ extension GuestPlatform {
     public mutating func msrRead(_ msr: UInt32) -> PlatformMSRAnswer { .notMine }
     public mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer { .notMine }
     public mutating func takeNMI() -> Bool { false }
+    public mutating func hostInterrupt(_ vector: UInt8) -> Bool { false }
     public var interruptPending: Bool { false }
     public mutating func acknowledgeInterrupt() -> UInt8? { nil }
     public var nextDeadline: UInt64? { nil }

@@ -67,7 +67,7 @@ extension VCPU {
     mutating func handleExit<H: VMXHardware, P: GuestPlatform>(_ reason: ExitReason, _ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
         switch reason {
         case .exceptionOrNMI: return try handleExceptionOrNMI(hw)
-        case .externalInterrupt: return try handleExternalInterrupt(hw)
+        case .externalInterrupt: return try handleExternalInterrupt(hw, &platform)
         case .tripleFault: return .stop(.tripleFault(rip: try hw.read(VMCSFields.GuestNatural.rip)))
         case .initSignal: return try handleINIT(hw)
         case .startupIPI: return try handleSIPI(hw)
