@@ -160,11 +160,12 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
 func isolatedACPI(_ ram: GuestRAM) -> MachineDescription? {
     var platform = ACPIPlatform()
     platform.ioAPICID = 1
+    platform.com1 = true
     let base: UInt64 = 0xE0000
     guard let buffer = ram.bytes(at: base, count: ACPITables.size(for: platform)) else { return nil }
     do {
         let placed = try ACPITables.write(into: buffer, at: base, platform: platform)
-        logInfo("isolated: ACPI tables at \(hex: base) (RSDP \(hex: placed.rsdpAddress), \(placed.size) bytes): hardware-reduced, one CPU, the local APIC and IOAPIC")
+        logInfo("isolated: ACPI tables at \(hex: base) (RSDP \(hex: placed.rsdpAddress), \(placed.size) bytes): hardware-reduced, one CPU, the local APIC and IOAPIC, COM1")
         return MachineDescription(memoryMap: GuestLayout.privateMemoryMap(ramSize: ram.size), acpiRSDP: placed.rsdpAddress,
                                   keepsFirstPage: false)
     } catch {

@@ -218,6 +218,29 @@ struct ACPIReader {
         }
     }
 
+    @Test func com1IsDescribedInTheDSDTWhenAskedFor() throws {
+        var platform = ACPIPlatform()
+        platform.com1 = true
+        let (bytes, placement) = try Self.build(platform: platform)
+        let reader = ACPIReader(bytes: bytes, base: Self.base)
+        let found = try reader.walk(rsdp: placement.rsdpAddress)     // checksums hold
+        let at = Int(try #require(found["DSDT"]) - Self.base)
+        #expect(reader.le(at + 4, 4) == 36 + 52)
+        let aml = Array(bytes[(at + 36)..<(at + 88)])
+        // Scope (\_SB_) holding Device (COM1), whose PkgLengths cover exactly the rest.
+        #expect(aml[0] == 0x10 && Int(aml[1]) == aml.count - 1 && aml[2...6] == [0x5C, 0x5F, 0x53, 0x42, 0x5F])
+        #expect(aml[7...8] == [0x5B, 0x82] && Int(aml[9]) == aml.count - 9 && aml[10...13] == [0x43, 0x4F, 0x4D, 0x31])
+        // _HID PNP0501 (EISA ID 0x0105D041), I/O 0x3F8 x 8, IRQ 4, end tag.
+        #expect(aml[14...23] == [0x08, 0x5F, 0x48, 0x49, 0x44, 0x0C, 0x41, 0xD0, 0x05, 0x01])
+        #expect(aml[39...46] == [0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x01, 0x08])
+        #expect(aml[47...49] == [0x22, 0x10, 0x00] && aml[50] == 0x79)
+        #expect(Int(aml[36]) == 1 + 2 + 13 && aml[38] == 13)          // Buffer PkgLength and size
+        // Without it, the DSDT is a bare header.
+        let (plain, plainPlacement) = try Self.build()
+        let bare = ACPIReader(bytes: plain, base: Self.base)
+        #expect(bare.le(Int(try #require(try bare.walk(rsdp: plainPlacement.rsdpAddress)["DSDT"]) - Self.base) + 4, 4) == 36)
+    }
+
     // MARK: FADT
 
     @Test func fadtIsHardwareReducedWithTheDSDT() throws {

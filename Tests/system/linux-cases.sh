@@ -72,3 +72,24 @@ overhead_case() {
     fi
 }
 overhead_case
+
+# The isolated platform with the plain command line: Linux finds the
+# hypervisor's ACPI tables (hardware-reduced: no legacy PIC or PIT), its local
+# APIC (the TSC-deadline timer ticks) and IOAPIC (COM1's interrupt, from the
+# DSDT, through the IOAPIC: userspace output needs it).
+boot_case linux-isolated-apic bochs 900 - --ips 100000000 --megs 512 \
+    --entry linux-isolated-apic "log=info platform=isolated guest_mem=256M" \
+    --module build/linux/vmlinux "console=ttyS0 lpj=400000" \
+    --module build/linux/initramfs.cpio.gz "" -- \
+    'platform: isolated \(platform= on the command line\)' \
+    'isolated: ACPI tables at 0xe0000' \
+    'ACPI: APIC 0x00000000000E0' \
+    'IOAPIC\[0\]: apic_id 1, version 32, address 0xfec00000' \
+    'TSC deadline timer available' \
+    'ttyS0 at I/O 0x3f8 \(irq = [0-9]+' \
+    'X86VCPU-GUEST-USERSPACE-OK' \
+    'interrupts: LOC [0-9]+ -> [0-9]+, IO-APIC lines [1-9]' \
+    'vecstate: ok \(AVX-512\)' \
+    'guest powered off with status 0' \
+    '!Kernel panic' \
+    'power off: status 0'
