@@ -88,7 +88,7 @@ boot_case linux-isolated-apic bochs 900 - --ips 100000000 --megs 512 \
     'TSC deadline timer available' \
     'ttyS0 at I/O 0x3f8 \(irq = [0-9]+' \
     'X86VCPU-GUEST-USERSPACE-OK' \
-    'interrupts: LOC [0-9]+ -> [0-9]+, IO-APIC lines [1-9]' \
+    'interrupts: LOC [0-9]+ -> [0-9]+ \(ticking yes\), IO-APIC lines [1-9]' \
     'vecstate: ok \(AVX-512\)' \
     'guest powered off with status 0' \
     '!Kernel panic' \
