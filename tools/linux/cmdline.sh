@@ -5,10 +5,11 @@
 #
 #   console=ttyS0     the console on COM1: the terminal of make run, the serial
 #                     transcript of the tests (the 8250 driver is built in)
-#   noapic nolapic    the hypervisor offers no local APIC and no IOAPIC: Linux
-#                     takes its interrupts from the legacy PIC and PIT, which it
-#                     owns (README, "The guest platform")
-#   acpi=off          nor any ACPI tables
+#   noapic nolapic    the isolated platform's legacy path: Linux ignores the
+#   acpi=off          hypervisor's local APIC, IOAPIC and ACPI tables and takes
+#                     its interrupts from the legacy PIC and PIT, which it owns
+#                     (README, "The isolated platform"; linux-isolated-apic
+#                     boots the same kernel without them)
 #   lpj=400000        a preset delay-loop constant (loops per jiffy): the kernel
 #                     does not calibrate it at boot by counting loops over timer
 #                     ticks (the boot figures in Tests/linux/README.md use it)
