@@ -18,7 +18,12 @@ extension VCPU {
         let q = EPTViolationQualification(raw: try qualification(hw))
         let rip = try hw.read(VMCSFields.GuestNatural.rip)
         let stop = ExitAction.stop(.eptViolation(guestPhysical: gpa, qualification: q, rip: rip))
-        guard !q.isInstructionFetch, platform.decodesMMIO(gpa) else { return stop }
+        // Only a data access of the instruction itself is emulated: not a
+        // guest page walk that reached the page (bit 8 clear), nor an access
+        // of event delivery (the IDT, a stack: IDT-vectoring information
+        // valid), which the instruction at RIP never made.
+        guard !q.isInstructionFetch, q.isTranslatedAccess == true, reinjection == nil,
+              platform.decodesMMIO(gpa) else { return stop }
 
         // The instruction: up to 15 bytes at CS:RIP, through the guest's paging.
         let codeSize = MMIOCodeSize(protectedMode: try hw.read(VMCSFields.GuestNatural.cr0) & CR0Bits.pe.rawValue != 0,

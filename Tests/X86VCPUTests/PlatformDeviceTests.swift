@@ -46,7 +46,8 @@ struct DevicePlatform: GuestPlatform {
     /// An EPT violation (read or write) at `gpa` with the instruction `bytes` at the guest's RIP.
     static func mmio(_ rig: borrowing VCPURig, gpa: UInt64, write: Bool, bytes: [UInt8]) -> ScriptedExit {
         rig.memory.store(bytes, at: rig.rip)
-        return .eptViolation(gpa: gpa, qualification: write ? 0x2 : 0x1)
+        // Bits 7 and 8: the linear address is valid and this is its translation.
+        return .eptViolation(gpa: gpa, qualification: (write ? 0x2 : 0x1) | 0x180)
     }
 
     @Test func anMMIOReadIsDecodedPerformedOnTheDeviceAndSteppedOver() throws {
@@ -86,6 +87,23 @@ struct DevicePlatform: GuestPlatform {
         rig.hw.script = [Self.mmio(rig, gpa: 0xFEE0_0020, write: true, bytes: [0x8B, 0x47, 0x20])]
         guard case .eptViolation = rig.vcpu.run(rig.hw, &platform) else { Issue.record("no stop"); return }
         #expect(platform.writes.isEmpty)
+    }
+
+    @Test func aPageWalkOrEventDeliveryReachingTheDeviceIsNotTheInstructionsAccess() throws {
+        var rig = try VCPURig()
+        var platform = DevicePlatform()
+        rig.memory.store([0x8B, 0x47, 0x20], at: rig.rip)
+        // Bit 8 clear: the CPU was reading a paging-structure entry there.
+        rig.hw.script = [.eptViolation(gpa: 0xFEE0_0020, qualification: 0x81)]
+        guard case .eptViolation = rig.vcpu.run(rig.hw, &platform) else { Issue.record("no stop"); return }
+        // No linear address at all.
+        rig.hw.script = [.eptViolation(gpa: 0xFEE0_0020, qualification: 0x1)]
+        guard case .eptViolation = rig.vcpu.run(rig.hw, &platform) else { Issue.record("no stop"); return }
+        // The exit interrupted the delivery of an interrupt (its IDT entry there).
+        rig.hw.script = [ScriptedExit.eptViolation(gpa: 0xFEE0_0020, qualification: 0x181)
+            .with { $0.idtVectoringInformation = 0x8000_0041 }]
+        guard case .eptViolation = rig.vcpu.run(rig.hw, &platform) else { Issue.record("no stop"); return }
+        #expect(platform.reads.isEmpty && platform.writes.isEmpty)
     }
 
     @Test func platformMSRsComeBeforeTheVCPUsAndMayFault() throws {
