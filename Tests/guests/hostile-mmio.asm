@@ -48,8 +48,9 @@ PD3             equ 0x13000             ; long mode: PD for the 4th GiB
 %%next:
 %endmacro
 
-; EQ64 "what": compare rax with rbx in 64-bit mode.
+; EQ64 "what": compare rax with rbx in 64-bit mode (keeps rsi).
 %macro EQ64 1
+        push rsi                        ; puts64 takes the string in rsi
         mov [got], rax
         mov [want], rbx
         cmp rax, rbx
@@ -75,7 +76,7 @@ PD3             equ 0x13000             ; long mode: PD for the 4th GiB
         jmp %%next
 %%good: db GUEST, ": ok ", %1, 10, 0
 %%bad:  db GUEST, ": FAIL ", %1, ": got/want ", 0
-%%next:
+%%next: pop rsi
 %endmacro
 
         GUEST_ENTRY
@@ -186,6 +187,7 @@ main:
         mov ax, SEL_BASE1M
         mov fs, ax
         EQ [fs:APIC + A_VER - 0x100000], VER, "fs base 0x100000, offset 0xFED00030"
+        mov ax, SEL_BASE1M
         mov ds, ax
         mov eax, [APIC + A_VER - 0x100000]
         mov bx, SEL_DATA
