@@ -137,3 +137,21 @@ hostile_case hostile-mmio 120 \
     '\[guest\] hostile-mmio: ok lock mov \[tpr\], eax: #UD' \
     '\[guest\] hostile-mmio: ok mov spl, \[rsi\+30h\] \(REX\): RSP bits 63:8 kept' \
     '\[guest\] hostile-mmio: ok 8-byte read of ioapic version'
+
+# One-probe guests (Tests/guests/hostile-mmio-*.asm, hostile-mmio-stop.inc):
+# an access to the APIC page the decoder must not emulate stops the guest with
+# the EPT-violation report and status 6, never 3 or 5.
+# mmio_stop_case NAME PATTERN...
+mmio_stop_case() {
+    local name=$1; shift
+    boot_case "guest-$name" bochs 60 - \
+        --entry "$name" "log=info" --module "build/guests/$name.bin" "" -- \
+        '!FAIL' '!power off: status [35]([^0-9]|$)' "\\[guest\\] $name: " \
+        'power off: status 6' "$@"
+}
+mmio_stop_case hostile-mmio-rep 'guest stopped: EPT violation at GPA 0xfee00080 \(write'
+mmio_stop_case hostile-mmio-rmw 'guest stopped: EPT violation at GPA 0xfee00080 \((read|write)'
+mmio_stop_case hostile-mmio-fetch 'guest stopped: EPT violation at GPA 0xfee00000 \(instruction fetch'
+mmio_stop_case hostile-mmio-decode 'guest stopped: EPT violation at GPA 0xfee00080 \(write'
+mmio_stop_case hostile-mmio-walk 'guest stopped: EPT violation at GPA 0xfee00030 \(read.* at RIP 0x0*8000([^0-9a-fA-F]|$)'
+mmio_stop_case hostile-mmio-idt 'guest stopped: EPT violation at GPA 0xfee00030 \(read.* at RIP 0x0*8000([^0-9a-fA-F]|$)'
