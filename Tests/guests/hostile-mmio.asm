@@ -25,7 +25,8 @@ MSR_APIC_BASE   equ 0x1B
 SEL_BASE1M      equ 0x20                ; data, base 0x100000, 4 GiB
 SEL_BASEHI      equ 0x28                ; data, base 0xFFF00000, 4 GiB (wraps)
 SEL_BASEAPIC    equ 0x30                ; data, base 0xFEE00000, 64 KiB
-PD3             equ 0x13000             ; long mode: PD for the 4th GiB
+PD3             equ 0x13000
+RAM_END         equ 64 << 20             ; long mode: PD for the 4th GiB
 
 ; EQ got, want, "what": compare a 32-bit value with the expected one.
 %macro EQ 3
@@ -182,6 +183,17 @@ main:
         xor eax, eax
         call straddle5
         EQ eax, VER, "mov eax, [moffs] straddling a code page after its opcode"
+
+        ; The instruction ends at the last byte of guest RAM (64 MiB, the
+        ; default for a boot sector): the 15-byte fetch runs past the end.
+        mov edi, RAM_END - 7
+        mov esi, ram_end_code
+        mov ecx, 7
+        rep movsb
+        mov ebx, .back
+        xor eax, eax
+        jmp RAM_END - 7
+.back:  EQ eax, VER, "mov eax, [moffs] in the last 7 bytes of guest RAM"
 
         ; Segment bases: the access is at base + offset (the exit's GPA).
         mov ax, SEL_BASE1M
@@ -384,6 +396,9 @@ set_base:
         HOSTILE64
         LIB64
         HOSTILE_VARS
+ram_end_code:   db 0xA1                 ; mov eax, [APIC + A_VER]
+                dd APIC + A_VER
+                db 0xFF, 0xE3           ; jmp ebx
 got:            dq 0
 want:           dq 0
 got_esp:        dd 0

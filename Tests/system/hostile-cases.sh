@@ -128,6 +128,7 @@ hostile_case hostile-mmio 120 \
     '\[guest\] hostile-mmio: ok mov sp, \[version\+2\]: ESP\[31:16\] kept' \
     '\[guest\] hostile-mmio: ok 15-byte mov ax \(9 x 66H\) straddling a code page' \
     '\[guest\] hostile-mmio: ok mov eax, \[moffs\] straddling a code page after its opcode' \
+    '\[guest\] hostile-mmio: ok mov eax, \[moffs\] in the last 7 bytes of guest RAM' \
     '\[guest\] hostile-mmio: ok gs base 0xFFF00000, offset 0xFEF00030 \(linear wraps\)' \
     '\[guest\] hostile-mmio: ok es base 0xFEE00000, 16-bit address \[bx\+0xFFF0\] wraps' \
     '\[guest\] hostile-mmio: ok wrmsr 808H in xAPIC mode: #GP\(0\)' \
