@@ -115,3 +115,44 @@ boot_case guest-hostile-ptprobe bochs 90 - \
     'guest stopped: EPT violation at GPA 0x100010 \(read, outside guest RAM\)' \
     '!power off: status [35]([^0-9]|$)' \
     'power off: status 6'
+
+# Awkward but legal MMIO accesses to the emulated APIC and IOAPIC pages
+# (Tests/guests/hostile-mmio.asm): every probe emulated with the value a
+# plain 32-bit read predicts, the guest runs to its own status 0.
+hostile_case hostile-mmio 120 \
+    '\[guest\] hostile-mmio: ok version \(30H\) plain 32-bit read' \
+    '\[guest\] hostile-mmio: ok read at 0xFEE00FFE \(straddles the page end\): 0' \
+    '\[guest\] hostile-mmio: ok read at 0xFEC00FFE \(straddles the page end\): 0' \
+    '\[guest\] hostile-mmio: ok byte into BH' \
+    '\[guest\] hostile-mmio: ok movsx dx, byte \[DFR\]' \
+    '\[guest\] hostile-mmio: ok mov sp, \[version\+2\]: ESP\[31:16\] kept' \
+    '\[guest\] hostile-mmio: ok 15-byte mov ax \(9 x 66H\) straddling a code page' \
+    '\[guest\] hostile-mmio: ok mov eax, \[moffs\] straddling a code page after its opcode' \
+    '\[guest\] hostile-mmio: ok mov eax, \[moffs\] in the last 7 bytes of guest RAM' \
+    '\[guest\] hostile-mmio: ok gs base 0xFFF00000, offset 0xFEF00030 \(linear wraps\)' \
+    '\[guest\] hostile-mmio: ok es base 0xFEE00000, 16-bit address \[bx\+0xFFF0\] wraps' \
+    '\[guest\] hostile-mmio: ok wrmsr 808H in xAPIC mode: #GP\(0\)' \
+    '\[guest\] hostile-mmio: ok apic moved to 0xFED00000: tpr kept' \
+    '\[guest\] hostile-mmio: ok apic moved back to 0xFEE00000: version' \
+    '\[guest\] hostile-mmio: ok ioapic version ignores a write' \
+    '\[guest\] hostile-mmio: ok lock mov \[tpr\], eax: #UD' \
+    '\[guest\] hostile-mmio: ok mov spl, \[rsi\+30h\] \(REX\): RSP bits 63:8 kept' \
+    '\[guest\] hostile-mmio: ok 8-byte read of ioapic version'
+
+# One-probe guests (Tests/guests/hostile-mmio-*.asm, hostile-mmio-stop.inc):
+# an access to the APIC page the decoder must not emulate stops the guest with
+# the EPT-violation report and status 6, never 3 or 5.
+# mmio_stop_case NAME PATTERN...
+mmio_stop_case() {
+    local name=$1; shift
+    boot_case "guest-$name" bochs 60 - \
+        --entry "$name" "log=info" --module "build/guests/$name.bin" "" -- \
+        '!FAIL' '!power off: status [35]([^0-9]|$)' "\\[guest\\] $name: " \
+        'power off: status 6' "$@"
+}
+mmio_stop_case hostile-mmio-rep 'guest stopped: EPT violation at GPA 0xfee00080 \(write'
+mmio_stop_case hostile-mmio-rmw 'guest stopped: EPT violation at GPA 0xfee00080 \((read|write)'
+mmio_stop_case hostile-mmio-fetch 'guest stopped: EPT violation at GPA 0xfee00000 \(instruction fetch'
+mmio_stop_case hostile-mmio-decode 'guest stopped: EPT violation at GPA 0xfee00080 \(write'
+mmio_stop_case hostile-mmio-walk 'guest stopped: EPT violation at GPA 0xfee00030 \(read.* at RIP 0x0*8000([^0-9a-fA-F]|$)'
+mmio_stop_case hostile-mmio-idt 'guest stopped: EPT violation at GPA 0xfee00030 \(read.* at RIP 0x0*8000([^0-9a-fA-F]|$)'
