@@ -32,7 +32,7 @@ extension VCPU {
                                     cs: SegmentAccessRights(rawValue: try hw.read(VMCSFields.Guest32.csAccessRights)))
         let linear = codeSize == .bits64 ? rip : (try hw.read(VMCSFields.GuestNatural.csBase) &+ rip) & 0xFFFF_FFFF
         var buffer: [16 of UInt8] = .init(repeating: 0)
-        let fetched = try fetchInstruction(hw, at: linear, into: &buffer)
+        let fetched = try fetchInstruction(hw, at: linear, wrap: codeSize == .bits64 ? UInt64.max : 0xFFFF_FFFF, into: &buffer)
         let access: MMIOAccess
         do {
             access = try buffer.span.withUnsafeBytes { (all: UnsafeRawBufferPointer) throws(MMIODecodeError) -> MMIOAccess in
@@ -56,13 +56,14 @@ extension VCPU {
     }
 
     /// Copies the instruction bytes at guest-linear `linear` into `buffer`:
-    /// at most 15, fewer where the second page does not translate. Returns the count.
-    func fetchInstruction<H: VMXHardware>(_ hw: H, at linear: UInt64, into buffer: inout [16 of UInt8]) throws(VMXError)
-        -> Int {
+    /// at most 15, fewer where the second page does not translate. Outside
+    /// 64-bit mode linear addresses wrap at 4 GiB (`wrap` is the mask). Returns the count.
+    func fetchInstruction<H: VMXHardware>(_ hw: H, at linear: UInt64, wrap: UInt64, into buffer: inout [16 of UInt8])
+        throws(VMXError) -> Int {
         let paging = try pagingState(hw)
         var count = 0
         while count < 15 {
-            let address = linear &+ UInt64(count)
+            let address = (linear &+ UInt64(count)) & wrap
             let chunk = min(15 - count, Int(pageSize4KiB - (address & pageOffsetMask4KiB)))
             guard let gpa = translate(address, write: false, paging: paging),
                   let bytes = ram.bytes(at: gpa, count: chunk) else { break }

@@ -52,13 +52,7 @@ pt_bare_case() {
     grep -q 'switched itself off on the ACPI power-off: no' "$out/$name.log" \
         && { echo "  $name: Bochs did not switch itself off on the ACPI power-off"; ok=0; }
     check "$name" "$log" "${pt_patterns[@]}" 'PT-HYPERVISOR no' 'PT-VMX yes' || ok=0
-    if [ $ok = 1 ]; then
-        echo "PASS $name (bochs, ${secs}s)"; passed=$((passed + 1))
-    else
-        echo "FAIL $name (bochs, ${secs}s); transcript tail ($log, summary $out/$name.log):"
-        tail -n 25 "$log" | tr -d '\r' | sed 's/\x1b\[[0-9;]*[A-Za-z]//g; s/^/    | /'
-        failed=$((failed + 1)); failures+=("$name")
-    fi
+    verdict "$name" $ok "bochs, ${secs}s, summary $out/$name.log" "$log"
 }
 pt_bare_case
 
@@ -140,12 +134,6 @@ pt_reset_case() {
     [ "$boots" -ge 2 ] || { echo "  $name: $boots boot(s), expected the machine to boot again"; ok=0; }
     check "$name" "$log" 'guest stopped: triple fault at RIP' \
         'passthrough: the guest reset the machine \(triple fault\): resetting it' '!power off: status' || ok=0
-    if [ $ok = 1 ]; then
-        echo "PASS $name (bochs, $boots boots in 20 s)"; passed=$((passed + 1))
-    else
-        echo "FAIL $name; transcript tail ($log):"
-        tail -n 15 "$log" | tr -d '\r' | sed 's/\x1b\[[0-9;]*[A-Za-z]//g; s/^/    | /'
-        failed=$((failed + 1)); failures+=("$name")
-    fi
+    verdict "$name" $ok "bochs, $boots boots in 20 s" "$log"
 }
 pt_reset_case

@@ -57,10 +57,17 @@ boot_case() {
     if [ $rc = 124 ] || [ $rc = 137 ]; then echo "  $name: timed out after ${limit}s"; ok=0; fi
     if [ "$want" != - ] && [ "$rc" != "$want" ]; then echo "  $name: QEMU exit status $rc, expected $want"; ok=0; fi
     check "$name" "$log" "$@" || ok=0
-    if [ $ok = 1 ]; then
-        echo "PASS $name (${engine}, ${secs}s)"; passed=$((passed + 1))
+    verdict "$name" $ok "${engine}, ${secs}s" "$log"
+}
+
+# verdict NAME OK DETAIL TRANSCRIPT: counts the case; PASS, or FAIL with the
+# transcript's tail.
+verdict() {
+    local name=$1 ok=$2 detail=$3 log=$4
+    if [ "$ok" = 1 ]; then
+        echo "PASS $name ($detail)"; passed=$((passed + 1))
     else
-        echo "FAIL $name (${engine}, ${secs}s); transcript tail ($log):"
+        echo "FAIL $name ($detail); transcript tail ($log):"
         tail -n 25 "$log" | tr -d '\r' | sed 's/\x1b\[[0-9;]*[A-Za-z]//g; s/^/    | /'
         failed=$((failed + 1)); failures+=("$name")
     fi
