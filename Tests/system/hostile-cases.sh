@@ -197,5 +197,5 @@ apicv_stop_case() {
         '!FAIL' '!power off: status [35]([^0-9]|$)' "\\[guest\\] $name: " \
         'the CPU virtualizes the local APIC' 'power off: status 6' "$@"
 }
-apicv_stop_case hostile-mmio-rep 'guest stopped: unhandled exit reason 44 \(APIC access\), qualification 0x108[0-3],'
+apicv_stop_case hostile-mmio-rep 'guest stopped: unhandled exit reason 44 \(APIC access\), qualification 0x108[0-9a-f],'
 apicv_stop_case hostile-mmio-idt 'guest stopped: unhandled exit reason 44 \(APIC access\), qualification 0x3030, RIP 0x0*8000([^0-9a-fA-F]|$)'
