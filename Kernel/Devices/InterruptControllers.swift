@@ -122,7 +122,8 @@ extension KernelPlatform {
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
         apic.advance(toTSC: guestTime)
         guard let event = apic.writeMSR(msr, value) else { return .generalProtection }
-        apicChanges |= APICChanges.registers
+        // IA32_TSC_DEADLINE is not in the page; the others are its registers.
+        if msr != MSR.ia32TSCDeadline.address { apicChanges |= APICChanges.registers }
         handle(event)
         refresh()
         return .done(0)
@@ -185,18 +186,14 @@ enum APICChanges {
 // model decides, the page is the CPU's copy.
 extension KernelPlatform {
     mutating func loadAPIC(from page: VirtualAPICPage) {
-        apic.loadVirtualState(taskPriority: page[VirtualAPICPage.taskPriority],
-                              interruptRequest: APICVectorBitmap { page.vectors(at: VirtualAPICPage.interruptRequest, $0) },
-                              inService: APICVectorBitmap { page.vectors(at: VirtualAPICPage.inService, $0) })
-        updateCache()
+        // The deadline does not depend on IRR, ISR or TPR: only `pending` can change.
+        if apic.loadVirtualState(page: UnsafeRawPointer(page.pointer)) { cachedPending = apic.pendingInterrupt != nil }
     }
 
     mutating func storeAPIC(into page: VirtualAPICPage) -> VirtualInterruptStatus? {
         guard apicChanges != 0 else { return nil }
         if apicChanges & APICChanges.registers != 0 {
-            for index in 2..<0x40 where LocalAPIC.isVirtualizedRead(index: index) {
-                page[index << 4] = apic.pageValue(index: index)
-            }
+            apic.forEachVirtualizedRegister { offset, value in page[offset] = value }
         } else {
             for i in 0..<8 {
                 page[VirtualAPICPage.inService + 16 * i] = apic.inService.register(i)

@@ -112,7 +112,9 @@ extension VCPU {
 
     mutating func writeInterruptStatus<H: VMXHardware>(_ hw: H, _ status: VirtualInterruptStatus, force: Bool = false) throws(VMXError) {
         let old = interruptStatus
-        if force || status.field != old.field { try hw.write(VMCSFields.Guest16.interruptStatus, status.field) }
+        // RVI and SVI are always written: the CPU changes them as it delivers
+        // and retires interrupts, so the last value written says nothing.
+        try hw.write(VMCSFields.Guest16.interruptStatus, status.field)
         if force || status.eoiExit0 != old.eoiExit0 { try hw.write(VMCSFields.Control64.eoiExitBitmap0, status.eoiExit0) }
         if force || status.eoiExit1 != old.eoiExit1 { try hw.write(VMCSFields.Control64.eoiExitBitmap1, status.eoiExit1) }
         if force || status.eoiExit2 != old.eoiExit2 { try hw.write(VMCSFields.Control64.eoiExitBitmap2, status.eoiExit2) }

@@ -99,6 +99,22 @@ struct VirtualAPICPlatform: GuestPlatform {
         #expect(rig.entries.allSatisfy { !$0.injected.isValid && !$0.interruptWindowExiting })
     }
 
+    /// The CPU moves RVI and SVI itself; the same status again (a second
+    /// timer interrupt of the same vector) must still reach the VMCS.
+    @Test func theInterruptStatusIsWrittenEvenWhenUnchangedSinceTheLastStore() throws {
+        var rig = try Self.virtualized()
+        var platform = VirtualAPICPlatform()
+        platform.status = VirtualInterruptStatus(requesting: 0xEC)
+        rig.hw.script = [.out(0x80, 1)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(rig.field(VMCSFields.Guest16.interruptStatus) == 0xEC)
+        rig.preset(VMCSFields.Guest16.interruptStatus, 0xEC00)   // delivered: RVI 0, SVI 0xEC
+        platform.status = VirtualInterruptStatus(requesting: 0xEC)
+        rig.hw.script = [.out(0x80, 2)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(rig.field(VMCSFields.Guest16.interruptStatus) == 0xEC)
+    }
+
     @Test func anAPICWriteHandsTheValueInThePageToThePlatform() throws {
         var rig = try Self.virtualized()
         var platform = VirtualAPICPlatform()
