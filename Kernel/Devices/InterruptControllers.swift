@@ -190,8 +190,8 @@ extension KernelPlatform {
         if apic.loadVirtualState(page: UnsafeRawPointer(page.pointer)) { cachedPending = apic.pendingInterrupt != nil }
     }
 
-    mutating func storeAPIC(into page: VirtualAPICPage) -> VirtualInterruptStatus? {
-        guard apicChanges != 0 else { return nil }
+    mutating func storeAPIC(into page: VirtualAPICPage, status: inout VirtualInterruptStatus) -> Bool {
+        guard apicChanges != 0 else { return false }
         if apicChanges & APICChanges.registers != 0 {
             apic.forEachVirtualizedRegister { offset, value in page[offset] = value }
         } else {
@@ -203,8 +203,9 @@ extension KernelPlatform {
         }
         apicChanges = 0
         let tmr = apic.triggerMode
-        return VirtualInterruptStatus(requesting: apic.interruptRequest.highest ?? 0, servicing: apic.inService.highest ?? 0,
-                                      eoiExit0: tmr.word(0), eoiExit1: tmr.word(1), eoiExit2: tmr.word(2), eoiExit3: tmr.word(3))
+        status = VirtualInterruptStatus(requesting: apic.interruptRequest.highest ?? 0, servicing: apic.inService.highest ?? 0,
+                                        eoiExit0: tmr.word(0), eoiExit1: tmr.word(1), eoiExit2: tmr.word(2), eoiExit3: tmr.word(3))
+        return true
     }
 
     /// The guest's write is in the page already; the model carries it out.

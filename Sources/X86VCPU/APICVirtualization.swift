@@ -61,7 +61,7 @@ public struct VirtualInterruptStatus: Equatable, Sendable {
 
 extension GuestPlatform {
     public mutating func loadAPIC(from page: VirtualAPICPage) {}
-    public mutating func storeAPIC(into page: VirtualAPICPage) -> VirtualInterruptStatus? { nil }
+    public mutating func storeAPIC(into page: VirtualAPICPage, status: inout VirtualInterruptStatus) -> Bool { false }
     public mutating func apicWrite(offset: Int, value: UInt32) {}
     public mutating func apicEOI(vector: UInt8) {}
 }
@@ -126,7 +126,8 @@ extension VCPU {
     /// with a deliverable interrupt is woken, as the interrupt would wake it
     /// (the CPU delivers it once active).
     mutating func storeVirtualAPIC<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) {
-        if let status = platform.storeAPIC(into: apicPage) { try writeInterruptStatus(hw, status) }
+        var status = interruptStatus
+        if platform.storeAPIC(into: apicPage, status: &status) { try writeInterruptStatus(hw, status) }
         if platform.interruptPending, try hw.read(VMCSFields.Guest32.activityState) == ActivityState.hlt.rawValue {
             try hw.write(VMCSFields.Guest32.activityState, ActivityState.active.rawValue)
         }

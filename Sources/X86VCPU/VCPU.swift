@@ -99,8 +99,9 @@ public protocol GuestPlatform {
 
     /// After every exit: the CPU's changes (VTPR, VIRR, VISR) into the model.
     mutating func loadAPIC(from page: VirtualAPICPage)
-    /// Before every entry: the model's changes into the page; nil when nothing changed.
-    mutating func storeAPIC(into page: VirtualAPICPage) -> VirtualInterruptStatus?
+    /// Before every entry: the model's changes into the page and `status`;
+    /// false (nothing written) when nothing changed.
+    mutating func storeAPIC(into page: VirtualAPICPage, status: inout VirtualInterruptStatus) -> Bool
     /// APIC-write exit: the guest wrote `value` to the register at `offset`.
     mutating func apicWrite(offset: Int, value: UInt32)
     /// EOI-induced exit: the CPU retired `vector`, a level-triggered one.

@@ -25,10 +25,12 @@ struct VirtualAPICPlatform: GuestPlatform {
     var interruptPending: Bool { pending }
     mutating func acknowledgeInterrupt() -> UInt8? { acknowledged += 1; return 0x30 }
     mutating func loadAPIC(from page: VirtualAPICPage) { self.page = page.pointer; loads += 1 }
-    mutating func storeAPIC(into page: VirtualAPICPage) -> VirtualInterruptStatus? {
+    mutating func storeAPIC(into page: VirtualAPICPage, status: inout VirtualInterruptStatus) -> Bool {
         stores += 1
-        defer { status = nil }
-        return status
+        defer { self.status = nil }
+        guard let next = self.status else { return false }
+        status = next
+        return true
     }
     mutating func apicWrite(offset: Int, value: UInt32) { writes.append((offset, value)) }
     mutating func apicEOI(vector: UInt8) { eois.append(vector) }
