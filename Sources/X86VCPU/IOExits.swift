@@ -25,7 +25,7 @@ extension VCPU {
         if q.direction == .in {
             let value = UInt64(platform.portIn(q.port, width: width))
             // IN to EAX zero-extends like any 32-bit write; AL/AX merge.
-            _ = registers.write(0, value, width: width)
+            registers.rax = GeneralRegisters.merge(value, into: registers.rax, width: width, shift: 0)
         } else {
             let value = UInt32(truncatingIfNeeded: registers.rax & width.mask)
             if let stop = platform.portOut(q.port, width: width, value: value) {
