@@ -28,6 +28,7 @@ struct KernelPlatform: GuestPlatform {
     /// What changed in the local APIC since the virtual-APIC page last got
     /// it (`APICChanges`); only used while the CPU virtualizes the APIC.
     var apicChanges: UInt8 = 0
+    var changedRegister = 0
     /// The guest's TSC as of the vCPU's last `advance`.
     var guestTime: UInt64 = 0
     /// An isolated OS guest's own devices' interrupts (PIT, COM1, RTC) go

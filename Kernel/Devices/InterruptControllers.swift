@@ -180,6 +180,8 @@ enum APICChanges {
     static let vectors: UInt8 = 1
     /// Every register (a register write, a mode change).
     static let registers: UInt8 = 2
+    /// The one register at `changedRegister` (an APIC-write exit).
+    static let oneRegister: UInt8 = 4
 }
 
 // The CPU's APIC virtualization (X86VCPU APICVirtualization.swift): the
@@ -195,6 +197,7 @@ extension KernelPlatform {
         if apicChanges & APICChanges.registers != 0 {
             apic.forEachVirtualizedRegister { offset, value in page[offset] = value }
         } else {
+            if apicChanges & APICChanges.oneRegister != 0 { page[changedRegister] = apic.pageValue(offset: changedRegister) }
             for i in 0..<8 {
                 page[VirtualAPICPage.inService + 16 * i] = apic.inService.register(i)
                 page[VirtualAPICPage.interruptRequest + 16 * i] = apic.interruptRequest.register(i)
@@ -209,9 +212,17 @@ extension KernelPlatform {
     }
 
     /// The guest's write is in the page already; the model carries it out.
+    /// Only the register written changes (and IRR/ISR, below), but for the
+    /// spurious-vector register, which can mask every LVT entry, and the LVT
+    /// timer, whose switch to or from TSC-deadline mode clears the initial count.
     mutating func apicWrite(offset: Int, value: UInt32) {
         apic.advance(toTSC: guestTime)
-        apicChanges |= APICChanges.registers
+        if offset == 0x0F0 || offset == 0x320 || (apicChanges & APICChanges.oneRegister != 0 && changedRegister != offset) {
+            apicChanges |= APICChanges.registers
+        } else {
+            apicChanges |= APICChanges.oneRegister
+            changedRegister = offset
+        }
         handle(apic.writeRegister(offset: UInt32(offset), value: value))
         refresh()
     }

@@ -133,6 +133,7 @@ public struct LocalAPIC: Sendable {
 
     // MARK: IA32_APIC_BASE
 
+    @inline(__always)
     public var mode: LocalAPICMode {
         guard apicBase & APICBaseMSR.globalEnable != 0 else { return .disabled }
         return apicBase & APICBaseMSR.x2APICEnable != 0 ? .x2APIC : .xAPIC
@@ -171,12 +172,14 @@ public struct LocalAPIC: Sendable {
     /// in bits 31:16, bit (x2APIC ID[3:0]) of the logical ID in bits 15:0.
     public var x2APICLogicalID: UInt32 { (initialID >> 4) << 16 | 1 << (initialID & 0xF) }
 
+    @inline(__always)
     public var isSoftwareEnabled: Bool { spuriousVector & SpuriousVectorRegister.softwareEnable != 0 }
 
     // MARK: Priority. SDM "Interrupt, Task, and Processor Priority".
 
     /// PPR: TPR if its class is at least the highest in-service class, else that class.
     /// SDM "Processor Priority Register (PPR)".
+    @inline(__always)
     public var processorPriority: UInt8 {
         let tpr = UInt8(truncatingIfNeeded: taskPriority)
         let isrv = inService.highest ?? 0
@@ -185,6 +188,7 @@ public struct LocalAPIC: Sendable {
 
     /// The highest requested vector whose priority class is above the PPR's: the
     /// interrupt the vCPU should inject when the guest can take one.
+    @inline(__always)  // a call copied the whole APIC (~250 bytes) for each read
     public var pendingInterrupt: UInt8? {
         guard mode != .disabled, let vector = interruptRequest.highest,
               vector >> 4 > processorPriority >> 4 else { return nil }

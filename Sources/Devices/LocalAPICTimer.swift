@@ -9,6 +9,7 @@
 
 extension LocalAPIC {
     /// The mode in LVT timer bits 18:17 (the reserved 11B counts as one-shot).
+    @inline(__always)
     public var timerMode: APICTimerMode {
         switch (lvtTimer & LocalVectorTableEntry.timerModeMask) >> LocalVectorTableEntry.timerModeShift {
         case 1: return .periodic
@@ -19,12 +20,14 @@ extension LocalAPIC {
 
     /// Divide Configuration Register bits 3 and 1:0: 111B divides by 1, value v
     /// otherwise by 2^(v+1). SDM "APIC Timer".
+    @inline(__always)  // a call copied the whole APIC (~250 bytes) for each read
     public var timerDivisor: UInt64 {
         let code = (divideConfiguration & 3) | (divideConfiguration >> 1) & 4
         return code == 7 ? 1 : 1 << (UInt64(code) + 1)
     }
 
     /// TSC ticks per count: at most 2^24 * 128, so a count of 2^32 - 1 fits in 64 bits.
+    @inline(__always)  // a call copied the whole APIC (~250 bytes) for each read
     var tscPerCount: UInt64 { tscPerBusTick * timerDivisor }
 
     /// Moves the APIC's clock to `tsc` (the guest's TSC) and fires the timer if it
@@ -37,6 +40,7 @@ extension LocalAPIC {
     /// The TSC at which the timer fires next, for the VMX preemption timer; nil when
     /// it is stopped, disarmed or masked (a masked periodic timer keeps counting
     /// without interrupts: nothing to wake up for).
+    @inline(__always)
     public var nextDeadline: UInt64? {
         guard mode != .disabled, lvtTimer & LocalVectorTableEntry.masked == 0 else { return nil }
         if timerMode == .tscDeadline { return deadline == 0 ? nil : deadline }
@@ -57,6 +61,7 @@ extension LocalAPIC {
 
     /// The current-count register: derived from the time since the count began;
     /// 0 when stopped and in TSC-deadline mode.
+    @inline(__always)  // a call copied the whole APIC (~250 bytes) for each read
     public var currentCount: UInt32 {
         guard timerMode != .tscDeadline, countExpiry != nil, initialCount != 0 else { return 0 }
         let elapsed = now >= countStart ? (now - countStart) / tscPerCount : 0

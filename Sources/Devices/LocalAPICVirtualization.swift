@@ -17,43 +17,44 @@ extension LocalAPIC {
         }
     }
 
-    /// The value the xAPIC page shows at register `index` (offset >> 4), with
-    /// no side effect (a reserved or write-only register shows 0).
-    public func pageValue(index: Int) -> UInt32 {
-        guard index >= 0, index < 0x100, case .value(let v) = read(LocalAPICRegister(rawValue: UInt16(index)), x2APIC: false) else {
-            return 0
+    /// The value the xAPIC page shows at `offset` (16-byte aligned), as
+    /// `readRegister` would read it but without its side effects; 0 for the
+    /// slots the page does not serve.
+    @inline(__always)  // a call copied the whole APIC (~250 bytes)
+    public func pageValue(offset: Int) -> UInt32 {
+        switch offset {
+        case 0x020: return UInt32(xAPICID) << 24
+        case 0x030: return version
+        case 0x080: return taskPriority
+        case 0x0A0: return UInt32(processorPriority)
+        case 0x0D0: return logicalDestination
+        case 0x0E0: return destinationFormat
+        case 0x0F0: return spuriousVector
+        case 0x100...0x170: return inService.register((offset - 0x100) >> 4)
+        case 0x180...0x1F0: return triggerMode.register((offset - 0x180) >> 4)
+        case 0x200...0x270: return interruptRequest.register((offset - 0x200) >> 4)
+        case 0x280: return errorStatus
+        case 0x2F0: return hasCMCI ? lvtCMCI : 0
+        case 0x300: return commandLow
+        case 0x310: return commandHigh
+        case 0x320: return lvtTimer
+        case 0x330: return lvtThermal
+        case 0x340: return lvtPerformance
+        case 0x350: return lvtLINT0
+        case 0x360: return lvtLINT1
+        case 0x370: return lvtError
+        case 0x380: return initialCount
+        case 0x3E0: return divideConfiguration
+        default: return 0
         }
-        return v
     }
 
-    /// Every register a virtual-APIC page holds for reads (see
-    /// `isVirtualizedRead`), as (offset, value): what `readRegister` would
-    /// read, without its side effects, in one pass over the fields.
+    /// Every register a virtual-APIC page holds for reads, as (offset, value).
+    @inline(__always)  // a call copied the whole APIC (~250 bytes)
     public func forEachVirtualizedRegister(_ body: (Int, UInt32) -> Void) {
-        body(0x020, UInt32(xAPICID) << 24)
-        body(0x030, version)
-        body(0x080, taskPriority)
-        body(0x0A0, UInt32(processorPriority))
-        body(0x0D0, logicalDestination)
-        body(0x0E0, destinationFormat)
-        body(0x0F0, spuriousVector)
-        for i in 0..<8 {
-            body(0x100 + 16 * i, inService.register(i))
-            body(0x180 + 16 * i, triggerMode.register(i))
-            body(0x200 + 16 * i, interruptRequest.register(i))
+        for index in 2..<0x3F where Self.isVirtualizedRead(index: index) {
+            body(index << 4, pageValue(offset: index << 4))
         }
-        body(0x280, errorStatus)
-        body(0x2F0, hasCMCI ? lvtCMCI : 0)
-        body(0x300, commandLow)
-        body(0x310, commandHigh)
-        body(0x320, lvtTimer)
-        body(0x330, lvtThermal)
-        body(0x340, lvtPerformance)
-        body(0x350, lvtLINT0)
-        body(0x360, lvtLINT1)
-        body(0x370, lvtError)
-        body(0x380, initialCount)
-        body(0x3E0, divideConfiguration)
     }
 
     /// What the CPU changed while it ran the guest: the task priority (TPR

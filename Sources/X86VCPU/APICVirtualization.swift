@@ -90,7 +90,8 @@ extension VCPU {
         try hw.write(VMCSFields.Control64.virtualAPICAddress, virtualAPICPage.address)
         try hw.write(VMCSFields.Control64.apicAccessAddress, apicAccessPage.address)
         try hw.write(VMCSFields.Control32.tprThreshold, 0)
-        try writeInterruptStatus(hw, VirtualInterruptStatus(), force: true)
+        interruptStatus = VirtualInterruptStatus()
+        try writeInterruptStatus(hw, force: true)
         // CR8 is the TPR in the page from now on (SDM 30.3 "Virtualizing CR8-Based TPR Accesses").
         var primary = primaryControls
         primary.insert(.useTPRShadow)
@@ -110,24 +111,24 @@ extension VCPU {
 
     var apicPage: VirtualAPICPage { VirtualAPICPage(virtualAPICPage.pointer) }
 
-    mutating func writeInterruptStatus<H: VMXHardware>(_ hw: H, _ status: VirtualInterruptStatus, force: Bool = false) throws(VMXError) {
-        let old = interruptStatus
-        // RVI and SVI are always written: the CPU changes them as it delivers
-        // and retires interrupts, so the last value written says nothing.
-        try hw.write(VMCSFields.Guest16.interruptStatus, status.field)
-        if force || status.eoiExit0 != old.eoiExit0 { try hw.write(VMCSFields.Control64.eoiExitBitmap0, status.eoiExit0) }
-        if force || status.eoiExit1 != old.eoiExit1 { try hw.write(VMCSFields.Control64.eoiExitBitmap1, status.eoiExit1) }
-        if force || status.eoiExit2 != old.eoiExit2 { try hw.write(VMCSFields.Control64.eoiExitBitmap2, status.eoiExit2) }
-        if force || status.eoiExit3 != old.eoiExit3 { try hw.write(VMCSFields.Control64.eoiExitBitmap3, status.eoiExit3) }
-        interruptStatus = status
+    /// `interruptStatus` into the VMCS: RVI and SVI always (the CPU moves
+    /// them as it delivers and retires interrupts, so the last value written
+    /// says nothing), the EOI-exit bitmap where it changed.
+    mutating func writeInterruptStatus<H: VMXHardware>(_ hw: H, force: Bool = false) throws(VMXError) {
+        try hw.write(VMCSFields.Guest16.interruptStatus, interruptStatus.field)
+        let e0 = interruptStatus.eoiExit0, e1 = interruptStatus.eoiExit1
+        let e2 = interruptStatus.eoiExit2, e3 = interruptStatus.eoiExit3
+        if force || e0 != eoiExitWritten0 { try hw.write(VMCSFields.Control64.eoiExitBitmap0, e0); eoiExitWritten0 = e0 }
+        if force || e1 != eoiExitWritten1 { try hw.write(VMCSFields.Control64.eoiExitBitmap1, e1); eoiExitWritten1 = e1 }
+        if force || e2 != eoiExitWritten2 { try hw.write(VMCSFields.Control64.eoiExitBitmap2, e2); eoiExitWritten2 = e2 }
+        if force || e3 != eoiExitWritten3 { try hw.write(VMCSFields.Control64.eoiExitBitmap3, e3); eoiExitWritten3 = e3 }
     }
 
     /// Before an entry: the platform's changes into the page. A halted guest
     /// with a deliverable interrupt is woken, as the interrupt would wake it
     /// (the CPU delivers it once active).
     mutating func storeVirtualAPIC<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) {
-        var status = interruptStatus
-        if platform.storeAPIC(into: apicPage, status: &status) { try writeInterruptStatus(hw, status) }
+        if platform.storeAPIC(into: apicPage, status: &interruptStatus) { try writeInterruptStatus(hw) }
         if platform.interruptPending, try hw.read(VMCSFields.Guest32.activityState) == ActivityState.hlt.rawValue {
             try hw.write(VMCSFields.Guest32.activityState, ActivityState.active.rawValue)
         }

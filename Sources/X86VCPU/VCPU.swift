@@ -196,7 +196,11 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     let apicAccessPage: PhysFrame<A>
     public internal(set) var apicVirtualized = false
     var apicAccessGuestPhysical: UInt64 = 0
+    /// What the platform's last store asked for, and the EOI-exit bitmap the
+    /// VMCS holds (compared field by field: a copy of the whole status costs
+    /// a byte-wise move on every entry).
     var interruptStatus = VirtualInterruptStatus()
+    var eoiExitWritten0: UInt64 = 0, eoiExitWritten1: UInt64 = 0, eoiExitWritten2: UInt64 = 0, eoiExitWritten3: UInt64 = 0
     /// When the guest owns the interrupt controller (passed-through PIC), an
     /// interrupt that arrives while it runs is its own: it is re-injected.
     public var reflectsExternalInterrupts = false
