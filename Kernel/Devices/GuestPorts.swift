@@ -28,6 +28,10 @@ struct KernelPlatform: GuestPlatform {
     /// What changed in the local APIC since the virtual-APIC page last got
     /// it (`APICChanges`); only used while the CPU virtualizes the APIC.
     var apicChanges: UInt8 = 0
+    /// The virtual-APIC page, and whether the guest ran since the model last
+    /// took VTPR, VIRR and VISR from it (`syncAPIC`).
+    var virtualPage: UnsafeMutableRawPointer? = nil
+    var pageStale = false
     var changedRegister = 0
     /// The guest's TSC as of the vCPU's last `advance`.
     var guestTime: UInt64 = 0

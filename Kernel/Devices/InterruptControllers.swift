@@ -49,6 +49,7 @@ extension KernelPlatform {
     mutating func mmioRead(_ gpa: UInt64, size: Int) -> UInt64 {
         let shift = UInt64(gpa & 3) * 8
         let mask: UInt64 = size >= 4 ? 0xFFFF_FFFF : (1 << UInt64(size * 8)) - 1
+        syncAPIC()
         if let offset = apicPage(gpa) {
             apic.advance(toTSC: guestTime)   // the current-count register reads the time
             let value = UInt64(apic.readRegister(offset: offset & ~3)) >> shift & mask
@@ -61,6 +62,7 @@ extension KernelPlatform {
 
     mutating func mmioWrite(_ gpa: UInt64, size: Int, value: UInt64) {
         let word = UInt32(truncatingIfNeeded: value << (UInt64(gpa & 3) * 8))
+        syncAPIC()
         if let offset = apicPage(gpa) {
             apic.advance(toTSC: guestTime)
             apicChanges |= APICChanges.registers
@@ -106,6 +108,7 @@ extension KernelPlatform {
         guard realPICMask & (1 << UInt16(irq)) == 0, !ioapic.entry(Self.pin(ofIRQ: irq)).masked else { return false }
         if irq >= 8 { port_out8(0xA0, 0x20) }
         port_out8(0x20, 0x20)
+        syncAPIC()
         deliver(ioapic.pulse(pin: Self.pin(ofIRQ: irq)))
         refresh()
         return true
@@ -113,6 +116,7 @@ extension KernelPlatform {
 
     mutating func msrRead(_ msr: UInt32) -> PlatformMSRAnswer {
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
+        syncAPIC()
         apic.advance(toTSC: guestTime)
         guard let value = apic.readMSR(msr) else { return .generalProtection }
         return .done(value)
@@ -120,6 +124,7 @@ extension KernelPlatform {
 
     mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer {
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
+        syncAPIC()
         apic.advance(toTSC: guestTime)
         guard let event = apic.writeMSR(msr, value) else { return .generalProtection }
         // IA32_TSC_DEADLINE is not in the page; the others are its registers.
@@ -129,10 +134,15 @@ extension KernelPlatform {
         return .done(0)
     }
 
-    var interruptPending: Bool { cachedPending }
+    /// While the guest may have changed the page, the answer comes from it.
+    var interruptPending: Bool {
+        guard pageStale, let page = virtualPage else { return cachedPending }
+        return hasControllers && apic.mode != .disabled && LocalAPIC.virtualPageHasPendingInterrupt(UnsafeRawPointer(page))
+    }
     var nextDeadline: UInt64? { cachedDeadline }
 
     mutating func acknowledgeInterrupt() -> UInt8? {
+        syncAPIC()
         let vector = apic.acknowledge()
         refresh()
         return vector
@@ -144,6 +154,7 @@ extension KernelPlatform {
         guard hasControllers else { return }
         guestTime = tsc
         guard let due = cachedDeadline, tsc >= due else { return }
+        syncAPIC()
         apic.advance(toTSC: tsc)
         refresh()
     }
@@ -187,9 +198,19 @@ enum APICChanges {
 // The CPU's APIC virtualization (X86VCPU APICVirtualization.swift): the
 // model decides, the page is the CPU's copy.
 extension KernelPlatform {
+    /// After every exit: the page is read only when the model is next used
+    /// (most exits never touch the APIC).
     mutating func loadAPIC(from page: VirtualAPICPage) {
-        // The deadline does not depend on IRR, ISR or TPR: only `pending` can change.
-        if apic.loadVirtualState(page: UnsafeRawPointer(page.pointer)) { cachedPending = apic.pendingInterrupt != nil }
+        virtualPage = page.pointer
+        pageStale = true
+    }
+
+    /// Before the model is read or changed: what the CPU changed in the page.
+    /// The deadline does not depend on IRR, ISR or TPR: only `pending` can change.
+    mutating func syncAPIC() {
+        guard pageStale, let page = virtualPage else { return }
+        pageStale = false
+        if apic.loadVirtualState(page: UnsafeRawPointer(page)) { cachedPending = apic.pendingInterrupt != nil }
     }
 
     mutating func storeAPIC(into page: VirtualAPICPage, status: inout VirtualInterruptStatus) -> Bool {
@@ -216,6 +237,7 @@ extension KernelPlatform {
     /// spurious-vector register, which can mask every LVT entry, and the LVT
     /// timer, whose switch to or from TSC-deadline mode clears the initial count.
     mutating func apicWrite(offset: Int, value: UInt32) {
+        syncAPIC()
         apic.advance(toTSC: guestTime)
         if offset == 0x0F0 || offset == 0x320 || (apicChanges & APICChanges.oneRegister != 0 && changedRegister != offset) {
             apicChanges |= APICChanges.registers
@@ -230,6 +252,7 @@ extension KernelPlatform {
     /// The CPU retired a level-triggered vector (the model saw VISR change
     /// in `loadAPIC`): its EOI message goes to the IOAPIC.
     mutating func apicEOI(vector: UInt8) {
+        syncAPIC()
         handle(.levelEndOfInterrupt(vector: vector))
         refresh()
     }

@@ -57,6 +57,27 @@ extension LocalAPIC {
         }
     }
 
+    /// Whether a virtual-APIC page (as the CPU left it) holds a requested
+    /// vector above its processor priority: `pendingInterrupt` without
+    /// loading the page into the model. SDM "Processor Priority Register".
+    public static func virtualPageHasPendingInterrupt(_ page: UnsafeRawPointer) -> Bool {
+        func highest(_ base: Int) -> Int {
+            var index = 7
+            while index >= 0 {
+                let word = page.load(fromByteOffset: base + 16 * index, as: UInt32.self)
+                if word != 0 { return index * 32 + 31 - word.leadingZeroBitCount }
+                index -= 1
+            }
+            return -1
+        }
+        let irr = highest(0x200)
+        guard irr >= 0 else { return false }
+        let tpr = Int(page.load(fromByteOffset: 0x80, as: UInt32.self) & 0xFF)
+        let isr = max(highest(0x100), 0)
+        let ppr = tpr >> 4 >= isr >> 4 ? tpr : isr & 0xF0
+        return irr >> 4 > ppr >> 4
+    }
+
     /// What the CPU changed while it ran the guest: the task priority (TPR
     /// virtualization), and IRR and ISR (virtual-interrupt delivery moves a
     /// vector from one to the other; EOI virtualization clears it).

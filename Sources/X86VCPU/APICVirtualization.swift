@@ -129,8 +129,14 @@ extension VCPU {
     /// (the CPU delivers it once active).
     mutating func storeVirtualAPIC<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) {
         if platform.storeAPIC(into: apicPage, status: &interruptStatus) { try writeInterruptStatus(hw) }
-        if platform.interruptPending, try hw.read(VMCSFields.Guest32.activityState) == ActivityState.hlt.rawValue {
+        // Only HLT exits put the guest in the HLT state (handleHLT); asking
+        // the platform costs a look at the page, so only then.
+        guard mayBeHalted else { return }
+        if try hw.read(VMCSFields.Guest32.activityState) != ActivityState.hlt.rawValue {
+            mayBeHalted = false
+        } else if platform.interruptPending {
             try hw.write(VMCSFields.Guest32.activityState, ActivityState.active.rawValue)
+            mayBeHalted = false
         }
     }
 

@@ -26,6 +26,7 @@ extension VCPU {
     }
 
     mutating func handleHLT<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
+        mayBeHalted = true
         _ = try advance(hw)
         let interruptsOn = try hw.read(VMCSFields.GuestNatural.rflags) & RFLAGS.interruptEnable.rawValue != 0
         if !events.isEmpty { return .resume }

@@ -200,6 +200,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     /// VMCS holds (compared field by field: a copy of the whole status costs
     /// a byte-wise move on every entry).
     var interruptStatus = VirtualInterruptStatus()
+    /// A HLT exit may have left the guest in the HLT state (see `storeVirtualAPIC`).
+    var mayBeHalted = false
     var eoiExitWritten0: UInt64 = 0, eoiExitWritten1: UInt64 = 0, eoiExitWritten2: UInt64 = 0, eoiExitWritten3: UInt64 = 0
     /// When the guest owns the interrupt controller (passed-through PIC), an
     /// interrupt that arrives while it runs is its own: it is re-injected.

@@ -568,4 +568,29 @@ func lapicISRBit(_ apic: inout LocalAPIC, _ vector: UInt8) -> Bool {
         let rebuilt = APICVectorBitmap { isr.register($0) }
         #expect(rebuilt == isr && rebuilt.word(1) == 1 << (0x51 - 64))
     }
+
+    /// The page-only answer agrees with the model's for random page states.
+    @Test func aPendingInterruptReadFromThePageMatchesTheModel() {
+        var apic = lapicEnabledXAPIC()
+        let page = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+        defer { page.deallocate() }
+        var seed: UInt64 = 0x1234_5678
+        func next() -> UInt64 { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return seed >> 33 }
+        for _ in 0..<500 {
+            page.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+            page.storeBytes(of: UInt32(next() & 0xFF), toByteOffset: 0x80, as: UInt32.self)
+            for _ in 0..<Int(next() % 3) {
+                let v = Int(16 + next() % 240)
+                page.storeBytes(of: page.load(fromByteOffset: 0x200 + 16 * (v >> 5), as: UInt32.self) | 1 << UInt32(v & 31),
+                                toByteOffset: 0x200 + 16 * (v >> 5), as: UInt32.self)
+            }
+            for _ in 0..<Int(next() % 2) {
+                let v = Int(16 + next() % 240)
+                page.storeBytes(of: UInt32(1) << UInt32(v & 31), toByteOffset: 0x100 + 16 * (v >> 5), as: UInt32.self)
+            }
+            let fromPage = LocalAPIC.virtualPageHasPendingInterrupt(UnsafeRawPointer(page))
+            _ = apic.loadVirtualState(page: UnsafeRawPointer(page))
+            #expect(fromPage == (apic.pendingInterrupt != nil))
+        }
+    }
 }

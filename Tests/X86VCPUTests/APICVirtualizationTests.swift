@@ -16,6 +16,7 @@ struct VirtualAPICPlatform: GuestPlatform {
     var reads: [(UInt64, Int)] = []
     var pending = false
     var acknowledged = 0
+    var deadline: UInt64?
 
     mutating func portIn(_ port: UInt16, width: OperandWidth) -> UInt32 { UInt32.max }
     mutating func portOut(_ port: UInt16, width: OperandWidth, value: UInt32) -> VCPUExit? { nil }
@@ -23,6 +24,7 @@ struct VirtualAPICPlatform: GuestPlatform {
     func decodesMMIO(_ gpa: UInt64) -> Bool { gpa >> 12 == 0xFEE00 }
     mutating func mmioRead(_ gpa: UInt64, size: Int) -> UInt64 { reads.append((gpa, size)); return 0x55 }
     var interruptPending: Bool { pending }
+    var nextDeadline: UInt64? { deadline }
     mutating func acknowledgeInterrupt() -> UInt8? { acknowledged += 1; return 0x30 }
     mutating func loadAPIC(from page: VirtualAPICPage) { self.page = page.pointer; loads += 1 }
     mutating func storeAPIC(into page: VirtualAPICPage, status: inout VirtualInterruptStatus) -> Bool {
@@ -163,11 +165,14 @@ struct VirtualAPICPlatform: GuestPlatform {
     @Test func aHaltedGuestWithADeliverableInterruptIsWoken() throws {
         var rig = try Self.virtualized()
         var platform = VirtualAPICPlatform()
+        platform.deadline = rig.hw.readTSC() + 1_000_000_000
         rig.preset(VMCSFields.GuestNatural.rflags, 0x202)
-        rig.preset(VMCSFields.Guest32.activityState, ActivityState.hlt.rawValue)
-        platform.pending = true
-        rig.hw.script = [.cpuid(leaf: 0)]
+        rig.hw.script = [.hlt()]                      // halts until the deadline
         _ = rig.vcpu.run(rig.hw, &platform)
-        #expect(rig.entries.first?.activityState == ActivityState.active.rawValue)
+        #expect(rig.entries.last?.activityState == ActivityState.hlt.rawValue)
+        platform.pending = true                       // an interrupt arrived meanwhile
+        rig.hw.script = [.out(0x80, 1)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(rig.entries.last?.activityState == ActivityState.active.rawValue)
     }
 }
