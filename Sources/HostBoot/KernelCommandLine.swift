@@ -18,6 +18,8 @@
 //   platform=passthrough|isolated  the guest owns the machine, or gets the
 //                               hypervisor's private platform (default: by
 //                               the guest's format, see `platform`)
+//   cpus=<n>                    CPUs brought into VMX root mode, the boot
+//                               CPU included; 1: the boot CPU only (default: all)
 
 import X86Arch
 import VMX
@@ -93,6 +95,8 @@ public struct KernelCommandLine {
     public private(set) var noscreen = false
     /// The guest platform asked for; nil: the guest's format decides.
     public private(set) var platform: GuestPlatformKind? = nil
+    /// `cpus=<n>`: at most this many CPUs (n >= 1); nil: every CPU the firmware lists.
+    public private(set) var cpuLimit: Int? = nil
 
     var warnings = InlineArray<8, Warning?>(repeating: nil)
     /// Warnings kept (at most `warningCapacity`).
@@ -152,6 +156,7 @@ public struct KernelCommandLine {
         }
         let known = Self.equal(key, "log") || Self.equal(key, "guest_mem")
             || Self.equal(key, "test") || Self.equal(key, "serial") || Self.equal(key, "platform")
+            || Self.equal(key, "cpus")
         guard known else { return warn(.unknownOption) }
         guard !value.isEmpty else { return warn(.missingValue) }
 
@@ -173,6 +178,10 @@ public struct KernelCommandLine {
                 return warn(.malformedValue)
             }
             serialPort = UInt16(port)
+        } else if Self.equal(key, "cpus") {
+            guard let n = Self.parseNumber(value) else { return warn(.malformedValue) }
+            guard n >= 1, n <= 4096 else { return warn(.valueOutOfRange) }
+            cpuLimit = Int(n)
         } else if Self.equal(key, "platform") {
             if Self.equal(value, "passthrough") { platform = .passthrough }
             else if Self.equal(value, "isolated") { platform = .isolated }
