@@ -133,6 +133,10 @@ public struct APStartReport: Equatable, Sendable {
     public var startupIPIs: Int
     /// The time spent waiting after the last STARTUP IPI.
     public var checkInMicroseconds: UInt64
+
+    public init(startupIPIs: Int, checkInMicroseconds: UInt64) {
+        self.startupIPIs = startupIPIs; self.checkInMicroseconds = checkInMicroseconds
+    }
 }
 
 public enum APStartup {

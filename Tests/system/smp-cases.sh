@@ -1,0 +1,30 @@
+# Every CPU in VMX root mode (sourced by run.sh): the hypervisor starts the
+# CPUs the MADT lists with INIT-SIPI-SIPI, each enters VMX root mode and
+# parks there, and the guest still runs to its end on the boot CPU.
+
+boot_case smp-2cpu bochs 120 - --cpus 2 \
+    --entry hello "log=info" --module build/guests/hello.bin "" -- \
+    '!FAIL' '!\[warn\] cpu' \
+    'cpus: the MADT lists 2 CPUs; starting 1 through the xAPIC at 0xfee00000, trampoline page 0x[0-9a-f]+, TSC [0-9]+ ticks/ms \(PIT channel 2\)' \
+    'cpu 1 \(APIC ID 1\): VMX root mode, [0-9]+ TSC ticks from its first trampoline instruction' \
+    'cpus: 2 of 2 in VMX root mode' \
+    '\[guest\] Hello from a real-mode guest' \
+    'power off: status 0'
+
+boot_case smp-4cpu bochs 150 - --cpus 4 \
+    --entry hello "log=info" --module build/guests/hello.bin "" -- \
+    '!FAIL' '!\[warn\] cpu' \
+    'cpu 1 \(APIC ID 1\): VMX root mode' \
+    'cpu 2 \(APIC ID 2\): VMX root mode' \
+    'cpu 3 \(APIC ID 3\): VMX root mode' \
+    'cpus: 4 of 4 in VMX root mode' \
+    '\[guest\] Hello from a real-mode guest' \
+    'power off: status 0'
+
+# cpus=1: the boot CPU only; the other stays halted where the BIOS left it.
+boot_case smp-limit bochs 120 - --cpus 2 \
+    --entry hello "log=info cpus=1" --module build/guests/hello.bin "" -- \
+    '!FAIL' '!cpu 1 \(APIC ID' \
+    'cpus: 1 of 2 in VMX root mode: the boot CPU \(APIC ID 0\); cpus=1 leaves the other 1 halted' \
+    '\[guest\] Hello from a real-mode guest' \
+    'power off: status 0'
