@@ -28,3 +28,19 @@ boot_case smp-limit bochs 120 - --cpus 2 \
     'cpus: 1 of 2 in VMX root mode: the boot CPU \(APIC ID 0\); cpus=1 leaves the other 1 halted' \
     '\[guest\] Hello from a real-mode guest' \
     'power off: status 0'
+
+# The passthrough Linux guest with a second CPU parked in VMX root mode: it
+# boots, owns the devices and powers off as on one CPU (its MADT still lists
+# only the boot CPU). pt_patterns: passthrough-cases.sh.
+boot_case linux-pt-2cpu bochs 900 - --cpus 2 --ips 100000000 --megs 512 --disk build/linux/disk.img \
+    --entry linux-pt-2cpu "log=info platform=passthrough" \
+    --module build/linux/vmlinuz "$linux_cmdline_passthrough" \
+    --module build/linux/initramfs-pt.cpio.gz "" -- \
+    '!\[warn\] cpu' \
+    'cpu 1 \(APIC ID 1\): VMX root mode' \
+    'cpus: 2 of 2 in VMX root mode' \
+    'its MADT keeps this CPU \(APIC ID 0\) and hides 1 other processor entries' \
+    'Linux version 6\.1' \
+    "${pt_patterns[@]}" \
+    'PT-CPUS 1' \
+    'PT-HYPERVISOR yes'
