@@ -238,7 +238,7 @@ enum Console {
         var spins = 0
         while !console_lock_try() {
             spins += 1
-            if spins > 10_000_000 { return false }
+            if spins > 1_000_000 { return false }
             cpu_pause()
         }
         return true

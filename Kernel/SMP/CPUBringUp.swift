@@ -113,13 +113,21 @@ func bringUpProcessors(_ info: Multiboot2Info, _ options: KernelCommandLine, _ c
 
     let rate = TSCRate.measure()
     bootCPUCapabilities = caps
+    // Self-tests of the failure reports: capabilities that differ, a CPU that never starts.
+    if options.isTest("ap-mismatch"), var altered = bootCPUCapabilities {
+        logInfo("self-test: the other CPUs compare with altered capabilities (IA32_VMX_MISC bit 14)")
+        altered.misc = VMXMisc(rawValue: altered.misc.rawValue ^ (1 << 14))
+        bootCPUCapabilities = altered
+    }
+    let phantom = options.isTest("ap-missing") ? 1 : 0
+    if phantom > 0 { logInfo("self-test: also starting APIC ID 0x7f, which no CPU has") }
     bootCPUCR4 = cpu_read_cr4()
     let through: StaticString = x2APIC ? "the x2APIC (MSR 830H)" : "the xAPIC"
     logInfo("cpus: the MADT lists \(total) CPUs; starting \(wanted) through \(through) at \(hex: mmio), trampoline page \(hex: page), TSC \(rate.ticksPerMillisecond) ticks/ms (\(rate.sourceName))")
 
     var up = 1
-    for i in 0..<wanted {
-        let cpu = list[i]
+    for i in 0..<(wanted + phantom) {
+        let cpu = i < wanted ? list[i] : MADTProcessor(apicID: 0x7F, uid: 0x7F, enabled: true, x2APIC: false)
         let index = i + 1
         if !x2APIC && cpu.apicID > 0xFF {
             logWarn("cpu \(index) (APIC ID \(cpu.apicID)): the ID needs x2APIC mode, which is off; the hypervisor goes on without it")

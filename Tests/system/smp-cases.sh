@@ -44,3 +44,21 @@ boot_case linux-pt-2cpu bochs 900 - --cpus 2 --ips 100000000 --megs 512 --disk b
     "${pt_patterns[@]}" \
     'PT-CPUS 1' \
     'PT-HYPERVISOR yes'
+
+# The failure reports, by self-test: a CPU whose VMX capabilities differ from
+# the boot CPU's, and a CPU that never starts; the hypervisor goes on.
+boot_case smp-mismatch bochs 120 - --cpus 2 \
+    --entry hello "log=info test=ap-mismatch" --module build/guests/hello.bin "" -- \
+    '!FAIL' \
+    'cpu 1 \(APIC ID 1\): its VMX capabilities differ from the boot CPU.s \(IA32_VMX_MISC\): halted outside VMX; the hypervisor goes on without it' \
+    'cpus: 1 of 2 in VMX root mode' \
+    '\[guest\] Hello from a real-mode guest' \
+    'power off: status 0'
+boot_case smp-missing bochs 120 - --cpus 2 \
+    --entry hello "log=info test=ap-missing" --module build/guests/hello.bin "" -- \
+    '!FAIL' \
+    'cpu 1 \(APIC ID 1\): VMX root mode' \
+    'cpu 2 \(APIC ID 127\): did not start after INIT-SIPI-SIPI; the hypervisor goes on without it' \
+    'cpus: 2 of 2 in VMX root mode' \
+    '\[guest\] Hello from a real-mode guest' \
+    'power off: status 0'
