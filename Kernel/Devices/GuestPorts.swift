@@ -25,6 +25,9 @@ struct KernelPlatform: GuestPlatform {
     /// them from the models cost ~2,000 instructions per exit.
     var cachedPending = false
     var cachedDeadline: UInt64? = nil
+    /// What changed in the local APIC since the virtual-APIC page last got
+    /// it (`APICChanges`); only used while the CPU virtualizes the APIC.
+    var apicChanges: UInt8 = 0
     /// The guest's TSC as of the vCPU's last `advance`.
     var guestTime: UInt64 = 0
     /// An isolated OS guest's own devices' interrupts (PIT, COM1, RTC) go

@@ -17,10 +17,17 @@ extension KernelPlatform {
         apic = LocalAPIC(id: 0, physicalAddressBits: UInt8(clamping: physicalAddressBits))
         ioapic = IOAPIC(id: 1)
         hasControllers = true
+        apicChanges = APICChanges.registers
         refresh()
     }
 
+    /// After a change of the APIC's interrupt state (IRR, ISR, TMR).
     mutating func refresh() {
+        apicChanges |= APICChanges.vectors
+        updateCache()
+    }
+
+    mutating func updateCache() {
         cachedPending = hasControllers && apic.pendingInterrupt != nil
         cachedDeadline = hasControllers ? apic.nextDeadline : nil
     }
@@ -56,6 +63,7 @@ extension KernelPlatform {
         let word = UInt32(truncatingIfNeeded: value << (UInt64(gpa & 3) * 8))
         if let offset = apicPage(gpa) {
             apic.advance(toTSC: guestTime)
+            apicChanges |= APICChanges.registers
             handle(apic.writeRegister(offset: offset & ~3, value: word))
         } else if let offset = ioapicPage(gpa) {
             deliver(ioapic.write(offset: offset & ~3, value: word))
@@ -114,6 +122,8 @@ extension KernelPlatform {
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
         apic.advance(toTSC: guestTime)
         guard let event = apic.writeMSR(msr, value) else { return .generalProtection }
+        // IA32_TSC_DEADLINE is not in the page; the others are its registers.
+        if msr != MSR.ia32TSCDeadline.address { apicChanges |= APICChanges.registers }
         handle(event)
         refresh()
         return .done(0)
@@ -161,5 +171,55 @@ extension KernelPlatform {
             default: break   // SMI, INIT, ExtINT: nothing on this platform
             }
         }
+    }
+}
+
+/// What `storeAPIC` must write into the virtual-APIC page.
+enum APICChanges {
+    /// IRR, ISR, PPR and the interrupt status (an interrupt arrived or ended).
+    static let vectors: UInt8 = 1
+    /// Every register (a register write, a mode change).
+    static let registers: UInt8 = 2
+}
+
+// The CPU's APIC virtualization (X86VCPU APICVirtualization.swift): the
+// model decides, the page is the CPU's copy.
+extension KernelPlatform {
+    mutating func loadAPIC(from page: VirtualAPICPage) {
+        // The deadline does not depend on IRR, ISR or TPR: only `pending` can change.
+        if apic.loadVirtualState(page: UnsafeRawPointer(page.pointer)) { cachedPending = apic.pendingInterrupt != nil }
+    }
+
+    mutating func storeAPIC(into page: VirtualAPICPage, status: inout VirtualInterruptStatus) -> Bool {
+        guard apicChanges != 0 else { return false }
+        if apicChanges & APICChanges.registers != 0 {
+            apic.forEachVirtualizedRegister { offset, value in page[offset] = value }
+        } else {
+            for i in 0..<8 {
+                page[VirtualAPICPage.inService + 16 * i] = apic.inService.register(i)
+                page[VirtualAPICPage.interruptRequest + 16 * i] = apic.interruptRequest.register(i)
+            }
+            page[0xA0] = UInt32(apic.processorPriority)
+        }
+        apicChanges = 0
+        let tmr = apic.triggerMode
+        status = VirtualInterruptStatus(requesting: apic.interruptRequest.highest ?? 0, servicing: apic.inService.highest ?? 0,
+                                        eoiExit0: tmr.word(0), eoiExit1: tmr.word(1), eoiExit2: tmr.word(2), eoiExit3: tmr.word(3))
+        return true
+    }
+
+    /// The guest's write is in the page already; the model carries it out.
+    mutating func apicWrite(offset: Int, value: UInt32) {
+        apic.advance(toTSC: guestTime)
+        apicChanges |= APICChanges.registers
+        handle(apic.writeRegister(offset: UInt32(offset), value: value))
+        refresh()
+    }
+
+    /// The CPU retired a level-triggered vector (the model saw VISR change
+    /// in `loadAPIC`): its EOI message goes to the IOAPIC.
+    mutating func apicEOI(vector: UInt8) {
+        handle(.levelEndOfInterrupt(vector: vector))
+        refresh()
     }
 }

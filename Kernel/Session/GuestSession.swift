@@ -133,6 +133,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         platform.routesLegacyIRQs = format.ownsLegacyDevices
         vcpu.cpuidPolicy.leaf1ECXHidden &= ~CPUIDLeaf1ECX.x2APIC.rawValue   // the local APIC has x2APIC mode
         logInfo("isolated: a local APIC at \(hex: APICBase.defaultAddress) (xAPIC and x2APIC) and an IOAPIC at \(hex: IOAPIC.baseAddress)")
+        virtualizeAPIC(&vcpu, &ept, hw, options)
     }
     let exit = vcpu.run(hw, &platform)
     platform.flush()
@@ -173,6 +174,35 @@ func isolatedACPI(_ ram: GuestRAM) -> MachineDescription? {
         logWarn("isolated: no ACPI tables for the guest")
         return nil
     }
+}
+
+/// The CPU's APIC virtualization for the isolated local APIC, when it has
+/// it and the command line does not say apicv=off: the APIC-access page is
+/// mapped at the APIC's base (where an access to it is an APIC access).
+func virtualizeAPIC(_ vcpu: inout VCPU<KernelFrames>, _ ept: inout ExtendedPageTable<KernelFrames>, _ hw: Hardware,
+                    _ options: KernelCommandLine) {
+    guard options.apicVirtualization else {
+        logInfo("isolated: the local APIC is emulated from EPT violations (apicv=off)")
+        return
+    }
+    guard vcpu.canVirtualizeAPIC else {
+        logInfo("isolated: the local APIC is emulated from EPT violations (the CPU lacks TPR shadow, APIC-access page, APIC-register virtualization or virtual-interrupt delivery)")
+        return
+    }
+    let page: UInt64?
+    do { page = try vcpu.virtualizeAPIC(hw, at: APICBase.defaultAddress) } catch {
+        reportVMXError("APIC virtualization", error)
+        powerOff(.hypervisorFailure)
+    }
+    guard let page else { return }
+    do {
+        try ept.map(guestPhysical: APICBase.defaultAddress, hostPhysical: page, size: frameSize,
+                    permissions: .readWrite, memoryType: .writeBack)
+    } catch {
+        logError("EPT: cannot map the APIC-access page at \(hex: APICBase.defaultAddress)")
+        powerOff(.hypervisorFailure)
+    }
+    logInfo("isolated: the CPU virtualizes the local APIC (APIC-access page, TPR shadow, APIC-register virtualization, virtual-interrupt delivery)")
 }
 
 func newEPT(_ hw: Hardware, _ frames: KernelFrames, _ features: EPTFeatures) -> ExtendedPageTable<KernelFrames> {

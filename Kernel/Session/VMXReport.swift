@@ -35,6 +35,13 @@ func reportVMX(_ caps: VMXCapabilities) {
     let vpid = secondary?.allows(.enableVPID) ?? false
     let timer = caps.pinBased.allows(.activatePreemptionTimer)
     logInfo("VMX: EPT: \(ept), unrestricted guest: \(unrestricted), VPID: \(vpid), preemption timer: \(timer) (TSC >> \(caps.misc.preemptionTimerTSCShift))")
+    let tprShadow = caps.primary.allows(.useTPRShadow)
+    let apicAccess = secondary?.allows(.virtualizeAPICAccesses) ?? false
+    let x2apic = secondary?.allows(.virtualizeX2APICMode) ?? false
+    let registers = secondary?.allows(.apicRegisterVirtualization) ?? false
+    let delivery = secondary?.allows(.virtualInterruptDelivery) ?? false
+    let posted = caps.pinBased.allows(.processPostedInterrupts)
+    logInfo("VMX: APIC virtualization: TPR shadow: \(tprShadow), APIC accesses: \(apicAccess), x2APIC mode: \(x2apic), registers: \(registers), virtual-interrupt delivery: \(delivery), posted interrupts: \(posted)")
     if let e = caps.eptVPID {
         logInfo("VMX: EPT walk 4-level: \(e.pageWalkLength4), WB: \(e.writeBack), 2 MiB: \(e.pages2MiB), 1 GiB: \(e.pages1GiB), A/D: \(e.accessedDirtyFlags), INVEPT: \(e.invept), INVVPID: \(e.invvpid)")
     }

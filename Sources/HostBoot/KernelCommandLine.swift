@@ -18,6 +18,9 @@
 //   platform=passthrough|isolated  the guest owns the machine, or gets the
 //                               hypervisor's private platform (default: by
 //                               the guest's format, see `platform`)
+//   apicv=on|off                the CPU's APIC virtualization for the isolated
+//                               platform's local APIC when it has it, or the
+//                               emulation from EPT violations   (default on)
 //   cpus=<n>                    CPUs brought into VMX root mode, the boot
 //                               CPU included; 1: the boot CPU only (default: all)
 
@@ -95,6 +98,8 @@ public struct KernelCommandLine {
     public private(set) var noscreen = false
     /// The guest platform asked for; nil: the guest's format decides.
     public private(set) var platform: GuestPlatformKind? = nil
+    /// Whether the isolated platform may use the CPU's APIC virtualization.
+    public private(set) var apicVirtualization = true
     /// `cpus=<n>`: at most this many CPUs (n >= 1); nil: every CPU the firmware lists.
     public private(set) var cpuLimit: Int? = nil
 
@@ -156,6 +161,7 @@ public struct KernelCommandLine {
         }
         let known = Self.equal(key, "log") || Self.equal(key, "guest_mem")
             || Self.equal(key, "test") || Self.equal(key, "serial") || Self.equal(key, "platform")
+            || Self.equal(key, "apicv")
             || Self.equal(key, "cpus")
         guard known else { return warn(.unknownOption) }
         guard !value.isEmpty else { return warn(.missingValue) }
@@ -185,6 +191,10 @@ public struct KernelCommandLine {
         } else if Self.equal(key, "platform") {
             if Self.equal(value, "passthrough") { platform = .passthrough }
             else if Self.equal(value, "isolated") { platform = .isolated }
+            else { return warn(.malformedValue) }
+        } else if Self.equal(key, "apicv") {
+            if Self.equal(value, "on") { apicVirtualization = true }
+            else if Self.equal(value, "off") { apicVirtualization = false }
             else { return warn(.malformedValue) }
         } else {
             testName = value

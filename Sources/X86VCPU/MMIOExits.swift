@@ -22,8 +22,23 @@ extension VCPU {
         // guest page walk that reached the page (bit 8 clear), nor an access
         // of event delivery (the IDT, a stack: IDT-vectoring information
         // valid), which the instruction at RIP never made.
-        guard !q.isInstructionFetch, q.isTranslatedAccess == true, reinjection == nil,
-              platform.decodesMMIO(gpa) else { return stop }
+        guard !q.isInstructionFetch, q.isTranslatedAccess == true, reinjection == nil else { return stop }
+        if platform.decodesMMIO(gpa) { return try emulateMMIO(hw, &platform, at: gpa, isWrite: q.isWrite, otherwise: stop) }
+        // An access that began on the APIC-access page (mapped, so no
+        // violation there) and crossed into the next page: the device answers
+        // for the end of its page (no register there).
+        if apicVirtualized, gpa == apicAccessGuestPhysical &+ pageSize4KiB, platform.decodesMMIO(gpa &- 1) {
+            return try emulateMMIO(hw, &platform, at: gpa &- 1, isWrite: q.isWrite, otherwise: stop)
+        }
+        return stop
+    }
+
+    /// Decodes the instruction at the guest's RIP and performs its access of
+    /// `gpa` on the platform's device; `stop` when it cannot be fetched or
+    /// decoded, or its direction is not the exit's.
+    mutating func emulateMMIO<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P, at gpa: UInt64, isWrite: Bool,
+                                                              otherwise stop: ExitAction) throws(VMXError) -> ExitAction {
+        let rip = try hw.read(VMCSFields.GuestNatural.rip)
 
         // The instruction: up to 15 bytes at CS:RIP, through the guest's paging.
         let codeSize = MMIOCodeSize(protectedMode: try hw.read(VMCSFields.GuestNatural.cr0) & CR0Bits.pe.rawValue != 0,
@@ -41,7 +56,7 @@ extension VCPU {
         } catch {
             return stop
         }
-        guard (access.kind == .write) == q.isWrite else { return stop }
+        guard (access.kind == .write) == isWrite else { return stop }
         var rsp = access.usesStackPointer ? try hw.read(VMCSFields.GuestNatural.rsp) : 0
         platform.advance(toTSC: guestTSC(hw))   // e.g. the APIC timer's current count
         if access.kind == .write {

@@ -93,6 +93,19 @@ public protocol GuestPlatform {
     var nextDeadline: UInt64? { get }
     /// Lets the devices' time run up to `tsc` (timers fire, interrupts become pending).
     mutating func advance(toTSC tsc: UInt64)
+
+    // The CPU's APIC virtualization (APICVirtualization.swift), once the
+    // kernel turned it on with `VCPU.virtualizeAPIC`. Defaults: none.
+
+    /// After every exit: the CPU's changes (VTPR, VIRR, VISR) into the model.
+    mutating func loadAPIC(from page: VirtualAPICPage)
+    /// Before every entry: the model's changes into the page and `status`;
+    /// false (nothing written) when nothing changed.
+    mutating func storeAPIC(into page: VirtualAPICPage, status: inout VirtualInterruptStatus) -> Bool
+    /// APIC-write exit: the guest wrote `value` to the register at `offset`.
+    mutating func apicWrite(offset: Int, value: UInt32)
+    /// EOI-induced exit: the CPU retired `vector`, a level-triggered one.
+    mutating func apicEOI(vector: UInt8)
 }
 
 /// A platform device's answer to RDMSR or WRMSR.
@@ -177,6 +190,13 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     /// repeats: a view of `fastPathFrame`.
     public let fastPath: ExitFastPath
     let fastPathFrame: PhysFrame<A>
+    /// APIC virtualization (APICVirtualization.swift): the virtual-APIC page,
+    /// the APIC-access page, and where the guest sees the latter.
+    let virtualAPICPage: PhysFrame<A>
+    let apicAccessPage: PhysFrame<A>
+    public internal(set) var apicVirtualized = false
+    var apicAccessGuestPhysical: UInt64 = 0
+    var interruptStatus = VirtualInterruptStatus()
     /// When the guest owns the interrupt controller (passed-through PIC), an
     /// interrupt that arrives while it runs is its own: it is re-injected.
     public var reflectsExternalInterrupts = false
@@ -234,6 +254,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         var msrs = try outOfMemoryAsVMXError { () throws(FrameError) in try MSRBitmap(from: allocator, interceptAll: true) }
         let lists = try outOfMemoryAsVMXError { () throws(FrameError) in try PhysFrame(from: allocator) }
         let fastFrame = try outOfMemoryAsVMXError { () throws(FrameError) in try PhysFrame(from: allocator) }
+        let virtualAPIC = try outOfMemoryAsVMXError { () throws(FrameError) in try PhysFrame(from: allocator) }
+        let apicAccess = try outOfMemoryAsVMXError { () throws(FrameError) in try PhysFrame(from: allocator) }
         let settings = try Self.controlSettings(caps, platform: platform)
         let f = Self.features(hw, caps, settings)
         var policy = CPUIDPolicy(querying: { leaf, subleaf in hw.cpuid(leaf: leaf, subleaf: subleaf) })
@@ -252,6 +274,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         msrCount = count
         fastPath = ExitFastPath(zeroed: fastFrame.pointer)
         fastPathFrame = fastFrame
+        virtualAPICPage = virtualAPIC
+        apicAccessPage = apicAccess
         capabilities = caps
         features = f
         platformKind = platform

@@ -45,6 +45,7 @@ extension VCPU {
                     return .entryFailure(field, qualification: try hw.read(VMCSFields.ReadOnlyNatural.exitQualification))
                 }
                 exitUnrecorded = true
+                if apicVirtualized { platform.loadAPIC(from: apicPage) }
                 if field.basicReason.canInterruptEventDelivery { try noteInterruptedEvent(hw) }
                 if case .stop(let exit) = try handleExit(field.basicReason, hw, &platform) {
                     // Counted here, so not again if the kernel runs the guest on.
@@ -82,6 +83,16 @@ extension VCPU {
         case .wrmsr: return try handleWRMSR(hw, &platform)
         case .xsetbv: return try handleXSETBV(hw)
         case .eptViolation: return try handleEPTViolation(hw, &platform)
+        case .apicAccess: return try handleAPICAccess(hw, &platform)
+        case .apicWrite:
+            // Trap-like: the value is in the page at the qualification's offset.
+            let offset = Int(try qualification(hw) & 0xFF0)
+            platform.advance(toTSC: guestTSC(hw))
+            platform.apicWrite(offset: offset, value: apicPage[offset])
+            return .resume
+        case .virtualizedEOI:
+            platform.apicEOI(vector: UInt8(truncatingIfNeeded: try qualification(hw)))
+            return .resume
         case .eptMisconfiguration:
             return .stop(.eptMisconfiguration(guestPhysical: try hw.read(VMCSFields.ReadOnly64.guestPhysicalAddress),
                                               rip: try hw.read(VMCSFields.GuestNatural.rip)))
@@ -109,7 +120,9 @@ extension VCPU {
             platform.advance(toTSC: guestTSC(hw))
             platformDeadline = platform.nextDeadline.map { $0 &- tscOffset }
         }
-        let platformInterrupt = platform.interruptPending
+        // With virtual-interrupt delivery the CPU delivers the platform's interrupts.
+        if apicVirtualized { try storeVirtualAPIC(hw, &platform) }
+        let platformInterrupt = !apicVirtualized && platform.interruptPending
         // The common case, nothing to deliver and no window open: nothing to write.
         let windows = PrimaryProcessorBasedControls.interruptWindowExiting.rawValue
             | PrimaryProcessorBasedControls.nmiWindowExiting.rawValue

@@ -510,3 +510,62 @@ func lapicISRBit(_ apic: inout LocalAPIC, _ vector: UInt8) -> Bool {
         #expect(LocalAPIC(id: 0).readMSR(0x10) == nil)
     }
 }
+
+@Suite struct LocalAPICVirtualizationTests {
+    /// A model with every register away from its reset value.
+    static func busy() -> LocalAPIC {
+        var apic = lapicEnabledXAPIC(id: 3)
+        for (offset, value): (UInt32, UInt32) in [(0x80, 0x20), (0xD0, 0x0400_0000), (0xE0, 0x0FFF_FFFF), (0x320, 0x0002_0040),
+                                                   (0x350, 0x700), (0x370, 0x33), (0x380, 0x1000), (0x3E0, 0x3), (0x310, 0x0300_0000)] {
+            apic.writeRegister(offset: offset, value: value)
+        }
+        apic.accept(vector: 0x51, level: true)
+        apic.accept(vector: 0x92)
+        _ = apic.acknowledge()
+        return apic
+    }
+
+    @Test func theRegistersForThePageAreWhatReadsReturn() {
+        var apic = Self.busy()
+        var seen: [Int] = []
+        apic.forEachVirtualizedRegister { offset, value in
+            seen.append(offset)
+            #expect(LocalAPIC.isVirtualizedRead(index: offset >> 4), "offset \(offset)")
+            #expect(apic.pageValue(index: offset >> 4) == value, "offset \(offset)")
+        }
+        // Every slot the page serves, once; the current count (390H) is not one.
+        let served = (0..<0x40).filter { LocalAPIC.isVirtualizedRead(index: $0) }.map { $0 << 4 }
+        #expect(seen.sorted() == served && Set(seen).count == seen.count)
+        #expect(!LocalAPIC.isVirtualizedRead(index: 0x39))
+        for offset in served {
+            #expect(apic.readRegister(offset: UInt32(offset)) == apic.pageValue(index: offset >> 4), "offset \(offset)")
+        }
+    }
+
+    @Test func theCPUsStateComesBackIntoTheModel() {
+        var apic = Self.busy()
+        #expect(apic.inService.highest == 0x92)
+        // The CPU delivered 0x51 (VIRR -> VISR), then the guest raised VTPR to 0x60.
+        var irr = APICVectorBitmap(), isr = APICVectorBitmap()
+        isr.insert(0x92); isr.insert(0x51)
+        irr.insert(0x71)
+        apic.loadVirtualState(taskPriority: 0x1_0060, interruptRequest: irr, inService: isr)
+        #expect(apic.readRegister(offset: 0x80) == 0x60)
+        #expect(apic.processorPriority == 0x90 && apic.pendingInterrupt == nil)
+        _ = apic.endOfInterrupt()
+        #expect(apic.inService.highest == 0x51)
+        #expect(apic.pendingInterrupt == 0x71)
+        // From a page: unchanged reports false, a VIRR bit the CPU set reports true.
+        let page = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+        defer { page.deallocate() }
+        page.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+        apic.forEachVirtualizedRegister { offset, value in page.storeBytes(of: value, toByteOffset: offset, as: UInt32.self) }
+        let unchanged = apic.loadVirtualState(page: UnsafeRawPointer(page))
+        page.storeBytes(of: UInt32(1) << (0xA3 & 31), toByteOffset: 0x200 + 16 * (0xA3 >> 5), as: UInt32.self)
+        let changed = apic.loadVirtualState(page: UnsafeRawPointer(page))
+        #expect(!unchanged && changed)
+        #expect(apic.pendingInterrupt == 0xA3 && apic.interruptRequest.contains(0x71))
+        let rebuilt = APICVectorBitmap { isr.register($0) }
+        #expect(rebuilt == isr && rebuilt.word(1) == 1 << (0x51 - 64))
+    }
+}

@@ -60,6 +60,17 @@ func size(_ s: String) -> UInt64? { withBytes(s) { KernelCommandLine.parseSize($
         }
     }
 
+    @Test func apicvTurnsTheCPUsAPICVirtualizationOnOrOff() {
+        #expect(KernelCommandLine().apicVirtualization)
+        withBytes("apicv=off") { #expect(!KernelCommandLine($0).apicVirtualization) }
+        withBytes("apicv=off apicv=on") { #expect(KernelCommandLine($0).apicVirtualization) }
+        withBytes("apicv=off apicv=maybe apicv") { line in
+            let c = KernelCommandLine(line)
+            #expect(!c.apicVirtualization)
+            #expect(warnings(c).map(\.0) == [.malformedValue, .missingValue])
+        }
+    }
+
     @Test func laterOptionsOverrideEarlierOnesAndBlanksSeparate() {
         withBytes("log=debug\tlog=error\n  guest_mem=1G\r\ntest=a test=bench") { line in
             let c = KernelCommandLine(line)

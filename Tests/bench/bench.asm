@@ -62,6 +62,10 @@ _start:
     BENCH s_rdmsr, op_rdmsr
     BENCH s_wrmsr, op_wrmsr
     BENCH s_cr0, op_cr0
+    call apic_setup
+    BENCH s_ipi, op_ipi
+    BENCH s_timer, op_timer
+    cli
     cmp byte [under_hv], 0
     je .done
     BENCH s_vmcall, op_vmcall
@@ -119,6 +123,54 @@ op_cr0:                                 ; two MOVs to CR0, NE off then on:
 op_vmcall:
     xor eax, eax                        ; hypercall 0: null
     vmcall
+    ret
+
+; The local APIC's interrupts (xAPIC page at its reset base; paging is off):
+; a self-IPI with its EOI, and the one-shot timer from arming to its handler.
+APIC     equ 0xFEE00000
+V_IPI    equ 0x40
+V_TIMER  equ 0x41
+op_ipi:                                 ; ICR: fixed, self shorthand (18:19 = 01)
+    mov byte [seen], 0
+    mov dword [APIC + 0x300], 0x00040000 | V_IPI
+.w: cmp byte [seen], 0
+    je .w
+    ret
+op_timer:                               ; initial count 1, divide by 1
+    mov byte [seen], 0
+    mov dword [APIC + 0x380], 1
+.w: cmp byte [seen], 0
+    je .w
+    ret
+
+isr_apic:                               ; both vectors: note it, EOI
+    mov byte [seen], 1
+    mov dword [APIC + 0xB0], 0
+    iret
+
+; Masks the 8259s (GRUB may leave the PIT's IRQ 0 open at vector 8), points
+; the two vectors at isr_apic, enables the APIC (SVR) and its timer, STI.
+apic_setup:
+    mov al, 0xFF
+    out 0x21, al
+    out 0xA1, al
+    mov eax, isr_apic
+    mov ecx, cs
+    shl ecx, 16
+    mov cx, ax                          ; offset 15:0, selector
+    and eax, 0xFFFF0000
+    or eax, 0x8E00                      ; present, DPL 0, 32-bit interrupt gate
+    mov [idt + V_IPI * 8], ecx
+    mov [idt + V_IPI * 8 + 4], eax
+    mov [idt + V_TIMER * 8], ecx
+    mov [idt + V_TIMER * 8 + 4], eax
+    lidt [idt_descriptor]
+    mov eax, [APIC + 0xF0]
+    or eax, 0x1FF                       ; software enable, spurious vector 0xFF
+    mov [APIC + 0xF0], eax
+    mov dword [APIC + 0x3E0], 0xB       ; divide by 1
+    mov dword [APIC + 0x320], V_TIMER   ; one-shot, unmasked
+    sti
     ret
 
 ; --- harness ----------------------------------------------------------------
@@ -248,6 +300,11 @@ s_rdmsr:  db "rdmsr", 0
 s_wrmsr:  db "wrmsr", 0
 s_cr0:    db "cr0", 0
 s_vmcall: db "vmcall", 0
+s_ipi:    db "ipi", 0
+s_timer:  db "timer", 0
+idt_descriptor:
+    dw (V_TIMER + 1) * 8 - 1
+    dd idt
 s_end:    db "bench: done", 10, 0
 
 section .bss
@@ -256,6 +313,9 @@ first_tsc:   resq 1
 msr_value: resq 1
 t0:          resd 1
 under_hv:    resb 1
+seen:        resb 1
+alignb 8
+idt:         resq V_TIMER + 1
 alignb 4
 samples:     resd ITER
 digits:      resb 24

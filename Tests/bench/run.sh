@@ -17,6 +17,11 @@ mkdir -p "$out"
 # AP: one application processor from its first trampoline instruction to VMX
 # root mode (issue 13: under 1 M instructions).
 budget_cpuid=100; budget_vmcall=80; budget_boot=2000000; budget_text=204800; budget_ap=1000000
+# The isolated platform's APIC (issue 14): a self-IPI and its EOI cost no exit
+# with virtual-interrupt delivery; the one-shot timer (an APIC-write exit to
+# arm it, a preemption-timer exit when it expires) and the port and MSR exits
+# are held where they are (goals: timer 300, port and MSR exits 200: not met).
+budget_ipi=100; budget_timer=3000; budget_port=800
 
 # The bare ISO: GRUB's multiboot (v1) command loads the same ELF.
 "$tools/mkiso.sh" "$out/bare.iso" - --bare "bench (bare)" multiboot "$bench" "" || exit 1
@@ -40,6 +45,7 @@ data_size=$(section .data); bss_size=$(section .bss)
 
 awk -v text="$text_size" -v rodata="$rodata_size" -v data="$data_size" -v bss="$bss_size" \
     -v ba="$budget_ap" -v bc="$budget_cpuid" -v bv="$budget_vmcall" -v bb="$budget_boot" -v bt="$budget_text" \
+    -v bi="$budget_ipi" -v btm="$budget_timer" -v bp="$budget_port" \
     -v json="$out/../bench.json" '
     FNR == 1 { run = (FILENAME ~ /bare/) ? "bare" : (FILENAME ~ /smp/) ? "smp" : "hv" }
     run == "smp" && /cpu 1 \(APIC ID [0-9]+\): VMX root mode, [0-9]+ TSC ticks/ {
@@ -47,7 +53,7 @@ awk -v text="$text_size" -v rodata="$rodata_size" -v data="$data_size" -v bss="$
     }
     /bench: first-tsc/ { first[run] = $NF }
     /boot: entry-tsc/ { for (i = 1; i <= NF; i++) if ($i == "entry-tsc") entry = $(i + 1) }
-    /bench: (empty|cpuid|in|out|rdmsr|wrmsr|cr0|vmcall) [0-9]+/ {
+    /bench: (empty|cpuid|in|out|rdmsr|wrmsr|cr0|vmcall|ipi|timer) [0-9]+/ {
         for (i = 1; i <= NF; i++) if ($i == "bench:") { op = $(i + 1); v = $(i + 2) }
         cost[run, op] = v; if (run == "hv") order[++n] = op
     }
@@ -60,7 +66,8 @@ awk -v text="$text_size" -v rodata="$rodata_size" -v data="$data_size" -v bss="$
             op = order[k]; h = cost["hv", op]
             # VMCALL has no native form: its native figure is the empty round trip.
             nat = (op == "vmcall") ? cost["bare", "empty"] : cost["bare", op]
-            d = h - nat; b = (op == "cpuid") ? bc : (op == "vmcall") ? bv : "-"
+            d = h - nat; b = (op == "cpuid") ? bc : (op == "vmcall") ? bv : (op == "ipi") ? bi : (op == "timer") ? btm \
+                : (op == "in" || op == "out" || op == "rdmsr") ? bp : "-"
             over = (b != "-" && d > b)
             if (over) fail = 1
             printf "%-8s %12d %12d %14d %10s%s\n", op, h, nat, d, b, over ? "  OVER" : ""

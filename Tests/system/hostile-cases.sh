@@ -4,13 +4,16 @@
 # power-off line with the guest's own status 0, never 3 (host trap) or 5
 # (hypervisor failure).
 
-# hostile_case NAME LIMIT [--cpu MODEL] PATTERN...: case guest-NAME (with
-# --cpu: guest-NAME-MODEL, the Bochs CPU model instead of boot.sh's default).
+# hostile_case NAME LIMIT [--cpu MODEL] [--apicv-off] PATTERN...: case
+# guest-NAME (with --cpu: guest-NAME-MODEL, the Bochs CPU model instead of
+# boot.sh's default; with --apicv-off: guest-NAME-emulated, the local APIC
+# emulated from EPT violations instead of the CPU's APIC virtualization).
 hostile_case() {
-    local name=$1 limit=$2 case=guest-$1 engine_args=(); shift 2
+    local name=$1 limit=$2 case=guest-$1 engine_args=() options="log=info"; shift 2
     if [ "${1:-}" = --cpu ]; then engine_args=(--cpu "$2"); case=$case-$2; shift 2; fi
+    if [ "${1:-}" = --apicv-off ]; then options="log=info apicv=off"; case=$case-emulated; shift; fi
     boot_case "$case" bochs "$limit" - "${engine_args[@]}" \
-        --entry "$name" "log=info" --module "build/guests/$name.bin" "" -- \
+        --entry "$name" "$options" --module "build/guests/$name.bin" "" -- \
         '!FAIL' '!power off: status [35]([^0-9]|$)' "$@" \
         "\\[guest\\] $name: all checks passed" '^\[info\] power off: status 0'
 }
@@ -119,7 +122,32 @@ boot_case guest-hostile-ptprobe bochs 90 - \
 # Awkward but legal MMIO accesses to the emulated APIC and IOAPIC pages
 # (Tests/guests/hostile-mmio.asm): every probe emulated with the value a
 # plain 32-bit read predicts, the guest runs to its own status 0.
+# Twice: the CPU's APIC virtualization (reads from the virtual-APIC page,
+# the rest through APIC-access and APIC-write exits) and the emulation from
+# EPT violations (apicv=off).
 hostile_case hostile-mmio 120 \
+    'the CPU virtualizes the local APIC' \
+    '\[guest\] hostile-mmio: ok version \(30H\) plain 32-bit read' \
+    '\[guest\] hostile-mmio: ok read at 0xFEE00FFE \(straddles the page end\): 0' \
+    '\[guest\] hostile-mmio: ok read at 0xFEC00FFE \(straddles the page end\): 0' \
+    '\[guest\] hostile-mmio: ok byte into BH' \
+    '\[guest\] hostile-mmio: ok movsx dx, byte \[DFR\]' \
+    '\[guest\] hostile-mmio: ok mov sp, \[version\+2\]: ESP\[31:16\] kept' \
+    '\[guest\] hostile-mmio: ok 15-byte mov ax \(9 x 66H\) straddling a code page' \
+    '\[guest\] hostile-mmio: ok mov eax, \[moffs\] straddling a code page after its opcode' \
+    '\[guest\] hostile-mmio: ok mov eax, \[moffs\] in the last 7 bytes of guest RAM' \
+    '\[guest\] hostile-mmio: ok gs base 0xFFF00000, offset 0xFEF00030 \(linear wraps\)' \
+    '\[guest\] hostile-mmio: ok es base 0xFEE00000, 16-bit address \[bx\+0xFFF0\] wraps' \
+    '\[guest\] hostile-mmio: ok wrmsr 808H in xAPIC mode: #GP\(0\)' \
+    '\[guest\] hostile-mmio: ok apic moved to 0xFED00000: tpr kept' \
+    '\[guest\] hostile-mmio: ok apic moved back to 0xFEE00000: version' \
+    '\[guest\] hostile-mmio: ok ioapic version ignores a write' \
+    '\[guest\] hostile-mmio: ok lock mov \[tpr\], eax: #UD' \
+    '\[guest\] hostile-mmio: ok mov spl, \[rsi\+30h\] \(REX\): RSP bits 63:8 kept' \
+    '\[guest\] hostile-mmio: ok 8-byte read of ioapic version'
+
+hostile_case hostile-mmio 120 --apicv-off \
+    'local APIC is emulated from EPT violations \(apicv=off\)' \
     '\[guest\] hostile-mmio: ok version \(30H\) plain 32-bit read' \
     '\[guest\] hostile-mmio: ok read at 0xFEE00FFE \(straddles the page end\): 0' \
     '\[guest\] hostile-mmio: ok read at 0xFEC00FFE \(straddles the page end\): 0' \
@@ -141,12 +169,15 @@ hostile_case hostile-mmio 120 \
 
 # One-probe guests (Tests/guests/hostile-mmio-*.asm, hostile-mmio-stop.inc):
 # an access to the APIC page the decoder must not emulate stops the guest with
-# the EPT-violation report and status 6, never 3 or 5.
+# the EPT-violation report and status 6, never 3 or 5. These probe the
+# decoder, so the APIC is emulated (apicv=off); with the CPU's APIC
+# virtualization the CPU itself completes the read-modify-write and the odd
+# encodings, and the string and IDT probes stop as APIC-access exits (below).
 # mmio_stop_case NAME PATTERN...
 mmio_stop_case() {
     local name=$1; shift
     boot_case "guest-$name" bochs 60 - \
-        --entry "$name" "log=info" --module "build/guests/$name.bin" "" -- \
+        --entry "$name" "log=info apicv=off" --module "build/guests/$name.bin" "" -- \
         '!FAIL' '!power off: status [35]([^0-9]|$)' "\\[guest\\] $name: " \
         'power off: status 6' "$@"
 }
@@ -156,3 +187,15 @@ mmio_stop_case hostile-mmio-fetch 'guest stopped: EPT violation at GPA 0xfee0000
 mmio_stop_case hostile-mmio-decode 'guest stopped: EPT violation at GPA 0xfee00080 \(write'
 mmio_stop_case hostile-mmio-walk 'guest stopped: EPT violation at GPA 0xfee00030 \(read.* at RIP 0x0*8000([^0-9a-fA-F]|$)'
 mmio_stop_case hostile-mmio-idt 'guest stopped: EPT violation at GPA 0xfee00030 \(read.* at RIP 0x0*8000([^0-9a-fA-F]|$)'
+
+# With the CPU's APIC virtualization: a REP string store and an IDT gate read
+# from the APIC page are APIC-access exits the vCPU does not emulate.
+apicv_stop_case() {
+    local name=$1; shift
+    boot_case "guest-$name-apicv" bochs 60 - \
+        --entry "$name" "log=info" --module "build/guests/$name.bin" "" -- \
+        '!FAIL' '!power off: status [35]([^0-9]|$)' "\\[guest\\] $name: " \
+        'the CPU virtualizes the local APIC' 'power off: status 6' "$@"
+}
+apicv_stop_case hostile-mmio-rep 'guest stopped: unhandled exit reason 44 \(APIC access\), qualification 0x108[0-9a-f],'
+apicv_stop_case hostile-mmio-idt 'guest stopped: unhandled exit reason 44 \(APIC access\), qualification 0x3030, RIP 0x0*8000([^0-9a-fA-F]|$)'
