@@ -215,17 +215,38 @@ enum Console {
 
     @inline(never)
     static func line(_ message: Message) {
+        let locked = lock()
         write(message)
         putByte(0x0A)
+        if locked { console_unlock() }
     }
 
     @inline(never)
     static func log(_ level: LogLevel, _ message: Message) {
         guard level.rawValue <= Console.level.rawValue else { return }
+        let locked = lock()
         write(Message(stringLiteral: level.tag))
-        line(message)
+        write(message)
+        putByte(0x0A)
+        if locked { console_unlock() }
+    }
+
+    /// One line at a time from any CPU (Boot/ap.asm's spinlock). The wait is
+    /// bounded: a CPU that faults while printing must not silence the report
+    /// of its exception. Returns whether the lock was taken.
+    static func lock() -> Bool {
+        var spins = 0
+        while !console_lock_try() {
+            spins += 1
+            if spins > 1_000_000 { return false }
+            cpu_pause()
+        }
+        return true
     }
 }
+
+@_extern(c, "console_lock_try") func console_lock_try() -> Bool
+@_extern(c, "console_unlock") func console_unlock()
 
 func logError(_ m: Message) { Console.log(.error, m) }
 func logWarn(_ m: Message) { Console.log(.warn, m) }

@@ -101,6 +101,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     }
     if first.string.count > 0 { logInfo("guest command line: '\(bytes: first.string)'") }
 
+    bringUpProcessors(info, options, caps)
     let root: VMXRoot<KernelFrames>
     do {
         root = try VMXRoot(enabling: hw, allocator: frames)

@@ -21,6 +21,8 @@
 //   apicv=on|off                the CPU's APIC virtualization for the isolated
 //                               platform's local APIC when it has it, or the
 //                               emulation from EPT violations   (default on)
+//   cpus=<n>                    CPUs brought into VMX root mode, the boot
+//                               CPU included; 1: the boot CPU only (default: all)
 
 import X86Arch
 import VMX
@@ -98,6 +100,8 @@ public struct KernelCommandLine {
     public private(set) var platform: GuestPlatformKind? = nil
     /// Whether the isolated platform may use the CPU's APIC virtualization.
     public private(set) var apicVirtualization = true
+    /// `cpus=<n>`: at most this many CPUs (n >= 1); nil: every CPU the firmware lists.
+    public private(set) var cpuLimit: Int? = nil
 
     var warnings = InlineArray<8, Warning?>(repeating: nil)
     /// Warnings kept (at most `warningCapacity`).
@@ -158,6 +162,7 @@ public struct KernelCommandLine {
         let known = Self.equal(key, "log") || Self.equal(key, "guest_mem")
             || Self.equal(key, "test") || Self.equal(key, "serial") || Self.equal(key, "platform")
             || Self.equal(key, "apicv")
+            || Self.equal(key, "cpus")
         guard known else { return warn(.unknownOption) }
         guard !value.isEmpty else { return warn(.missingValue) }
 
@@ -179,6 +184,10 @@ public struct KernelCommandLine {
                 return warn(.malformedValue)
             }
             serialPort = UInt16(port)
+        } else if Self.equal(key, "cpus") {
+            guard let n = Self.parseNumber(value) else { return warn(.malformedValue) }
+            guard n >= 1, n <= 4096 else { return warn(.valueOutOfRange) }
+            cpuLimit = Int(n)
         } else if Self.equal(key, "platform") {
             if Self.equal(value, "passthrough") { platform = .passthrough }
             else if Self.equal(value, "isolated") { platform = .isolated }

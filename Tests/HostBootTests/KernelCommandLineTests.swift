@@ -184,4 +184,15 @@ func size(_ s: String) -> UInt64? { withBytes(s) { KernelCommandLine.parseSize($
             #expect(c.isTest("ud2") && c.guestMemory == 128 << 20)
         }
     }
+
+    @Test func cpusLimitsTheCPUs() {
+        #expect(KernelCommandLine().cpuLimit == nil)
+        withBytes("cpus=1") { #expect(KernelCommandLine($0).cpuLimit == 1) }
+        withBytes("cpus=0x10") { #expect(KernelCommandLine($0).cpuLimit == 16) }
+        withBytes("cpus=0 cpus=two cpus= cpus=5000") { line in
+            let c = KernelCommandLine(line)
+            #expect(c.cpuLimit == nil)
+            #expect(warnings(c).map(\.0) == [.valueOutOfRange, .malformedValue, .missingValue, .valueOutOfRange])
+        }
+    }
 }

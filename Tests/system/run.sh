@@ -107,6 +107,8 @@ source "$here/linux-cases.sh"
 source "$here/passthrough-cases.sh"
 # Hostile guests: each class of forbidden guest behaviour gets its fault.
 source "$here/hostile-cases.sh"
+# Every CPU in VMX root mode.
+source "$here/smp-cases.sh"
 
 echo "system tests: $passed passed, $failed failed"
 [ $failed = 0 ] || { echo "failed: ${failures[*]}"; exit 1; }

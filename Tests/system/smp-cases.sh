@@ -1,0 +1,64 @@
+# Every CPU in VMX root mode (sourced by run.sh): the hypervisor starts the
+# CPUs the MADT lists with INIT-SIPI-SIPI, each enters VMX root mode and
+# parks there, and the guest still runs to its end on the boot CPU.
+
+boot_case smp-2cpu bochs 120 - --cpus 2 \
+    --entry hello "log=info" --module build/guests/hello.bin "" -- \
+    '!FAIL' '!\[warn\] cpu' \
+    'cpus: the MADT lists 2 CPUs; starting 1 through the xAPIC at 0xfee00000, trampoline page 0x[0-9a-f]+, TSC [0-9]+ ticks/ms \(PIT channel 2\)' \
+    'cpu 1 \(APIC ID 1\): VMX root mode, [0-9]+ TSC ticks from its first trampoline instruction' \
+    'cpus: 2 of 2 in VMX root mode' \
+    '\[guest\] Hello from a real-mode guest' \
+    'power off: status 0'
+
+boot_case smp-4cpu bochs 150 - --cpus 4 \
+    --entry hello "log=info" --module build/guests/hello.bin "" -- \
+    '!FAIL' '!\[warn\] cpu' \
+    'cpu 1 \(APIC ID 1\): VMX root mode' \
+    'cpu 2 \(APIC ID 2\): VMX root mode' \
+    'cpu 3 \(APIC ID 3\): VMX root mode' \
+    'cpus: 4 of 4 in VMX root mode' \
+    '\[guest\] Hello from a real-mode guest' \
+    'power off: status 0'
+
+# cpus=1: the boot CPU only; the other stays halted where the BIOS left it.
+boot_case smp-limit bochs 120 - --cpus 2 \
+    --entry hello "log=info cpus=1" --module build/guests/hello.bin "" -- \
+    '!FAIL' '!cpu 1 \(APIC ID' \
+    'cpus: 1 of 2 in VMX root mode: the boot CPU \(APIC ID 0\); cpus=1 leaves the other 1 halted' \
+    '\[guest\] Hello from a real-mode guest' \
+    'power off: status 0'
+
+# The passthrough Linux guest with a second CPU parked in VMX root mode: it
+# boots, owns the devices and powers off as on one CPU (its MADT still lists
+# only the boot CPU). pt_patterns: passthrough-cases.sh.
+boot_case linux-pt-2cpu bochs 900 - --cpus 2 --ips 100000000 --megs 512 --disk build/linux/disk.img \
+    --entry linux-pt-2cpu "log=info platform=passthrough" \
+    --module build/linux/vmlinuz "$linux_cmdline_passthrough" \
+    --module build/linux/initramfs-pt.cpio.gz "" -- \
+    '!\[warn\] cpu' \
+    'cpu 1 \(APIC ID 1\): VMX root mode' \
+    'cpus: 2 of 2 in VMX root mode' \
+    'its MADT keeps this CPU \(APIC ID 0\) and hides 1 other processor entries' \
+    'Linux version 6\.1' \
+    "${pt_patterns[@]}" \
+    'PT-CPUS 1' \
+    'PT-HYPERVISOR yes'
+
+# The failure reports, by self-test: a CPU whose VMX capabilities differ from
+# the boot CPU's, and a CPU that never starts; the hypervisor goes on.
+boot_case smp-mismatch bochs 120 - --cpus 2 \
+    --entry hello "log=info test=ap-mismatch" --module build/guests/hello.bin "" -- \
+    '!FAIL' \
+    'cpu 1 \(APIC ID 1\): its VMX capabilities differ from the boot CPU.s \(IA32_VMX_MISC\): halted outside VMX; the hypervisor goes on without it' \
+    'cpus: 1 of 2 in VMX root mode' \
+    '\[guest\] Hello from a real-mode guest' \
+    'power off: status 0'
+boot_case smp-missing bochs 120 - --cpus 2 \
+    --entry hello "log=info test=ap-missing" --module build/guests/hello.bin "" -- \
+    '!FAIL' \
+    'cpu 1 \(APIC ID 1\): VMX root mode' \
+    'cpu 2 \(APIC ID 127\): did not start after INIT-SIPI-SIPI; the hypervisor goes on without it' \
+    'cpus: 2 of 2 in VMX root mode' \
+    '\[guest\] Hello from a real-mode guest' \
+    'power off: status 0'
