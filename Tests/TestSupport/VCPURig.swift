@@ -21,7 +21,7 @@ package struct VCPURig: ~Copyable {
          hw: FakeHardware = FakeHardware(bochs: BochsCapabilities.corei7_skylake_x),
          platform: GuestPlatformKind = .isolated,
          configure: (inout GuestStart) -> Void = { _ in }) throws {
-        let frames = HostFrameAllocator(frames: 16)   // the vCPU needs 7
+        let frames = HostFrameAllocator(frames: 16)   // the vCPU needs 8
         let memory = FakeGuestMemory()
         let caps = try VMXCapabilities.read(from: hw)
         var vcpu = try VCPU(hw, allocator: frames, capabilities: caps, ram: memory.ram, platform: platform)

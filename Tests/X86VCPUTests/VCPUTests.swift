@@ -82,13 +82,14 @@ import X86VCPU
         #expect(frames.misuse.isEmpty)
     }
 
-    @Test func theVCPUOwnsSixFramesAndReturnsThemWhenDropped() throws {
+    @Test func theVCPUOwnsEightFramesAndReturnsThemWhenDropped() throws {
         let frames: HostFrameAllocator
         do {
             let rig = try VCPURig()
             frames = rig.frames
-            // VMCS, I/O bitmaps A and B, MSR bitmap, MSR lists, fast-path block.
-            #expect(frames.liveFrames == 6)
+            // VMCS, I/O bitmaps A and B, MSR bitmap, MSR lists, fast-path block,
+            // virtual-APIC page, APIC-access page.
+            #expect(frames.liveFrames == 8)
         }
         #expect(frames.liveFrames == 0)
         #expect(frames.misuse.isEmpty)
