@@ -175,93 +175,54 @@ boot_case guest-mbapic-2cpu bochs 120 - --cpus 2 \
 # IPIs, x2APIC MSRs) and IOAPIC, checked as a test kernel would, with the
 # CPU's APIC virtualization (Bochs has it).
 # TSC-deadline mode only when CPUID.1:ECX[24] is shown (else a skip line).
-guest_case apictest 120 \
-    'the CPU virtualizes the local APIC' \
-    '\[guest\] apictest: ok id register \(20H\) bits 31:24 = 0' \
-    '\[guest\] apictest: ok version register \(30H\) 0x14, max LVT 5 or 6' \
-    '\[guest\] apictest: ok spurious-vector register \(F0H\) resets to 0xFF' \
-    '\[guest\] apictest: ok lvt timer \(320H\) stays masked while software-disabled' \
-    '\[guest\] apictest: ok software enable \(SVR bit 8\) reads back 0x1FF' \
-    '\[guest\] apictest: ok tpr \(80H\) reads back 0x35' \
-    '\[guest\] apictest: ok ppr \(A0H\) follows tpr 0x35, then 0' \
-    '\[guest\] apictest: ok delivery status \(ICR bit 12\) idle' \
-    '\[guest\] apictest: ok self ipi pending in IRR \(200H\) while IF=0' \
-    '\[guest\] apictest: ok self ipi delivered once after STI' \
-    '\[guest\] apictest: ok ISR bit \(100H\) set in the handler' \
-    '\[guest\] apictest: ok ppr \(A0H\) = 0x40 in the handler' \
-    '\[guest\] apictest: ok EOI \(B0H\) clears the ISR bit' \
-    '\[guest\] apictest: ok ipis at or below the tpr class stay pending in IRR' \
-    '\[guest\] apictest: ok tpr 0x40 lets only vector 0x50 through' \
-    '\[guest\] apictest: ok lowering tpr to 0 delivers vector 0x40' \
-    '\[guest\] apictest: ok two pending vectors delivered highest first' \
-    '\[guest\] apictest: ok timer current count \(390H\) decreases' \
-    '\[guest\] apictest: ok timer current count reaches 0' \
-    '\[guest\] apictest: ok one-shot timer fires once' \
-    '\[guest\] apictest: ok periodic timer: at least 3 interrupts' \
-    '\[guest\] apictest: ok periodic timer stops on initial count 0' \
-    '\[guest\] apictest: ok masked lvt timer: no interrupt' \
-    '\[guest\] apictest: ok masked lvt timer: current count still reaches 0' \
-    '\[guest\] apictest: ok hlt wakes on the one-shot timer \(no watchdog\)' \
-    '\[guest\] apictest: (ok tsc-deadline \(MSR 6E0H\) fires once, not before the deadline|skip tsc-deadline)' \
-    '\[guest\] apictest: (ok tsc-deadline MSR reads 0 after firing|skip tsc-deadline)' \
-    '\[guest\] apictest: (ok tsc-deadline after WRMSR IA32_TSC \(10H\) := 0 fires once, not before the deadline|skip tsc-deadline)' \
-    '\[guest\] apictest: ok ioapic version \(index 1\) 0x00170020' \
-    '\[guest\] apictest: ok ioapic id \(index 0\) bits 27:24 read back' \
-    '\[guest\] apictest: ok ioapic redirection entry \(index 14H\) resets masked' \
-    '\[guest\] apictest: ok ioapic redirection entry round-trips vector, mask, destination' \
-    '\[guest\] apictest: ok x2apic enabled through IA32_APIC_BASE \(bits 10, 11\)' \
-    '\[guest\] apictest: ok x2apic id \(MSR 802H\) 0' \
-    '\[guest\] apictest: ok x2apic version \(MSR 803H\) as in xAPIC mode' \
-    '\[guest\] apictest: ok x2apic self ipi \(MSR 83FH\) pending in IRR \(MSR 822H\) while IF=0' \
-    '\[guest\] apictest: ok x2apic self ipi delivered, EOI by MSR 80BH clears ISR' \
-    '\[guest\] apictest: ok x2apic -> xapic through IA32_APIC_BASE: #GP\(0\)' \
-    '\[guest\] apictest: ok every interrupt arrived with IF=1' \
-    '\[guest\] apictest: all checks passed' \
+apictest_patterns=(
+    '\[guest\] apictest: ok id register \(20H\) bits 31:24 = 0'
+    '\[guest\] apictest: ok version register \(30H\) 0x14, max LVT 5 or 6'
+    '\[guest\] apictest: ok spurious-vector register \(F0H\) resets to 0xFF'
+    '\[guest\] apictest: ok lvt timer \(320H\) stays masked while software-disabled'
+    '\[guest\] apictest: ok software enable \(SVR bit 8\) reads back 0x1FF'
+    '\[guest\] apictest: ok tpr \(80H\) reads back 0x35'
+    '\[guest\] apictest: ok ppr \(A0H\) follows tpr 0x35, then 0'
+    '\[guest\] apictest: ok delivery status \(ICR bit 12\) idle'
+    '\[guest\] apictest: ok self ipi pending in IRR \(200H\) while IF=0'
+    '\[guest\] apictest: ok self ipi delivered once after STI'
+    '\[guest\] apictest: ok ISR bit \(100H\) set in the handler'
+    '\[guest\] apictest: ok ppr \(A0H\) = 0x40 in the handler'
+    '\[guest\] apictest: ok EOI \(B0H\) clears the ISR bit'
+    '\[guest\] apictest: ok ipis at or below the tpr class stay pending in IRR'
+    '\[guest\] apictest: ok tpr 0x40 lets only vector 0x50 through'
+    '\[guest\] apictest: ok lowering tpr to 0 delivers vector 0x40'
+    '\[guest\] apictest: ok two pending vectors delivered highest first'
+    '\[guest\] apictest: ok timer current count \(390H\) decreases'
+    '\[guest\] apictest: ok timer current count reaches 0'
+    '\[guest\] apictest: ok one-shot timer fires once'
+    '\[guest\] apictest: ok periodic timer: at least 3 interrupts'
+    '\[guest\] apictest: ok periodic timer stops on initial count 0'
+    '\[guest\] apictest: ok masked lvt timer: no interrupt'
+    '\[guest\] apictest: ok masked lvt timer: current count still reaches 0'
+    '\[guest\] apictest: ok hlt wakes on the one-shot timer \(no watchdog\)'
+    '\[guest\] apictest: (ok tsc-deadline \(MSR 6E0H\) fires once, not before the deadline|skip tsc-deadline)'
+    '\[guest\] apictest: (ok tsc-deadline MSR reads 0 after firing|skip tsc-deadline)'
+    '\[guest\] apictest: (ok tsc-deadline after WRMSR IA32_TSC \(10H\) := 0 fires once, not before the deadline|skip tsc-deadline)'
+    '\[guest\] apictest: ok ioapic version \(index 1\) 0x00170020'
+    '\[guest\] apictest: ok ioapic id \(index 0\) bits 27:24 read back'
+    '\[guest\] apictest: ok ioapic redirection entry \(index 14H\) resets masked'
+    '\[guest\] apictest: ok ioapic redirection entry round-trips vector, mask, destination'
+    '\[guest\] apictest: ok x2apic enabled through IA32_APIC_BASE \(bits 10, 11\)'
+    '\[guest\] apictest: ok x2apic id \(MSR 802H\) 0'
+    '\[guest\] apictest: ok x2apic version \(MSR 803H\) as in xAPIC mode'
+    '\[guest\] apictest: ok x2apic self ipi \(MSR 83FH\) pending in IRR \(MSR 822H\) while IF=0'
+    '\[guest\] apictest: ok x2apic self ipi delivered, EOI by MSR 80BH clears ISR'
+    '\[guest\] apictest: ok x2apic -> xapic through IA32_APIC_BASE: #GP\(0\)'
+    '\[guest\] apictest: ok every interrupt arrived with IF=1'
+    '\[guest\] apictest: all checks passed'
     'power off: status 0'
+)
+guest_case apictest 120 'the CPU virtualizes the local APIC' "${apictest_patterns[@]}"
 
 
 # The same checks with the APIC emulated from EPT violations (apicv=off): both paths stay tested.
 boot_case guest-apictest-emulated bochs 120 - \
     --entry apictest "log=info apicv=off" --module build/guests/apictest.bin "" -- \
     '!FAIL' 'local APIC is emulated from EPT violations \(apicv=off\)' '!APIC access: ' \
-    '\[guest\] apictest: ok id register \(20H\) bits 31:24 = 0' \
-    '\[guest\] apictest: ok version register \(30H\) 0x14, max LVT 5 or 6' \
-    '\[guest\] apictest: ok spurious-vector register \(F0H\) resets to 0xFF' \
-    '\[guest\] apictest: ok lvt timer \(320H\) stays masked while software-disabled' \
-    '\[guest\] apictest: ok software enable \(SVR bit 8\) reads back 0x1FF' \
-    '\[guest\] apictest: ok tpr \(80H\) reads back 0x35' \
-    '\[guest\] apictest: ok ppr \(A0H\) follows tpr 0x35, then 0' \
-    '\[guest\] apictest: ok delivery status \(ICR bit 12\) idle' \
-    '\[guest\] apictest: ok self ipi pending in IRR \(200H\) while IF=0' \
-    '\[guest\] apictest: ok self ipi delivered once after STI' \
-    '\[guest\] apictest: ok ISR bit \(100H\) set in the handler' \
-    '\[guest\] apictest: ok ppr \(A0H\) = 0x40 in the handler' \
-    '\[guest\] apictest: ok EOI \(B0H\) clears the ISR bit' \
-    '\[guest\] apictest: ok ipis at or below the tpr class stay pending in IRR' \
-    '\[guest\] apictest: ok tpr 0x40 lets only vector 0x50 through' \
-    '\[guest\] apictest: ok lowering tpr to 0 delivers vector 0x40' \
-    '\[guest\] apictest: ok two pending vectors delivered highest first' \
-    '\[guest\] apictest: ok timer current count \(390H\) decreases' \
-    '\[guest\] apictest: ok timer current count reaches 0' \
-    '\[guest\] apictest: ok one-shot timer fires once' \
-    '\[guest\] apictest: ok periodic timer: at least 3 interrupts' \
-    '\[guest\] apictest: ok periodic timer stops on initial count 0' \
-    '\[guest\] apictest: ok masked lvt timer: no interrupt' \
-    '\[guest\] apictest: ok masked lvt timer: current count still reaches 0' \
-    '\[guest\] apictest: ok hlt wakes on the one-shot timer \(no watchdog\)' \
-    '\[guest\] apictest: (ok tsc-deadline \(MSR 6E0H\) fires once, not before the deadline|skip tsc-deadline)' \
-    '\[guest\] apictest: (ok tsc-deadline MSR reads 0 after firing|skip tsc-deadline)' \
-    '\[guest\] apictest: (ok tsc-deadline after WRMSR IA32_TSC \(10H\) := 0 fires once, not before the deadline|skip tsc-deadline)' \
-    '\[guest\] apictest: ok ioapic version \(index 1\) 0x00170020' \
-    '\[guest\] apictest: ok ioapic id \(index 0\) bits 27:24 read back' \
-    '\[guest\] apictest: ok ioapic redirection entry \(index 14H\) resets masked' \
-    '\[guest\] apictest: ok ioapic redirection entry round-trips vector, mask, destination' \
-    '\[guest\] apictest: ok x2apic enabled through IA32_APIC_BASE \(bits 10, 11\)' \
-    '\[guest\] apictest: ok x2apic id \(MSR 802H\) 0' \
-    '\[guest\] apictest: ok x2apic version \(MSR 803H\) as in xAPIC mode' \
-    '\[guest\] apictest: ok x2apic self ipi \(MSR 83FH\) pending in IRR \(MSR 822H\) while IF=0' \
-    '\[guest\] apictest: ok x2apic self ipi delivered, EOI by MSR 80BH clears ISR' \
-    '\[guest\] apictest: ok x2apic -> xapic through IA32_APIC_BASE: #GP\(0\)' \
-    '\[guest\] apictest: ok every interrupt arrived with IF=1' \
-    '\[guest\] apictest: all checks passed' \
-    'power off: status 0'
+    "${apictest_patterns[@]}"

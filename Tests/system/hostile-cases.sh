@@ -125,47 +125,31 @@ boot_case guest-hostile-ptprobe bochs 90 - \
 # Twice: the CPU's APIC virtualization (reads from the virtual-APIC page,
 # the rest through APIC-access and APIC-write exits) and the emulation from
 # EPT violations (apicv=off).
-hostile_case hostile-mmio 120 \
-    'the CPU virtualizes the local APIC' \
-    '\[guest\] hostile-mmio: ok version \(30H\) plain 32-bit read' \
-    '\[guest\] hostile-mmio: ok read at 0xFEE00FFE \(straddles the page end\): 0' \
-    '\[guest\] hostile-mmio: ok read at 0xFEC00FFE \(straddles the page end\): 0' \
-    '\[guest\] hostile-mmio: ok byte into BH' \
-    '\[guest\] hostile-mmio: ok movsx dx, byte \[DFR\]' \
-    '\[guest\] hostile-mmio: ok mov sp, \[version\+2\]: ESP\[31:16\] kept' \
-    '\[guest\] hostile-mmio: ok 15-byte mov ax \(9 x 66H\) straddling a code page' \
-    '\[guest\] hostile-mmio: ok mov eax, \[moffs\] straddling a code page after its opcode' \
-    '\[guest\] hostile-mmio: ok mov eax, \[moffs\] in the last 7 bytes of guest RAM' \
-    '\[guest\] hostile-mmio: ok gs base 0xFFF00000, offset 0xFEF00030 \(linear wraps\)' \
-    '\[guest\] hostile-mmio: ok es base 0xFEE00000, 16-bit address \[bx\+0xFFF0\] wraps' \
-    '\[guest\] hostile-mmio: ok wrmsr 808H in xAPIC mode: #GP\(0\)' \
-    '\[guest\] hostile-mmio: ok apic moved to 0xFED00000: tpr kept' \
-    '\[guest\] hostile-mmio: ok apic moved back to 0xFEE00000: version' \
-    '\[guest\] hostile-mmio: ok ioapic version ignores a write' \
-    '\[guest\] hostile-mmio: ok lock mov \[tpr\], eax: #UD' \
-    '\[guest\] hostile-mmio: ok mov spl, \[rsi\+30h\] \(REX\): RSP bits 63:8 kept' \
+hostile_mmio_patterns=(
+    '\[guest\] hostile-mmio: ok version \(30H\) plain 32-bit read'
+    '\[guest\] hostile-mmio: ok read at 0xFEE00FFE \(straddles the page end\): 0'
+    '\[guest\] hostile-mmio: ok read at 0xFEC00FFE \(straddles the page end\): 0'
+    '\[guest\] hostile-mmio: ok byte into BH'
+    '\[guest\] hostile-mmio: ok movsx dx, byte \[DFR\]'
+    '\[guest\] hostile-mmio: ok mov sp, \[version\+2\]: ESP\[31:16\] kept'
+    '\[guest\] hostile-mmio: ok 15-byte mov ax \(9 x 66H\) straddling a code page'
+    '\[guest\] hostile-mmio: ok mov eax, \[moffs\] straddling a code page after its opcode'
+    '\[guest\] hostile-mmio: ok mov eax, \[moffs\] in the last 7 bytes of guest RAM'
+    '\[guest\] hostile-mmio: ok gs base 0xFFF00000, offset 0xFEF00030 \(linear wraps\)'
+    '\[guest\] hostile-mmio: ok es base 0xFEE00000, 16-bit address \[bx\+0xFFF0\] wraps'
+    '\[guest\] hostile-mmio: ok wrmsr 808H in xAPIC mode: #GP\(0\)'
+    '\[guest\] hostile-mmio: ok apic moved to 0xFED00000: tpr kept'
+    '\[guest\] hostile-mmio: ok apic moved back to 0xFEE00000: version'
+    '\[guest\] hostile-mmio: ok ioapic version ignores a write'
+    '\[guest\] hostile-mmio: ok lock mov \[tpr\], eax: #UD'
+    '\[guest\] hostile-mmio: ok mov spl, \[rsi\+30h\] \(REX\): RSP bits 63:8 kept'
     '\[guest\] hostile-mmio: ok 8-byte read of ioapic version'
+)
+hostile_case hostile-mmio 120 'the CPU virtualizes the local APIC' "${hostile_mmio_patterns[@]}"
 
 hostile_case hostile-mmio 120 --apicv-off \
     'local APIC is emulated from EPT violations \(apicv=off\)' \
-    '\[guest\] hostile-mmio: ok version \(30H\) plain 32-bit read' \
-    '\[guest\] hostile-mmio: ok read at 0xFEE00FFE \(straddles the page end\): 0' \
-    '\[guest\] hostile-mmio: ok read at 0xFEC00FFE \(straddles the page end\): 0' \
-    '\[guest\] hostile-mmio: ok byte into BH' \
-    '\[guest\] hostile-mmio: ok movsx dx, byte \[DFR\]' \
-    '\[guest\] hostile-mmio: ok mov sp, \[version\+2\]: ESP\[31:16\] kept' \
-    '\[guest\] hostile-mmio: ok 15-byte mov ax \(9 x 66H\) straddling a code page' \
-    '\[guest\] hostile-mmio: ok mov eax, \[moffs\] straddling a code page after its opcode' \
-    '\[guest\] hostile-mmio: ok mov eax, \[moffs\] in the last 7 bytes of guest RAM' \
-    '\[guest\] hostile-mmio: ok gs base 0xFFF00000, offset 0xFEF00030 \(linear wraps\)' \
-    '\[guest\] hostile-mmio: ok es base 0xFEE00000, 16-bit address \[bx\+0xFFF0\] wraps' \
-    '\[guest\] hostile-mmio: ok wrmsr 808H in xAPIC mode: #GP\(0\)' \
-    '\[guest\] hostile-mmio: ok apic moved to 0xFED00000: tpr kept' \
-    '\[guest\] hostile-mmio: ok apic moved back to 0xFEE00000: version' \
-    '\[guest\] hostile-mmio: ok ioapic version ignores a write' \
-    '\[guest\] hostile-mmio: ok lock mov \[tpr\], eax: #UD' \
-    '\[guest\] hostile-mmio: ok mov spl, \[rsi\+30h\] \(REX\): RSP bits 63:8 kept' \
-    '\[guest\] hostile-mmio: ok 8-byte read of ioapic version'
+    "${hostile_mmio_patterns[@]}"
 
 # One-probe guests (Tests/guests/hostile-mmio-*.asm, hostile-mmio-stop.inc):
 # an access to the APIC page the decoder must not emulate stops the guest with
