@@ -51,16 +51,47 @@ let apISTFrames = 2
 /// Brings every other CPU the MADT lists (at most `cpus=` in all) into VMX
 /// root mode and parks it there. Returns how many CPUs are in VMX root mode
 /// or about to be (the boot CPU's VMXON follows).
+/// What bring-up needs from the boot information, taken before the guest is
+/// loaded: a passthrough guest's image may land on the boot information.
+struct BringUpInputs {
+    /// Bytes of the boot loader's RSDP copy in `bringUpRSDP` (0: none).
+    var rsdpLength = 0
+    var trampolinePage: UInt64? = nil
+}
+
+/// The RSDP copy (at most 64 bytes; ACPI 2.0's is 36).
+nonisolated(unsafe) var bringUpRSDP: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+
+func takeBringUpInputs(_ info: Multiboot2Info) -> BringUpInputs {
+    var inputs = BringUpInputs()
+    if let tag = info.acpiRSDP {
+        let count = min(tag.bytes.count, 64)
+        withUnsafeMutableBytes(of: &bringUpRSDP) { buffer in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: tag.bytes[0..<count]))
+        }
+        inputs.rsdpLength = count
+    }
+    var picker = TrampolinePagePicker()
+    info.memoryMap?.forEach { (r: Multiboot2Info.MemoryRegion) throws(Never) in picker.offer(base: r.base, length: r.length, type: r.type) }
+    inputs.trampolinePage = picker.pick()
+    return inputs
+}
+
 @discardableResult
-func bringUpProcessors(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXCapabilities) -> Int {
+func bringUpProcessors(_ inputs: BringUpInputs, _ options: KernelCommandLine, _ caps: VMXCapabilities) -> Int {
     let hw = Hardware()
     let bootID = bootAPICID(hw)
-    guard let tag = info.acpiRSDP else {
+    guard inputs.rsdpLength > 0 else {
         logWarn("cpus: no ACPI RSDP from the boot loader: the other CPUs (if any) stay halted; the boot CPU only")
         return 1
     }
     let list: MADTProcessorList
-    do { list = try MADTProcessors.enumerate(rsdp: tag.bytes, memory: AliasReader(), bootAPICID: bootID) } catch {
+    do {
+        list = try withUnsafeBytes(of: &bringUpRSDP) { (all: UnsafeRawBufferPointer) throws(MADTError) -> MADTProcessorList in
+            try MADTProcessors.enumerate(rsdp: UnsafeRawBufferPointer(rebasing: all[0..<inputs.rsdpLength]), memory: AliasReader(),
+                                         bootAPICID: bootID)
+        }
+    } catch {
         logWarn("cpus: \(error.message) (detail \(hex: error.detail)): the other CPUs (if any) stay halted; the boot CPU only")
         return 1
     }
@@ -95,10 +126,8 @@ func bringUpProcessors(_ info: Multiboot2Info, _ options: KernelCommandLine, _ c
         if x2APIC { cpu_wrmsr(0x80F, UInt64(svr | 0x1FF)) } else { xAPIC.write(0xF0, svr | 0x1FF) }
     }
 
-    var picker = TrampolinePagePicker()
-    info.memoryMap?.forEach { (r: Multiboot2Info.MemoryRegion) throws(Never) in picker.offer(base: r.base, length: r.length, type: r.type) }
     let frames = KernelFrames()
-    guard let page = picker.pick(), let saved = frames.allocateFrame() else {
+    guard let page = inputs.trampolinePage, let saved = frames.allocateFrame() else {
         logWarn("cpus: no usable page below 640 KiB for the start-up trampoline (or no frame to save it): the boot CPU only")
         restoreSVR(svr, x2APIC, xAPIC)
         return 1

@@ -14,6 +14,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
               _ memory: PhysicalMemoryMap) -> Never {
     let hw = Hardware()
     let frames = KernelFrames()
+    let bringUp = takeBringUpInputs(info)
     guard let first = info.module(at: 0) else {
         logError("no guest: the boot entry has no module2 line naming a guest image")
         powerOff(.failure)
@@ -101,7 +102,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     }
     if first.string.count > 0 { logInfo("guest command line: '\(bytes: first.string)'") }
 
-    bringUpProcessors(info, options, caps)
+    bringUpProcessors(bringUp, options, caps)
     let root: VMXRoot<KernelFrames>
     do {
         root = try VMXRoot(enabling: hw, allocator: frames)
