@@ -1,6 +1,7 @@
 // ACPI root tables for the passthrough platform: the guest is the machine's
-// own OS and sees the firmware's tables, but until every CPU is virtualized it
-// must see only the boot CPU. So it gets a copy of the root:
+// own OS and sees the firmware's tables, but only the CPUs that run its vCPUs:
+// a CPU the hypervisor did not bring into VMX (cpus=, a failed start) must
+// never run guest code outside VMX. So it gets a copy of the root:
 //
 //   RSDP (rev 2) -> XSDT -> every firmware table, same physical address,
 //                           except the MADT ("APIC") -> filtered copy
@@ -8,7 +9,7 @@
 //
 // The filtered MADT keeps every interrupt controller structure but the
 // processor structures (Processor Local APIC, Processor Local x2APIC) of
-// other CPUs. The local APIC NMI structures stay: they name ACPI processor
+// CPUs without a vCPU. The local APIC NMI structures stay: they name ACPI processor
 // UIDs (0xFF = all), and a UID with no processor is ignored.
 //
 // Firmware is not trusted to be well formed: every length is bounded before
@@ -22,6 +23,27 @@
 // (XSDT)", 5.2.12 "Multiple APIC Description Table (MADT)".
 
 import X86Arch
+
+/// The APIC IDs of the CPUs besides the boot CPU that the guest may see (they run its vCPUs).
+public struct APICIDSet {
+    public static let capacity = 64
+    var ids = InlineArray<64, UInt32>(repeating: 0)
+    public private(set) var count = 0
+    public init() {}
+    /// False when the set is full (the CPU then stays hidden).
+    @discardableResult
+    public mutating func insert(_ id: UInt32) -> Bool {
+        if contains(id) { return true }
+        guard count < Self.capacity else { return false }
+        ids[count] = id
+        count += 1
+        return true
+    }
+    public func contains(_ id: UInt32) -> Bool {
+        for i in 0..<count where ids[i] == id { return true }
+        return false
+    }
+}
 
 /// Reads physical memory (the kernel: the identity map below 4 GiB; tests: a
 /// fake). Returns nil, or fewer than `count` bytes, when the range is not readable.
@@ -188,7 +210,7 @@ public enum ACPIPassthrough {
     /// bits; otherwise RsdtAddress is 0 (an OS prefers the XSDT from
     /// revision 2 on). Bytes of `out` past the returned size are untouched.
     public static func build<M: PhysicalMemoryReader>(
-        root: ACPIRoot, memory: M, bootAPICID: UInt32,
+        root: ACPIRoot, memory: M, bootAPICID: UInt32, alsoKeep: APICIDSet = APICIDSet(),
         into out: UnsafeMutableRawBufferPointer, at outAddress: UInt64
     ) throws(ACPIPassthroughError) -> ACPIPassthroughResult {
         guard outAddress & 15 == 0 else { throw ACPIPassthroughError(.badOutputAddress, outAddress) }
@@ -242,7 +264,7 @@ public enum ACPIPassthrough {
             let address = load(source, headerLength + madtIndex * entrySize, entrySize)
             let table = try readTable(memory, address, minimum: madtFixedLength, maximum: maximumMADTLength)
             if sum(table) != 0 { warnings.insert(.madtChecksum) }
-            filtered = filter(table, bootAPICID: bootAPICID, into: nil)
+            filtered = filter(table, bootAPICID: bootAPICID, alsoKeep: alsoKeep, into: nil)
             guard filtered.bootFound else { throw ACPIPassthroughError(.bootCPUNotInMADT, UInt64(bootAPICID)) }
             if filtered.truncated { warnings.insert(.madtTruncated) }
             madt = table
@@ -265,7 +287,7 @@ public enum ACPIPassthrough {
         // the kept structures; length and checksum fixed.
         if let madt {
             copy(madt, 0, madtFixedLength, into: tablesOut, at: layout.madt)
-            let written = filter(madt, bootAPICID: bootAPICID,
+            let written = filter(madt, bootAPICID: bootAPICID, alsoKeep: alsoKeep,
                                  into: UnsafeMutableRawBufferPointer(rebasing: tablesOut[layout.madt...]))
             store(UInt64(written.length), 4, into: tablesOut, at: layout.madt + 4)
             ACPITables.seal(tablesOut, layout.madt)
@@ -380,7 +402,7 @@ public enum ACPIPassthrough {
     /// Length, body). With `out`, writes the kept ones after the fixed part;
     /// without, only measures. Stops at a structure with length < 2 or running
     /// past the table.
-    static func filter(_ madt: UnsafeRawBufferPointer, bootAPICID: UInt32,
+    static func filter(_ madt: UnsafeRawBufferPointer, bootAPICID: UInt32, alsoKeep: borrowing APICIDSet,
                        into out: UnsafeMutableRawBufferPointer?) -> MADTFilter {
         var result = MADTFilter(length: madtFixedLength, kept: 0, hidden: 0, bootFound: false, truncated: false)
         var p = madtFixedLength
@@ -395,8 +417,11 @@ public enum ACPIPassthrough {
                 // A structure too short to hold its ID names no CPU we can keep.
                 let idOffset = type == processorLocalAPIC ? 3 : 4
                 let idSize = type == processorLocalAPIC ? 1 : 4
-                keep = length >= idOffset + idSize && load(madt, p + idOffset, idSize) == UInt64(bootAPICID)
-                if keep { result.kept += 1; result.bootFound = true } else { result.hidden += 1 }
+                let id = length >= idOffset + idSize ? load(madt, p + idOffset, idSize) : nil
+                let boot = id == UInt64(bootAPICID)
+                if boot { keep = true } else if let id, id <= UInt64(UInt32.max) { keep = alsoKeep.contains(UInt32(id)) } else { keep = false }
+                if boot { result.bootFound = true }
+                if keep { result.kept += 1 } else { result.hidden += 1 }
             }
             if keep {
                 if let out { copy(madt, p, length, into: out, at: result.length) }

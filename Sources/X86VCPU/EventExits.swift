@@ -1,5 +1,5 @@
 // Exits about events and activity: NMIs and external interrupts the guest
-// owns, HLT, INIT and SIPI.
+// owns, and HLT (INIT and SIPI: MPInitialization.swift).
 
 import X86Arch
 import VMX
@@ -57,26 +57,6 @@ extension VCPU {
         } else {
             while hw.readTSC() < timerDeadline {}
         }
-        return .resume
-    }
-
-    mutating func handleINIT<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
-        // One vCPU: INIT leaves it waiting for a SIPI, as on hardware.
-        guard capabilities.misc.supportsActivityWaitForSIPI else {
-            return .stop(.unhandled(reason: .initSignal, qualification: 0, rip: try hw.read(VMCSFields.GuestNatural.rip)))
-        }
-        try hw.write(VMCSFields.Guest32.activityState, ActivityState.waitForSIPI.rawValue)
-        return .resume
-    }
-
-    mutating func handleSIPI<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
-        // SDM 28.2.1: the qualification holds the SIPI vector; start at vector:0000.
-        let vector = try qualification(hw) & 0xFF
-        try hw.write(VMCSFields.Guest16.csSelector, UInt16(vector << 8))
-        try hw.write(VMCSFields.GuestNatural.csBase, vector << 12)
-        try hw.write(VMCSFields.GuestNatural.rip, 0)
-        try hw.write(VMCSFields.Guest32.activityState, ActivityState.active.rawValue)
-        fastPath.invalidateCPUID()  // a restarted guest sets its state up again
         return .resume
     }
 }

@@ -29,6 +29,15 @@ public struct ExitStatistics: Sendable {
         fast[i] &+= count
     }
 
+    /// Another vCPU's exits added to these (the report of a guest with several CPUs).
+    public mutating func add(_ other: borrowing ExitStatistics) {
+        for i in 0..<Self.tracked {
+            counts[i] &+= other.counts[i]
+            cycles[i] &+= other.cycles[i]
+            fast[i] &+= other.fast[i]
+        }
+    }
+
     public func count(of reason: ExitReason) -> UInt64 { counts[Self.slot(reason)] }
     public func fastCount(of reason: ExitReason) -> UInt64 { fast[Self.slot(reason)] }
     public func cycles(of reason: ExitReason) -> UInt64 { cycles[Self.slot(reason)] }

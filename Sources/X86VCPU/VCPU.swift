@@ -13,6 +13,9 @@ public enum GuestStartMode: Sendable {
     case protected32
     /// 64-bit mode with the guest's page tables at `cr3`.
     case long64
+    /// The state after INIT, waiting for a start-up IPI (an application
+    /// processor's vCPU until the guest starts it); `rip` is ignored.
+    case waitForSIPI
 }
 
 /// Where and how the guest begins.
@@ -54,6 +57,8 @@ public enum VCPUExit: Sendable {
     case unhandled(reason: ExitReason, qualification: UInt64, rip: UInt64)
     /// String I/O or a hypercall touched a guest address that does not translate.
     case badGuestAddress(linear: UInt64, rip: UInt64)
+    /// Another CPU stopped the guest (`GuestPlatform.stopRequested`).
+    case stopRequested
 }
 
 /// The devices behind the guest's I/O ports and console: the kernel's side.
@@ -106,6 +111,10 @@ public protocol GuestPlatform {
     mutating func apicWrite(offset: Int, value: UInt32)
     /// EOI-induced exit: the CPU retired `vector`, a level-triggered one.
     mutating func apicEOI(vector: UInt8)
+
+    /// Another CPU stopped the guest: this vCPU's run ends before its next
+    /// entry, or at the INIT or SIPI the stopping CPU sends. Default: never.
+    var stopRequested: Bool { get }
 }
 
 /// A platform device's answer to RDMSR or WRMSR.
@@ -130,6 +139,7 @@ extension GuestPlatform {
     public mutating func acknowledgeInterrupt() -> UInt8? { nil }
     public var nextDeadline: UInt64? { nil }
     public mutating func advance(toTSC tsc: UInt64) {}
+    public var stopRequested: Bool { false }
 }
 
 /// What the vCPU was built with, and which optional controls it got.
@@ -364,6 +374,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         if capabilities.eptVPID?.inveptSingleContext == true { try hw.invept(eptPointer) }
         try writeHostState(hw)
         try writeGuestState(hw, start)
+        if start.mode == .waitForSIPI { try enterWaitForSIPI(hw, afterINIT: false) }
     }
 
     /// What the vCPU relies on is required; the rest is taken when offered.
@@ -528,7 +539,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         var limit: UInt32 = 0xFFFF
         var codeBase: UInt64 = UInt64(codeSelector) << 4
         switch start.mode {
-        case .real:
+        case .real, .waitForSIPI:
             break
         case .protected32:
             cr0 |= CR0Bits.pe.rawValue

@@ -24,6 +24,8 @@ extension VCPU {
             statistics.recordFast(.cpuid, count: fast.cpuid)
         }
         while true {
+            // Another CPU stopped the guest (its INIT may have found this one in root mode).
+            if platform.stopRequested { return .stopRequested }
             do {
                 // An NMI the host took in root mode belongs to the guest, as
                 // one that arrives while it runs (handleExceptionOrNMI).
@@ -70,8 +72,8 @@ extension VCPU {
         case .exceptionOrNMI: return try handleExceptionOrNMI(hw)
         case .externalInterrupt: return try handleExternalInterrupt(hw, &platform)
         case .tripleFault: return .stop(.tripleFault(rip: try hw.read(VMCSFields.GuestNatural.rip)))
-        case .initSignal: return try handleINIT(hw)
-        case .startupIPI: return try handleSIPI(hw)
+        case .initSignal: return try handleINIT(hw, &platform)
+        case .startupIPI: return try handleSIPI(hw, &platform)
         case .interruptWindow, .nmiWindow, .preemptionTimerExpired: return .resume
         case .cpuid: return try handleCPUID(hw)
         case .hlt: return try handleHLT(hw, &platform)

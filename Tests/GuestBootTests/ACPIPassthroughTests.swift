@@ -141,11 +141,11 @@ struct Machine {
 
     func address(_ signature: String) -> UInt64 { tables.first { $0.0 == signature }!.1 }
 
-    func build(bootAPICID: UInt32 = 0, outCount: Int? = nil, outAddress: UInt64? = nil)
+    func build(bootAPICID: UInt32 = 0, alsoKeep: APICIDSet = APICIDSet(), outCount: Int? = nil, outAddress: UInt64? = nil)
         throws(ACPIPassthroughError) -> ACPIPassthroughResult {
         let (buffer, address) = memory.output
         let out = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(outCount ?? buffer.count)])
-        return try ACPIPassthrough.build(root: root, memory: memory, bootAPICID: bootAPICID,
+        return try ACPIPassthrough.build(root: root, memory: memory, bootAPICID: bootAPICID, alsoKeep: alsoKeep,
                                          into: out, at: outAddress ?? address)
     }
 
@@ -285,6 +285,30 @@ func expectError(_ kind: ACPIPassthroughError.Kind, _ detail: UInt64? = nil,
         #expect(copy == expected)
         // The firmware's MADT is untouched.
         #expect(try view.madtEntries(machine.address("APIC")) == Firmware.fourCPUs())
+    }
+
+    @Test func theCPUsWithAVCPUAreKeptAndTheOthersHidden() throws {
+        let machine = Machine(madt: Firmware.madt(Firmware.fourCPUs()))
+        var virtualized = APICIDSet()
+        virtualized.insert(2)
+        virtualized.insert(6)
+        let result = try machine.build(bootAPICID: 0, alsoKeep: virtualized)
+        #expect(result.processorsKept == 3 && result.processorsHidden == 1)
+        let view = machine.view()
+        let copy = try view.madtEntries(try #require(try view.walk(result.rsdpAddress).madt))
+        #expect(processorIDs(copy) == [0, 2, 6])
+    }
+
+    @Test func anAPICIDSetHoldsAtMostItsCapacity() {
+        var set = APICIDSet()
+        for id in 0..<UInt32(APICIDSet.capacity) {
+            let added = set.insert(id * 2)
+            #expect(added)
+        }
+        let again = set.insert(4)   // already there
+        let full = set.insert(1)
+        #expect(again && !full)
+        #expect(set.count == APICIDSet.capacity && set.contains(126) && !set.contains(1))
     }
 
     @Test func x2APICStructures() throws {

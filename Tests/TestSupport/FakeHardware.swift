@@ -354,6 +354,7 @@ package struct FakePlatform: GuestPlatform {
     package var outs: [PortAccess] = []
     package var console: [UInt8] = []
     package var inValues: [UInt16: [UInt32]] = [:]
+    package var stopRequested = false
 
     package mutating func portIn(_ port: UInt16, width: OperandWidth) -> UInt32 {
         var value = UInt32(truncatingIfNeeded: width.mask)
@@ -408,6 +409,7 @@ extension VCPUExit: Equatable {
         case let (.instructionFailure(x), .instructionFailure(y)): return x == y
         case let (.unhandled(r1, q1, i1), .unhandled(r2, q2, i2)): return r1 == r2 && q1 == q2 && i1 == i2
         case let (.badGuestAddress(l1, r1), .badGuestAddress(l2, r2)): return l1 == l2 && r1 == r2
+        case (.stopRequested, .stopRequested): return true
         default: return false
         }
     }

@@ -303,6 +303,7 @@ extension FuzzCase {
         case .instructionFailure: return "instructionFailure"
         case .unhandled: return "unhandled"
         case .badGuestAddress: return "badGuestAddress"
+        case .stopRequested: return "stopRequested"
         }
     }
 

@@ -1,0 +1,107 @@
+// INIT and SIPI for a vCPU of a multiprocessor guest. In VMX non-root
+// operation an INIT signal is a VM exit and changes nothing (SDM 26.2 "Other
+// Causes of VM Exits"), so the vCPU writes the state INIT would leave; a
+// vCPU in the wait-for-SIPI activity state exits on a start-up IPI with the
+// vector in the qualification (SDM 28.2.1 "Basic VM-Exit Information"), and
+// starts in real mode at vector * 1000H (SDM Vol. 3A 9.4.4 "MP Initialization Example").
+
+import X86Arch
+import VMX
+
+extension VCPU {
+    /// The architectural state after INIT, and the wait-for-SIPI activity
+    /// state: SDM Vol. 3A 10.1.1 "Processor State After Reset" (Table 10-1).
+    /// `afterINIT`: the guest's INIT keeps CR0.CD/NW and IA32_PAT, as the
+    /// table's INIT column says; otherwise the power-up values.
+    public mutating func enterWaitForSIPI<H: VMXHardware>(_ hw: H, afterINIT: Bool) throws(VMXError) {
+        let cacheBits = CR0Bits.cd.rawValue | CR0Bits.nw.rawValue
+        let cr0 = (afterINIT ? try hw.read(VMCSFields.GuestNatural.cr0) & cacheBits : cacheBits) | CR0Bits.et.rawValue
+        try hw.write(VMCSFields.GuestNatural.cr0, cr0View.realValue(forGuestValue: cr0))
+        try hw.write(VMCSFields.ControlNatural.cr0ReadShadow, cr0View.readShadow(forGuestValue: cr0))
+        try hw.write(VMCSFields.GuestNatural.cr4, cr4View.realValue(forGuestValue: 0))
+        try hw.write(VMCSFields.ControlNatural.cr4ReadShadow, cr4View.readShadow(forGuestValue: 0))
+        try hw.write(VMCSFields.GuestNatural.cr3, 0)
+        hw.writeCR2(0)
+        // EFER.LMA is 0 now, so the entry must not be to IA-32e mode.
+        var entry = VMEntryControls(rawValue: UInt32(truncatingIfNeeded: try hw.read(VMCSFields.Control32.entryControls)))
+        entry.remove(.ia32eModeGuest)
+        try hw.write(VMCSFields.Control32.entryControls, entry.rawValue)
+        try hw.write(VMCSFields.Guest64.ia32EFER, 0)
+        if !afterINIT { try hw.write(VMCSFields.Guest64.ia32PAT, PAT.powerOn.rawValue) }
+        try hw.write(VMCSFields.Guest64.ia32DebugCtl, 0)
+        try hw.write(VMCSFields.GuestNatural.dr7, DR7.initial)
+        try hw.write(VMCSFields.GuestNatural.rflags, RFLAGS.fixedOne.rawValue)
+        try hw.write(VMCSFields.GuestNatural.rip, 0xFFF0)
+        try hw.write(VMCSFields.GuestNatural.rsp, 0)
+
+        // CS F000H based at FFFF0000H; the other segments 0; limits FFFFH.
+        try hw.write(VMCSFields.Guest16.csSelector, 0xF000)
+        try hw.write(VMCSFields.GuestNatural.csBase, 0xFFFF_0000)
+        try hw.write(VMCSFields.Guest32.csLimit, 0xFFFF)
+        try hw.write(VMCSFields.Guest32.csAccessRights, SegmentAccessRights.code16.rawValue)
+        let data: [5 of (VMCSField16, VMCSFieldNatural, VMCSField32, VMCSField32)] = [
+            (VMCSFields.Guest16.ssSelector, VMCSFields.GuestNatural.ssBase, VMCSFields.Guest32.ssLimit, VMCSFields.Guest32.ssAccessRights),
+            (VMCSFields.Guest16.dsSelector, VMCSFields.GuestNatural.dsBase, VMCSFields.Guest32.dsLimit, VMCSFields.Guest32.dsAccessRights),
+            (VMCSFields.Guest16.esSelector, VMCSFields.GuestNatural.esBase, VMCSFields.Guest32.esLimit, VMCSFields.Guest32.esAccessRights),
+            (VMCSFields.Guest16.fsSelector, VMCSFields.GuestNatural.fsBase, VMCSFields.Guest32.fsLimit, VMCSFields.Guest32.fsAccessRights),
+            (VMCSFields.Guest16.gsSelector, VMCSFields.GuestNatural.gsBase, VMCSFields.Guest32.gsLimit, VMCSFields.Guest32.gsAccessRights),
+        ]
+        for i in 0..<data.count {
+            try hw.write(data[i].0, 0)
+            try hw.write(data[i].1, 0)
+            try hw.write(data[i].2, 0xFFFF)
+            try hw.write(data[i].3, SegmentAccessRights.data16.rawValue)
+        }
+        // LDTR: present LDT; TR: busy 16-bit TSS (a VM entry outside IA-32e mode accepts it).
+        try hw.write(VMCSFields.Guest16.ldtrSelector, 0)
+        try hw.write(VMCSFields.GuestNatural.ldtrBase, 0)
+        try hw.write(VMCSFields.Guest32.ldtrLimit, 0xFFFF)
+        try hw.write(VMCSFields.Guest32.ldtrAccessRights, SegmentAccessRights(type: SegmentType.ldt, codeOrData: false).rawValue)
+        try hw.write(VMCSFields.Guest16.trSelector, 0)
+        try hw.write(VMCSFields.GuestNatural.trBase, 0)
+        try hw.write(VMCSFields.Guest32.trLimit, 0xFFFF)
+        try hw.write(VMCSFields.Guest32.trAccessRights, SegmentAccessRights(type: SegmentType.busyTSS16, codeOrData: false).rawValue)
+        try hw.write(VMCSFields.GuestNatural.gdtrBase, 0)
+        try hw.write(VMCSFields.Guest32.gdtrLimit, 0xFFFF)
+        try hw.write(VMCSFields.GuestNatural.idtrBase, 0)
+        try hw.write(VMCSFields.Guest32.idtrLimit, 0xFFFF)
+
+        // EDX holds the processor signature (CPUID.1:EAX); the other GPRs 0.
+        registers = GeneralRegisters()
+        registers.rdx = UInt64(hw.cpuid(leaf: CPUIDLeaf.features, subleaf: 0).eax)
+        // Nothing pending survives: no injection, no queued or interrupted event.
+        try hw.write(VMCSFields.Control32.entryInterruptionInformation, 0)
+        try hw.write(VMCSFields.Guest32.interruptibilityState, 0)
+        try hw.write(VMCSFields.GuestNatural.pendingDebugExceptions, 0)
+        events = EventQueue()
+        reinjection = nil
+        faultAddress = nil
+        timerPeriod = 0
+        mayBeHalted = false
+        fastPath.invalidateCPUID()   // CR4.OSXSAVE and PKE are 0 again
+        try hw.write(VMCSFields.Guest32.activityState, ActivityState.waitForSIPI.rawValue)
+    }
+
+    /// INIT: back to wait-for-SIPI in the INIT state. Before that, a stop the
+    /// platform asked for (the hypervisor's own INIT to this CPU) ends the run.
+    mutating func handleINIT<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
+        if platform.stopRequested { return .stop(.stopRequested) }
+        guard capabilities.misc.supportsActivityWaitForSIPI else {
+            return .stop(.unhandled(reason: .initSignal, qualification: 0, rip: try hw.read(VMCSFields.GuestNatural.rip)))
+        }
+        try enterWaitForSIPI(hw, afterINIT: true)
+        return .resume
+    }
+
+    /// SIPI (only in wait-for-SIPI): real mode at vector:0000, the rest as INIT left it.
+    mutating func handleSIPI<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
+        if platform.stopRequested { return .stop(.stopRequested) }
+        let vector = try qualification(hw) & 0xFF
+        try hw.write(VMCSFields.Guest16.csSelector, UInt16(vector << 8))
+        try hw.write(VMCSFields.GuestNatural.csBase, vector << 12)
+        try hw.write(VMCSFields.GuestNatural.rip, 0)
+        try hw.write(VMCSFields.Guest32.activityState, ActivityState.active.rawValue)
+        fastPath.invalidateCPUID()  // a restarted guest sets its state up again
+        return .resume
+    }
+}
