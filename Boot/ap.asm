@@ -10,6 +10,7 @@
 ; Offsets shared with Swift (Sources/HostBoot/PerCPUTables.swift; a unit
 ; test reads these equ lines):
 AP_TABLES_GDTR   equ 0x30
+AP_TABLES_PERCPU equ 0xF8
 AP_TSS_SELECTOR  equ 0x18
 AP_DATA          equ 0xF00
 AP_DATA_STARTED  equ 0x00
@@ -26,6 +27,7 @@ KERNEL_DS        equ 0x10
 
 global ap_trampoline_address, ap_trampoline_size, ap_kernel_entry_address
 global mem_load32, mem_store32, cpu_pause, console_lock_try, console_unlock
+global atomic_cas32, frames_lock, frames_unlock
 extern apMain, boot_idtr
 
 section .text
@@ -124,6 +126,12 @@ ap_kernel_entry:
     mov gs, ax
     mov ax, AP_TSS_SELECTOR
     ltr ax
+    ; GS base: this CPU's data (the NMI stub's flag), before any NMI can come.
+    lea rax, [rdi + AP_TABLES_PERCPU]
+    mov rdx, rax
+    shr rdx, 32
+    mov ecx, 0xC0000101                 ; IA32_GS_BASE
+    wrmsr
     lidt [rel boot_idtr]
     cld
     call apMain
@@ -166,6 +174,28 @@ console_unlock:
     mov dword [rel console_lock], 0
     ret
 
+; uint32 atomic_cas32(uint32 *p, uint32 expected, uint32 new): the old value
+; (== expected when the swap happened).
+atomic_cas32:
+    mov eax, esi
+    lock cmpxchg [rdi], edx
+    ret
+
+; The frame allocator's lock: CPUs allocate while others run their guests.
+frames_lock:
+    mov eax, 1
+    xchg eax, [rel frames_lock_word]
+    test eax, eax
+    jz .taken
+    pause
+    jmp frames_lock
+.taken:
+    ret
+frames_unlock:
+    mov dword [rel frames_lock_word], 0
+    ret
+
 section .data
 align 4
 console_lock: dd 0
+frames_lock_word: dd 0

@@ -55,11 +55,11 @@ FUNC cpu_read_cr0
 FUNC cpu_read_cr2
     mov rax, cr2
     ret
-; bool cpu_take_host_nmi(void): the NMI flag, cleared in the same instruction.
-extern host_nmi_pending
+; bool cpu_take_host_nmi(void): this CPU's NMI flag (byte 0 of its GS data),
+; cleared in the same instruction.
 FUNC cpu_take_host_nmi
     xor eax, eax
-    xchg al, [rel host_nmi_pending]
+    xchg al, [gs:0]
     ret
 FUNC cpu_write_cr2
     mov cr2, rdi

@@ -153,6 +153,12 @@ long_mode_entry:
     xor ax, ax
     mov fs, ax
     mov gs, ax
+    ; GS base: the boot CPU's own data (the NMI flag); each AP points it at its own.
+    lea rax, [rel host_nmi_pending]
+    mov rdx, rax
+    shr rdx, 32
+    mov ecx, 0xC0000101                 ; IA32_GS_BASE
+    wrmsr
     mov rsp, boot_stack_top
     mov ax, KERNEL_TSS
     ltr ax
@@ -210,7 +216,7 @@ isr_%1:
 %if %1 = 2
     ; An NMI in root mode is noted for the guest and returned from at once
     ; (IRETQ unblocks NMIs); the vCPU's run loop hands it to the guest.
-    mov byte [rel host_nmi_pending], 1
+    mov byte [gs:0], 1                  ; this CPU's flag (GS base: its own data)
     iretq
 %elif (%1 = 8) || (%1 = 10) || (%1 = 11) || (%1 = 12) || (%1 = 13) || (%1 = 14) || (%1 = 17) || (%1 = 21) || (%1 = 29) || (%1 = 30)
 %else

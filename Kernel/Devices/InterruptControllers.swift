@@ -140,6 +140,8 @@ extension KernelPlatform {
         return hasControllers && apic.mode != .disabled && LocalAPIC.virtualPageHasPendingInterrupt(UnsafeRawPointer(page))
     }
     var nextDeadline: UInt64? { cachedDeadline }
+    /// Another CPU stopped the guest (GuestCPUs.swift).
+    var stopRequested: Bool { guestStopRequested() }
 
     mutating func acknowledgeInterrupt() -> UInt8? {
         syncAPIC()

@@ -17,15 +17,25 @@ nonisolated(unsafe) var frameBitmapStorage: Range<UInt64> = 0..<0
 
 /// The kernel's conformance to the frame interface: an empty handle over
 /// `frameBitmap`, so every generic user specializes to direct calls.
+/// Boot/ap.asm's spinlock around the bitmap: every CPU creates its vCPU's frames.
+@_extern(c, "frames_lock") func frames_lock()
+@_extern(c, "frames_unlock") func frames_unlock()
+
 struct KernelFrames: FrameAllocator {
     func allocateFrame() -> UInt64? {
-        guard let address = frameBitmap?.allocate() else { return nil }
+        frames_lock()
+        let taken = frameBitmap?.allocate()
+        frames_unlock()
+        guard let address = taken else { return nil }
         pointer(to: address).initializeMemory(as: UInt8.self, repeating: 0, count: Int(frameSize))
         return address
     }
 
     func allocateContiguous(count: Int, alignment: UInt64) -> UInt64? {
-        guard let address = frameBitmap?.allocateContiguous(count: count, alignment: alignment) else { return nil }
+        frames_lock()
+        let taken = frameBitmap?.allocateContiguous(count: count, alignment: alignment)
+        frames_unlock()
+        guard let address = taken else { return nil }
         pointer(to: address).initializeMemory(as: UInt8.self, repeating: 0, count: count * Int(frameSize))
         return address
     }
@@ -39,6 +49,8 @@ struct KernelFrames: FrameAllocator {
         if let bitmap = frameBitmap, address >= bitmap.base, address < bitmap.end {
             pointer(to: address).initializeMemory(as: UInt8.self, repeating: 0, count: count * Int(frameSize))
         }
+        frames_lock()
+        defer { frames_unlock() }
         do {
             try frameBitmap?.free(address, count: count)
         } catch {

@@ -1,8 +1,9 @@
 // What an application processor runs once Boot/ap.asm has it in long mode on
 // its own GDT, TSS and stack: its VMX capabilities against the boot CPU's,
-// VMXON on the region the boot CPU reserved, the check-in, then it parks in
-// VMX root mode (INIT is blocked there: SDM Vol. 3C 24.8 "Restrictions on
-// VMX Operation"). It prints nothing: the boot CPU reports for it.
+// VMXON on the region the boot CPU reserved, the check-in, then its vCPU of
+// the passthrough guest (GuestCPUs.swift), or for an isolated guest it parks
+// in VMX root mode (INIT is blocked there: SDM Vol. 3C 24.8 "Restrictions on
+// VMX Operation"). Until its guest stops, the boot CPU reports for it.
 import X86Arch
 import VMX
 import X86VCPU
@@ -69,6 +70,8 @@ func apMain(_ tables: UInt64, _ entryTSC: UInt64) {
         let root = try VMXRoot(enabling: hw, allocator: ReservedFrame(address: record.block.pointee.vmxonRegion))
         record.block.pointee.vmxRootTSC = cpu_rdtsc()
         record.checkIn(.vmxRoot)
+        // The passthrough guest gets this CPU too; an isolated guest has one vCPU.
+        if let guest = sharedGuest { runAPVCPU(root, guest, record) }
         parkInVMXRoot(root)
     } catch {
         record.error.pointee = error

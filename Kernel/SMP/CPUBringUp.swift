@@ -44,13 +44,11 @@ struct KernelAPStartPort: APStartPort {
     mutating func hasCheckedIn() -> Bool { mem_load32(record.statePointer) != APControlBlock.State.starting.rawValue }
 }
 
-/// Frames per AP: 8 KiB IST stack then 16 KiB stack (one run), the tables frame, the VMXON region.
-let apStackFrames = 6
+/// Frames per AP: 8 KiB IST stack then 56 KiB stack (one run; its vCPU and
+/// run loop live there), the tables frame, the VMXON region.
+let apStackFrames = 16
 let apISTFrames = 2
 
-/// Brings every other CPU the MADT lists (at most `cpus=` in all) into VMX
-/// root mode and parks it there. Returns how many CPUs are in VMX root mode
-/// or about to be (the boot CPU's VMXON follows).
 /// What bring-up needs from the boot information, taken before the guest is
 /// loaded: a passthrough guest's image may land on the boot information.
 struct BringUpInputs {
@@ -77,13 +75,26 @@ func takeBringUpInputs(_ info: Multiboot2Info) -> BringUpInputs {
     return inputs
 }
 
+/// Which CPUs bring-up left in VMX root mode.
+struct BringUpResult {
+    /// CPUs in VMX root mode or about to be (the boot CPU's VMXON follows).
+    var up = 1
+    /// The APs whose vCPU waits for the guest's SIPI (passthrough, `sharedGuest` set).
+    var virtualized = APICIDSet()
+}
+
+/// Brings every other CPU the MADT lists (at most `cpus=` in all) into VMX
+/// root mode: with `sharedGuest` set each builds its vCPU of the guest,
+/// otherwise it parks there.
 @discardableResult
-func bringUpProcessors(_ inputs: BringUpInputs, _ options: KernelCommandLine, _ caps: VMXCapabilities) -> Int {
+func bringUpProcessors(_ inputs: BringUpInputs, _ options: KernelCommandLine, _ caps: VMXCapabilities) -> BringUpResult {
     let hw = Hardware()
     let bootID = bootAPICID(hw)
+    bootCPUAPICID = bootID
+    let one = BringUpResult()
     guard inputs.rsdpLength > 0 else {
         logWarn("cpus: no ACPI RSDP from the boot loader: the other CPUs (if any) stay halted; the boot CPU only")
-        return 1
+        return one
     }
     let list: MADTProcessorList
     do {
@@ -93,7 +104,7 @@ func bringUpProcessors(_ inputs: BringUpInputs, _ options: KernelCommandLine, _ 
         }
     } catch {
         logWarn("cpus: \(error.message) (detail \(hex: error.detail)): the other CPUs (if any) stay halted; the boot CPU only")
-        return 1
+        return one
     }
     let total = 1 + list.count + list.omitted
     if list.omitted > 0 {
@@ -107,7 +118,7 @@ func bringUpProcessors(_ inputs: BringUpInputs, _ options: KernelCommandLine, _ 
         } else {
             logInfo("cpus: 1 of 1 in VMX root mode: the boot CPU (APIC ID \(bootID)), the only one the MADT lists")
         }
-        return 1
+        return one
     }
 
     // This CPU's local APIC: SDM 11.4.4 "Local APIC Status and Location" (IA32_APIC_BASE).
@@ -116,7 +127,7 @@ func bringUpProcessors(_ inputs: BringUpInputs, _ options: KernelCommandLine, _ 
     let mmio = apicBase & 0xF_FFFF_F000
     guard apicBase & (1 << 11) != 0, x2APIC || mmio < identityMappedEnd else {
         logWarn("cpus: the local APIC is disabled or above the 4 GiB map (IA32_APIC_BASE \(hex: apicBase)): the boot CPU only")
-        return 1
+        return one
     }
     let xAPIC = XAPICMMIO(base: mmio)
     // Software-enabled (SVR bit 8) while sending; the old value comes back
@@ -130,7 +141,7 @@ func bringUpProcessors(_ inputs: BringUpInputs, _ options: KernelCommandLine, _ 
     guard let page = inputs.trampolinePage, let saved = frames.allocateFrame() else {
         logWarn("cpus: no usable page below 640 KiB for the start-up trampoline (or no frame to save it): the boot CPU only")
         restoreSVR(svr, x2APIC, xAPIC)
-        return 1
+        return one
     }
     // What the guest loader put there survives: saved now, restored below.
     let pagePointer = frames.pointer(to: page)
@@ -141,6 +152,7 @@ func bringUpProcessors(_ inputs: BringUpInputs, _ options: KernelCommandLine, _ 
     }
 
     let rate = TSCRate.measure()
+    smpTSCRate = rate
     bootCPUCapabilities = caps
     // Self-tests of the failure reports: capabilities that differ, a CPU that never starts.
     if options.isTest("ap-mismatch"), var altered = bootCPUCapabilities {
@@ -154,7 +166,7 @@ func bringUpProcessors(_ inputs: BringUpInputs, _ options: KernelCommandLine, _ 
     let through: StaticString = x2APIC ? "the x2APIC (MSR 830H)" : "the xAPIC"
     logInfo("cpus: the MADT lists \(total) CPUs; starting \(wanted) through \(through) at \(hex: mmio), trampoline page \(hex: page), TSC \(rate.ticksPerMillisecond) ticks/ms (\(rate.sourceName))")
 
-    var up = 1
+    var result = BringUpResult()
     for i in 0..<(wanted + phantom) {
         let cpu = i < wanted ? list[i] : MADTProcessor(apicID: 0x7F, uid: 0x7F, enabled: true, x2APIC: false)
         let index = i + 1
@@ -170,8 +182,11 @@ func bringUpProcessors(_ inputs: BringUpInputs, _ options: KernelCommandLine, _ 
         do {
             let report = try APStartup.start(apicID: cpu.apicID, vector: UInt8(page >> 12), port: &port)
             let block = record.block.pointee
-            if block.state == APControlBlock.State.vmxRoot.rawValue {
-                up += 1
+            if block.state == APControlBlock.State.vmxRoot.rawValue || block.state == APControlBlock.State.guestReady.rawValue {
+                result.up += 1
+                if let guest = sharedGuest, !guest.register(record) {
+                    logWarn("cpu \(index) (APIC ID \(cpu.apicID)): more CPUs than the shared table holds; hidden from the guest")
+                }
                 let second: StaticString = report.startupIPIs == 2 ? ", after a second STARTUP IPI" : ""
                 logInfo("cpu \(index) (APIC ID \(cpu.apicID)): VMX root mode, \(block.vmxRootTSC &- block.entryTSC) TSC ticks from its first trampoline instruction\(second)")
             } else {
@@ -187,13 +202,15 @@ func bringUpProcessors(_ inputs: BringUpInputs, _ options: KernelCommandLine, _ 
     pagePointer.copyMemory(from: UnsafeRawPointer(frames.pointer(to: saved)), byteCount: Int(frameSize))
     frames.freeFrame(saved)
     restoreSVR(svr, x2APIC, xAPIC)
+    if let guest = sharedGuest { result.virtualized = waitForVCPUs(guest, rate) }
+    let up = result.up
     let left = total - 1 - wanted
     if left > 0 {
         logInfo("cpus: \(up) of \(total) in VMX root mode (the boot CPU enters next); cpus=\(limit) leaves \(left) halted")
     } else {
         logInfo("cpus: \(up) of \(total) in VMX root mode (the boot CPU enters next)")
     }
-    return up
+    return result
 }
 
 func restoreSVR(_ svr: UInt32, _ x2APIC: Bool, _ xAPIC: XAPICMMIO) {
@@ -242,5 +259,33 @@ func reportAPFailure(_ index: Int, _ apicID: UInt32, _ record: APRecord) {
     case .vmxon, .none:
         let what: StaticString = record.error.pointee?.summary ?? "no capabilities from the boot CPU"
         logWarn("cpu \(index) (APIC ID \(apicID)): \(failure.message): \(what); halted outside VMX; the hypervisor goes on without it")
+    case .vcpu:
+        let what: StaticString = record.error.pointee?.summary ?? "unknown"
+        logWarn("cpu \(index) (APIC ID \(apicID)): \(failure.message): \(what); halted in VMX root mode and hidden from the guest")
     }
+}
+
+/// Waits (at most 2 s) until each AP's vCPU waits for the guest's SIPI or
+/// failed; returns the APIC IDs of the ready ones, which the guest may see.
+func waitForVCPUs(_ guest: SharedGuest, _ rate: TSCRate) -> APICIDSet {
+    var ready = APICIDSet()
+    for i in 0..<guest.apCount {
+        let record = guest.apRecord(i)
+        var waited: UInt32 = 0
+        while mem_load32(record.statePointer) == APControlBlock.State.vmxRoot.rawValue && waited < 2000 {
+            rate.wait(microseconds: 1000)
+            waited += 1
+        }
+        let block = record.block.pointee
+        switch mem_load32(record.statePointer) {
+        case APControlBlock.State.guestReady.rawValue:
+            ready.insert(block.apicID)
+            logInfo("cpu \(block.index) (APIC ID \(block.apicID)): its vCPU waits for the guest's start-up IPI")
+        case APControlBlock.State.failed.rawValue:
+            reportAPFailure(Int(block.index), block.apicID, record)
+        default:
+            logWarn("cpu \(block.index) (APIC ID \(block.apicID)): its vCPU was not ready within 2 s; hidden from the guest")
+        }
+    }
+    return ready
 }

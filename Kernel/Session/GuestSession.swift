@@ -58,7 +58,12 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         }
         logInfo("passthrough: the hypervisor keeps \(layout.footprint >> 10) KiB: image \(hex: layout.image.lowerBound)..\(hex: layout.image.upperBound), pool \(hex: layout.pool.lowerBound)..\(hex: layout.pool.upperBound); guest-physical = host-physical elsewhere")
         ept = newEPT(hw, frames, features)
-        let machine = planMachine(info, layout, hw, mapInto: &ept)
+        let memoryMap = planMachine(info, layout, hw, mapInto: &ept)
+        // Every other CPU gets a vCPU on this EPT before the guest is loaded:
+        // the guest's MADT then lists exactly the CPUs that run in VMX.
+        shareGuest(eptPointer: ept.eptPointer(enableAccessedDirty: false), ram: layout.ram(end: identityMappedEnd))
+        let cpus = bringUpProcessors(bringUp, options, caps)
+        let machine = MachineDescription(memoryMap: memoryMap, acpiRSDP: guestACPI(info, layout, hw, cpus.virtualized))
         do {
             loaded = try GuestLoader.load(kernel: kernel, modules: modules, ram: layout.ram(end: layout.staging.lowerBound),
                                           machine: machine)
@@ -102,7 +107,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     }
     if first.string.count > 0 { logInfo("guest command line: '\(bytes: first.string)'") }
 
-    bringUpProcessors(bringUp, options, caps)
+    if platformKind == .isolated { bringUpProcessors(bringUp, options, caps) }   // the APs park in VMX root mode
     let root: VMXRoot<KernelFrames>
     do {
         root = try VMXRoot(enabling: hw, allocator: frames)
@@ -138,14 +143,18 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     }
     let exit = vcpu.run(hw, &platform)
     platform.flush()
+    // With vCPUs on other CPUs the first to stop reports; the others halt.
+    if !claimStop(0, exit) { leaveBootStatistics(vcpu.statistics) }
+    let several = (sharedGuest?.apCount ?? 0) > 0
+    if several { logInfo("cpu 0 (APIC ID \(bootCPUAPICID)) stopped the guest") }
     if platformKind == .passthrough, case .tripleFault = exit {
         _ = reportGuestExit(exit, hw, root.capabilities)
-        reportStatistics(vcpu.statistics)
+        if !several { reportStatistics(vcpu.statistics) }
         logInfo("passthrough: the guest reset the machine (triple fault): resetting it")
         resetMachine()
     }
     let status = reportGuestExit(exit, hw, root.capabilities)
-    reportStatistics(vcpu.statistics)
+    reportAllStatistics(stopOtherCPUs(0), own: vcpu.statistics, me: 0)
     // Teardown in order. A noncopyable local ends at its last use, so these
     // uses are what keep the VMCS and EPT alive through the reports: the VMCS
     // is cleared (no longer current) before its frame is freed, the EPT goes

@@ -143,12 +143,11 @@ struct AliasReader: PhysicalMemoryReader {
     }
 }
 
-/// The machine as the passthrough guest gets it: the firmware's memory map
-/// with the hypervisor's ranges reserved, the EPT plan (MTRR-typed identity
-/// chunks without the hypervisor's ranges) and the ACPI root tables with the
-/// MADT cut down to this CPU.
+/// The machine's memory as the passthrough guest gets it: the firmware's
+/// memory map with the hypervisor's ranges reserved (returned), and the EPT
+/// plan (MTRR-typed identity chunks without the hypervisor's ranges) mapped.
 func planMachine(_ info: Multiboot2Info, _ layout: PassthroughMemory, _ hw: Hardware,
-                 mapInto ept: inout ExtendedPageTable<KernelFrames>) -> MachineDescription {
+                 mapInto ept: inout ExtendedPageTable<KernelFrames>) -> E820Map {
     var firmware = E820Map()
     var overflow = false
     guard let regions = info.memoryMap else {
@@ -180,14 +179,15 @@ func planMachine(_ info: Multiboot2Info, _ layout: PassthroughMemory, _ hw: Hard
         logDebug("  guest e820 \(hex: map[index].base, width: 9)..\(hex: map[index].end, width: 9) type \(map[index].type)")
     }
     mapMachine(plan, &ept)
-    return MachineDescription(memoryMap: map, acpiRSDP: guestACPI(info, layout, hw))
+    return map
 }
 
 /// Writes the guest's ACPI root tables into `layout.acpiCopy` and returns
-/// their RSDP; 0 (the guest then finds the firmware's own) when there is no
-/// RSDP or the firmware's tables cannot be copied, with a warning: the guest
-/// may then see every CPU.
-func guestACPI(_ info: Multiboot2Info, _ layout: PassthroughMemory, _ hw: Hardware) -> UInt64 {
+/// their RSDP: the firmware's tables, the MADT without the CPUs that have no
+/// vCPU (this CPU and `virtualized` keep theirs). 0 (the guest then finds the
+/// firmware's own) when there is no RSDP or the firmware's tables cannot be
+/// copied, with a warning: the guest may then see every CPU.
+func guestACPI(_ info: Multiboot2Info, _ layout: PassthroughMemory, _ hw: Hardware, _ virtualized: borrowing APICIDSet) -> UInt64 {
     guard let tag = info.acpiRSDP, let root = ACPIRoot(rsdp: tag.bytes) else {
         logWarn("passthrough: no ACPI RSDP from the boot loader; the guest looks for the firmware's own")
         return 0
@@ -196,10 +196,14 @@ func guestACPI(_ info: Multiboot2Info, _ layout: PassthroughMemory, _ hw: Hardwa
                                             count: layout.acpiCopy.count)
     let apicID = bootAPICID(hw)
     do {
-        let r = try ACPIPassthrough.build(root: root, memory: AliasReader(), bootAPICID: apicID, into: out,
+        let r = try ACPIPassthrough.build(root: root, memory: AliasReader(), bootAPICID: apicID, alsoKeep: virtualized, into: out,
                                           at: layout.acpiCopy.lowerBound)
         if r.madtFound {
-            logInfo("passthrough: ACPI: the guest's RSDP at \(hex: r.rsdpAddress) lists the firmware's \(r.tableCount) tables; its MADT keeps this CPU (APIC ID \(apicID)) and hides \(r.processorsHidden) other processor entries: they stay outside VMX until every CPU is virtualized")
+            if r.processorsHidden > 0 {
+                logInfo("passthrough: ACPI: the guest's RSDP at \(hex: r.rsdpAddress) lists the firmware's \(r.tableCount) tables; its MADT keeps \(r.processorsKept) processor entries (this CPU, APIC ID \(apicID), and those with a vCPU) and hides \(r.processorsHidden) of CPUs outside VMX")
+            } else {
+                logInfo("passthrough: ACPI: the guest's RSDP at \(hex: r.rsdpAddress) lists the firmware's \(r.tableCount) tables; its MADT lists all \(r.processorsKept) processor entries, each CPU with a vCPU")
+            }
         } else {
             logWarn("passthrough: ACPI: the firmware has no MADT; the guest's RSDP at \(hex: r.rsdpAddress) lists \(r.tableCount) tables")
         }

@@ -35,6 +35,8 @@ func reportGuestExit(_ exit: VCPUExit, _ hw: Hardware, _ caps: VMXCapabilities) 
         reportGuestState(hw)
     case .badGuestAddress(let linear, let rip):
         logError("guest stopped: guest address \(hex: linear) does not translate to guest RAM, RIP \(hex: rip)")
+    case .stopRequested:
+        logInfo("guest stopped by another CPU")
     }
     return ExitStatus.guestStopped.rawValue
 }

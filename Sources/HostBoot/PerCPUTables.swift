@@ -27,6 +27,13 @@ public enum PerCPUTables {
     /// SDM 8.7 "Task Management in 64-bit Mode": the 64-bit TSS is 104 bytes.
     public static let tssLength = 104
     public static let controlBlockOffset = 256
+    /// The CPU's own data, GS base points here (Boot/entry.asm's NMI stub
+    /// sets byte 0 when an NMI arrives in root mode): in the zeroed area
+    /// between the TSS and the control block.
+    public static let perCPUOffset = 248
+    /// Where the AP's exit statistics go when the guest stops (after the
+    /// control block and the VMX error).
+    public static let statisticsOffset = 1024
 
     public static let codeSelector: UInt16 = 0x08
     public static let dataSelector: UInt16 = 0x10
@@ -84,6 +91,10 @@ public struct APControlBlock {
         case starting = 0
         case vmxRoot = 1
         case failed = 2
+        /// Its vCPU waits for the guest's start-up IPI (passthrough platform).
+        case guestReady = 3
+        /// The guest stopped; its exit statistics are at `statisticsOffset`.
+        case stopped = 4
     }
 
     /// Why an AP failed (its `failure` field).
@@ -93,12 +104,15 @@ public struct APControlBlock {
         case capabilityMismatch = 1
         /// VMXON or the steps before it failed (`detail`: the VMXError's code).
         case vmxon = 2
+        /// Creating or setting up its vCPU failed (the VMX error is recorded).
+        case vcpu = 3
 
         public var message: StaticString {
             switch self {
             case .none: "no failure"
             case .capabilityMismatch: "its VMX capabilities differ from the boot CPU's"
             case .vmxon: "VMXON failed"
+            case .vcpu: "its vCPU could not be set up"
             }
         }
     }

@@ -193,6 +193,7 @@ final class FakeMSRs: X2APICRegisters {
             }
         }
         #expect(values["AP_TABLES_GDTR"] == PerCPUTables.gdtrOffset)
+        #expect(values["AP_TABLES_PERCPU"] == PerCPUTables.perCPUOffset)
         #expect(values["AP_TSS_SELECTOR"] == Int(PerCPUTables.tssSelector))
         #expect(values["AP_DATA"] == APTrampolineData.offset)
         #expect(values["AP_DATA_STARTED"] == APTrampolineData.started)
