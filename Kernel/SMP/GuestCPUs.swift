@@ -112,9 +112,13 @@ func claimStop(_ me: Int, _ exit: VCPUExit) -> Bool {
     return atomic_cas32(KernelFrames().pointer(to: guestStopWord), 0, UInt32(me + 1)) == 0
 }
 
-/// A CPU another one stopped: its statistics for the report, then it halts.
+/// A CPU another one stopped: its statistics for the report and where its
+/// guest was (CS base + RIP, after them), then it halts.
 func leaveStatistics(_ stats: ExitStatistics, _ at: UInt64, _ state: UnsafeMutableRawPointer) -> Never {
+    let hw = Hardware()
+    let rip = ((try? hw.read(VMCSFields.GuestNatural.csBase)) ?? 0) &+ ((try? hw.read(VMCSFields.GuestNatural.rip)) ?? 0)
     KernelFrames().pointer(to: at).storeBytes(of: stats, as: ExitStatistics.self)
+    KernelFrames().pointer(to: at + UInt64(MemoryLayout<ExitStatistics>.size)).storeBytes(of: rip, as: UInt64.self)
     mem_store32(state, APControlBlock.State.stopped.rawValue)
     park()
 }
@@ -189,8 +193,9 @@ func reportAllStatistics(_ total: Int, own: ExitStatistics, me: Int) {
             logInfo("exit statistics: cpu \(cpu) (APIC ID \(target.apicID)): \(own.totalExits) exits")
         } else if mem_load32(target.state) == APControlBlock.State.stopped.rawValue {
             let theirs = KernelFrames().pointer(to: target.statistics).load(as: ExitStatistics.self)
+            let rip = KernelFrames().pointer(to: target.statistics + UInt64(MemoryLayout<ExitStatistics>.size)).load(as: UInt64.self)
             sum.add(theirs)
-            logInfo("exit statistics: cpu \(cpu) (APIC ID \(target.apicID)): \(theirs.totalExits) exits")
+            logInfo("exit statistics: cpu \(cpu) (APIC ID \(target.apicID)): \(theirs.totalExits) exits; stopped at guest address \(hex: rip)")
         }
     }
     reportStatistics(sum)

@@ -59,9 +59,11 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         logInfo("passthrough: the hypervisor keeps \(layout.footprint >> 10) KiB: image \(hex: layout.image.lowerBound)..\(hex: layout.image.upperBound), pool \(hex: layout.pool.lowerBound)..\(hex: layout.pool.upperBound); guest-physical = host-physical elsewhere")
         ept = newEPT(hw, frames, features)
         let memoryMap = planMachine(info, layout, hw, mapInto: &ept)
-        // Every other CPU gets a vCPU on this EPT before the guest is loaded:
-        // the guest's MADT then lists exactly the CPUs that run in VMX.
-        shareGuest(eptPointer: ept.eptPointer(enableAccessedDirty: false), ram: layout.ram(end: identityMappedEnd))
+        // With smp=on every other CPU gets a vCPU on this EPT before the guest
+        // is loaded: the guest's MADT then lists exactly the CPUs that run in VMX.
+        if options.guestSMP {
+            shareGuest(eptPointer: ept.eptPointer(enableAccessedDirty: false), ram: layout.ram(end: identityMappedEnd))
+        }
         let cpus = bringUpProcessors(bringUp, options, caps)
         let machine = MachineDescription(memoryMap: memoryMap, acpiRSDP: guestACPI(info, layout, hw, cpus.virtualized))
         do {

@@ -200,7 +200,7 @@ func guestACPI(_ info: Multiboot2Info, _ layout: PassthroughMemory, _ hw: Hardwa
                                           at: layout.acpiCopy.lowerBound)
         if r.madtFound {
             if r.processorsHidden > 0 {
-                logInfo("passthrough: ACPI: the guest's RSDP at \(hex: r.rsdpAddress) lists the firmware's \(r.tableCount) tables; its MADT keeps \(r.processorsKept) processor entries (this CPU, APIC ID \(apicID), and those with a vCPU) and hides \(r.processorsHidden) of CPUs outside VMX")
+                logInfo("passthrough: ACPI: the guest's RSDP at \(hex: r.rsdpAddress) lists the firmware's \(r.tableCount) tables; its MADT keeps \(r.processorsKept) processor entries (this CPU, APIC ID \(apicID), and those with a vCPU) and hides \(r.processorsHidden) of CPUs without a vCPU")
             } else {
                 logInfo("passthrough: ACPI: the guest's RSDP at \(hex: r.rsdpAddress) lists the firmware's \(r.tableCount) tables; its MADT lists all \(r.processorsKept) processor entries, each CPU with a vCPU")
             }

@@ -23,6 +23,10 @@
 //                               emulation from EPT violations   (default on)
 //   cpus=<n>                    CPUs brought into VMX root mode, the boot
 //                               CPU included; 1: the boot CPU only (default: all)
+//   smp=on|off                  the passthrough guest gets a vCPU on every
+//                               CPU in VMX root mode (started by its own
+//                               INIT/SIPI), or the boot CPU only, the others
+//                               parked and hidden from its MADT (default off)
 
 import X86Arch
 import VMX
@@ -100,6 +104,8 @@ public struct KernelCommandLine {
     public private(set) var platform: GuestPlatformKind? = nil
     /// Whether the isolated platform may use the CPU's APIC virtualization.
     public private(set) var apicVirtualization = true
+    /// `smp=on`: a vCPU of the passthrough guest on every other CPU.
+    public private(set) var guestSMP = false
     /// `cpus=<n>`: at most this many CPUs (n >= 1); nil: every CPU the firmware lists.
     public private(set) var cpuLimit: Int? = nil
 
@@ -162,7 +168,7 @@ public struct KernelCommandLine {
         let known = Self.equal(key, "log") || Self.equal(key, "guest_mem")
             || Self.equal(key, "test") || Self.equal(key, "serial") || Self.equal(key, "platform")
             || Self.equal(key, "apicv")
-            || Self.equal(key, "cpus")
+            || Self.equal(key, "cpus") || Self.equal(key, "smp")
         guard known else { return warn(.unknownOption) }
         guard !value.isEmpty else { return warn(.missingValue) }
 
@@ -195,6 +201,10 @@ public struct KernelCommandLine {
         } else if Self.equal(key, "apicv") {
             if Self.equal(value, "on") { apicVirtualization = true }
             else if Self.equal(value, "off") { apicVirtualization = false }
+            else { return warn(.malformedValue) }
+        } else if Self.equal(key, "smp") {
+            if Self.equal(value, "on") { guestSMP = true }
+            else if Self.equal(value, "off") { guestSMP = false }
             else { return warn(.malformedValue) }
         } else {
             testName = value

@@ -101,6 +101,10 @@ extension VCPU {
         try hw.write(VMCSFields.GuestNatural.csBase, vector << 12)
         try hw.write(VMCSFields.GuestNatural.rip, 0)
         try hw.write(VMCSFields.Guest32.activityState, ActivityState.active.rawValue)
+        // A started CPU blocks nothing. Bochs saves the wait-for-SIPI state's
+        // SMI and NMI blocking at this exit, and SMI blocking outside SMM
+        // fails the next entry (SDM 27.3.1.5 "Checks on Guest Non-Register State").
+        try hw.write(VMCSFields.Guest32.interruptibilityState, 0)
         fastPath.invalidateCPUID()  // a restarted guest sets its state up again
         return .resume
     }

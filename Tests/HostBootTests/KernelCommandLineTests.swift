@@ -60,6 +60,13 @@ func size(_ s: String) -> UInt64? { withBytes(s) { KernelCommandLine.parseSize($
         }
     }
 
+    @Test func smpGivesThePassthroughGuestEveryCPU() {
+        withBytes("") { #expect(!KernelCommandLine($0).guestSMP) }
+        withBytes("smp=on") { #expect(KernelCommandLine($0).guestSMP) }
+        withBytes("smp=on smp=off") { #expect(!KernelCommandLine($0).guestSMP) }
+        withBytes("smp=yes") { #expect(!KernelCommandLine($0).guestSMP) }
+    }
+
     @Test func apicvTurnsTheCPUsAPICVirtualizationOnOrOff() {
         #expect(KernelCommandLine().apicVirtualization)
         withBytes("apicv=off") { #expect(!KernelCommandLine($0).apicVirtualization) }

@@ -161,13 +161,13 @@ boot_case guest-mbapic-isolated bochs 90 - \
     'the CPU virtualizes the local APIC' '!EPT violation: ' '!APIC access: ' \
     '^\[info\] power off: status 0'
 
-# Two CPUs, both in VMX: the second CPU's vCPU waits for SIPI and the guest's
+# Two CPUs with smp=on: the second CPU's vCPU waits for SIPI and the guest's
 # MADT lists both; when the guest powers off, the boot CPU stops the other
-# (its exits are in the report). With cpus=1 the second CPU stays outside VMX
-# and the guest's MADT (the hypervisor's copy) hides it, so an OS following
-# ACPI never starts it outside VMX.
+# (a STARTUP IPI it exits on; its exits are in the report). By default the
+# second CPU parks in VMX root mode and the guest's MADT (the hypervisor's
+# copy) hides it, so an OS following ACPI never tries to start it.
 boot_case guest-mbapic-2cpu bochs 120 - --cpus 2 \
-    --entry mbapic "log=info platform=passthrough" --module build/guests/mbapic.bin "mbapic" -- \
+    --entry mbapic "log=info platform=passthrough smp=on" --module build/guests/mbapic.bin "mbapic" -- \
     '!FAIL' '!\[warn\]' \
     'cpu 1 \(APIC ID 1\): its vCPU waits for the guest.s start-up IPI' \
     'passthrough: ACPI: the guest.s RSDP at 0x[0-9a-f]+ lists the firmware.s [0-9]+ tables; its MADT lists all 2 processor entries, each CPU with a vCPU' \
@@ -177,10 +177,11 @@ boot_case guest-mbapic-2cpu bochs 120 - --cpus 2 \
     'exit statistics: cpu 0 \(APIC ID 0\): [1-9][0-9]* exits' \
     'exit statistics: cpu 1 \(APIC ID 1\): [0-9]+ exits' \
     '^\[info\] power off: status 0'
-boot_case guest-mbapic-2cpu-limit bochs 120 - --cpus 2 \
-    --entry mbapic "log=info platform=passthrough cpus=1" --module build/guests/mbapic.bin "mbapic" -- \
-    '!FAIL' '!exit statistics: cpu' \
-    'passthrough: ACPI: the guest.s RSDP at 0x[0-9a-f]+ lists the firmware.s [0-9]+ tables; its MADT keeps 1 processor entries \(this CPU, APIC ID 0, and those with a vCPU\) and hides 1 of CPUs outside VMX' \
+boot_case guest-mbapic-2cpu-parked bochs 120 - --cpus 2 \
+    --entry mbapic "log=info platform=passthrough" --module build/guests/mbapic.bin "mbapic" -- \
+    '!FAIL' '!exit statistics: cpu' '!vCPU waits' \
+    'cpus: 2 of 2 in VMX root mode' \
+    'passthrough: ACPI: the guest.s RSDP at 0x[0-9a-f]+ lists the firmware.s [0-9]+ tables; its MADT keeps 1 processor entries \(this CPU, APIC ID 0, and those with a vCPU\) and hides 1 of CPUs without a vCPU' \
     'mbapic: all checks passed' \
     '^\[info\] power off: status 0'
 

@@ -29,25 +29,42 @@ boot_case smp-limit bochs 120 - --cpus 2 \
     '\[guest\] Hello from a real-mode guest' \
     'power off: status 0'
 
-# The passthrough Linux guest on both CPUs of a 2-CPU Bochs: the AP's vCPU
-# waits for SIPI, Linux starts it with INIT-SIPI-SIPI through its own local
-# APIC and runs on both (pt_patterns: passthrough-cases.sh; PT-INTERRUPTS
-# shows /proc/interrupts' LOC line, one count per CPU).
+# The passthrough Linux guest in a 2-CPU Bochs. By default the second CPU
+# parks in VMX root mode and the guest's MADT hides it: Linux runs on one CPU
+# (pt_patterns: passthrough-cases.sh). About 10 minutes of Bochs: only with
+# SMP_LINUX=1 or by name. With smp=on (linux-pt-smp, by name only) Linux
+# starts the second CPU itself, which Bochs 2.7 cannot run: its STARTUP-IPI
+# VM exit happens in the sending CPU's context and the AP's VMCS then reads
+# as zeros (see README, "Every CPU runs the guest").
+if [ "${SMP_LINUX:-0}" = 1 ] || [[ " ${only[*]} " =~ " linux-pt-2cpu " ]]; then
 boot_case linux-pt-2cpu bochs 900 - --cpus 2 --ips 100000000 --megs 512 --disk build/linux/disk.img \
     --entry linux-pt-2cpu "log=info platform=passthrough" \
     --module build/linux/vmlinuz "$linux_cmdline_passthrough" \
     --module build/linux/initramfs-pt.cpio.gz "" -- \
     '!\[warn\] cpu' \
-    'cpu 1 \(APIC ID 1\): its vCPU waits for the guest.s start-up IPI' \
+    'cpu 1 \(APIC ID 1\): VMX root mode' \
     'cpus: 2 of 2 in VMX root mode' \
-    'its MADT lists all 2 processor entries, each CPU with a vCPU' \
+    'its MADT keeps 1 processor entries .* and hides 1 of CPUs without a vCPU' \
     'Linux version 6\.1' \
+    "${pt_patterns[@]}" \
+    'PT-CPUS 1' \
+    'PT-HYPERVISOR yes'
+fi
+if [[ " ${only[*]} " =~ " linux-pt-smp " ]]; then
+boot_case linux-pt-smp bochs 900 - --cpus 2 --ips 100000000 --megs 512 --disk build/linux/disk.img \
+    --entry linux-pt-smp "log=info platform=passthrough smp=on" \
+    --module build/linux/vmlinuz "$linux_cmdline_passthrough" \
+    --module build/linux/initramfs-pt.cpio.gz "" -- \
+    '!\[warn\] cpu' \
+    'cpu 1 \(APIC ID 1\): its vCPU waits for the guest.s start-up IPI' \
+    'its MADT lists all 2 processor entries, each CPU with a vCPU' \
     'smp: Brought up 1 node, 2 CPUs' \
     "${pt_patterns[@]}" \
     'PT-INTERRUPTS LOC: [1-9][0-9]* [1-9][0-9]* ' \
     'PT-CPUS 2' \
     'PT-CPU-WORK cpu0 \+[1-9][0-9]* cpu1 \+[1-9][0-9]* ' \
     'PT-HYPERVISOR yes'
+fi
 
 # The failure reports, by self-test: a CPU whose VMX capabilities differ from
 # the boot CPU's, and a CPU that never starts; the hypervisor goes on.
