@@ -89,6 +89,19 @@ extension VCPU {
         guard capabilities.misc.supportsActivityWaitForSIPI else {
             return .stop(.unhandled(reason: .initSignal, qualification: 0, rip: try hw.read(VMCSFields.GuestNatural.rip)))
         }
+        // The wait-for-SIPI state blocks INIT, so the INIT of the guest's
+        // INIT-SIPI-SIPI stays pending and exits at the entry after the SIPI,
+        // before the vCPU ran (SDM 26.2 "Other Causes of VM Exits"). On a CPU
+        // outside VMX it would have met the wait-for-SIPI state and changed
+        // nothing: dropped (every INIT until the vCPU ran), and the blocking
+        // saved from the wait cleared.
+        if let page = sipiPage, statistics.totalExits == exitsAtSIPI + 1,
+           try hw.read(VMCSFields.GuestNatural.rip) == 0, try hw.read(VMCSFields.GuestNatural.csBase) == page {
+            exitsAtSIPI = statistics.totalExits
+            try hw.write(VMCSFields.Guest32.interruptibilityState, 0)
+            return .resume
+        }
+        sipiPage = nil
         try enterWaitForSIPI(hw, afterINIT: true)
         return .resume
     }
@@ -105,6 +118,8 @@ extension VCPU {
         // SMI and NMI blocking at this exit, and SMI blocking outside SMM
         // fails the next entry (SDM 27.3.1.5 "Checks on Guest Non-Register State").
         try hw.write(VMCSFields.Guest32.interruptibilityState, 0)
+        sipiPage = vector << 12
+        exitsAtSIPI = statistics.totalExits
         fastPath.invalidateCPUID()  // a restarted guest sets its state up again
         return .resume
     }

@@ -115,6 +115,9 @@ public protocol GuestPlatform {
     /// Another CPU stopped the guest: this vCPU's run ends before its next
     /// entry, or at the INIT or SIPI the stopping CPU sends. Default: never.
     var stopRequested: Bool { get }
+    /// An INIT another vCPU sent this one (the platform routes the guest's
+    /// INIT IPIs): true once per INIT. Asked after every exit. Default: never.
+    mutating func takeINIT() -> Bool
 }
 
 /// A platform device's answer to RDMSR or WRMSR.
@@ -140,6 +143,7 @@ extension GuestPlatform {
     public var nextDeadline: UInt64? { nil }
     public mutating func advance(toTSC tsc: UInt64) {}
     public var stopRequested: Bool { false }
+    public mutating func takeINIT() -> Bool { false }
 }
 
 /// What the vCPU was built with, and which optional controls it got.
@@ -212,6 +216,10 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     var interruptStatus = VirtualInterruptStatus()
     /// A HLT exit may have left the guest in the HLT state (see `storeVirtualAPIC`).
     var mayBeHalted = false
+    /// The page the last SIPI started the vCPU at, and the exit count then
+    /// (see `handleINIT`: the INIT the wait-for-SIPI state held back).
+    var sipiPage: UInt64? = nil
+    var exitsAtSIPI: UInt64 = 0
     var eoiExitWritten0: UInt64 = 0, eoiExitWritten1: UInt64 = 0, eoiExitWritten2: UInt64 = 0, eoiExitWritten3: UInt64 = 0
     /// When the guest owns the interrupt controller (passed-through PIC), an
     /// interrupt that arrives while it runs is its own: it is re-injected.

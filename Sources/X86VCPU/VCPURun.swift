@@ -48,6 +48,13 @@ extension VCPU {
                 }
                 exitUnrecorded = true
                 if apicVirtualized { platform.loadAPIC(from: apicPage) }
+                // An INIT from another vCPU: the exit is not carried out. At
+                // a SIPI exit the INIT came first and the wait for SIPI took it.
+                if platform.takeINIT() && field.basicReason != .startupIPI {
+                    sipiPage = nil
+                    try enterWaitForSIPI(hw, afterINIT: true)
+                    continue
+                }
                 if field.basicReason.canInterruptEventDelivery { try noteInterruptedEvent(hw) }
                 if case .stop(let exit) = try handleExit(field.basicReason, hw, &platform) {
                     // Counted here, so not again if the kernel runs the guest on.

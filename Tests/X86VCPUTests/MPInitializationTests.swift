@@ -106,6 +106,42 @@ import TestSupport
         #expect(rig.entries.isEmpty)
     }
 
+    @Test func anINITFromAnotherVCPUResetsAtTheNextExitWithoutCarryingItOut() throws {
+        var rig = try VCPURig(.long64, rip: 0x3000, platform: .passthrough)
+        rig.platform.initPending = true
+        let exit = rig.run([ScriptedExit.cpuid(leaf: 0)])
+        #expect(exit == rig.scriptEnd)
+        expectINITState(rig, cr0: CR0Bits.et.rawValue)   // RIP FFF0: the CPUID was not completed
+        #expect(rig.vcpu.registers.rax == 0)
+        #expect(!rig.platform.initPending)
+    }
+
+    @Test func anINITBeforeTheSIPIIsTakenByTheWait() throws {
+        var rig = try VCPURig(.waitForSIPI, platform: .passthrough)
+        rig.platform.initPending = true
+        _ = rig.run([ScriptedExit(.startupIPI, qualification: 0x9F)])
+        #expect(rig.field(GN.csBase) == 0x9_F000)
+        #expect(rig.entries[1].activityState == ActivityState.active.rawValue)
+        #expect(!rig.platform.initPending)
+    }
+
+    @Test func thePendingINITTheWaitHeldBackIsDroppedBeforeTheVCPURuns() throws {
+        var rig = try VCPURig(.waitForSIPI, platform: .passthrough)
+        // The INIT of INIT-SIPI-SIPI exits at the entry after the SIPI, with
+        // the wait's SMI and NMI blocking saved (as Bochs does).
+        _ = rig.run([ScriptedExit(.startupIPI, qualification: 0x9F), ScriptedExit(.initSignal)])
+        #expect(rig.field(GN.csBase) == 0x9_F000 && rig.field(GN.rip) == 0)
+        #expect(rig.entries[2].activityState == ActivityState.active.rawValue)
+        #expect(rig.field(G32.interruptibilityState) == 0)
+    }
+
+    @Test func anINITAfterTheStartedVCPURanResetsIt() throws {
+        var rig = try VCPURig(.waitForSIPI, platform: .passthrough)
+        _ = rig.run([ScriptedExit(.startupIPI, qualification: 0x9F), ScriptedExit.cpuid(leaf: 0), ScriptedExit(.initSignal)])
+        #expect(rig.field(G32.activityState) == ActivityState.waitForSIPI.rawValue)
+        #expect(rig.field(GN.csBase) == 0xFFFF_0000)
+    }
+
     @Test func exitStatisticsOfSeveralCPUsAddUp() {
         var a = ExitStatistics(), b = ExitStatistics()
         a.record(.cpuid, cycles: 100)
