@@ -107,13 +107,17 @@ _start:
         or dword [edi + APIC_SVR], 0x1FF
 
         call find_madt                  ; ESI = the MADT, or a FAIL
-        call scan_madt
+        push esi
+        call scan_madt                  ; the first pass counts
         mov esi, s_lists
         call puts
         mov eax, [madt_cpus]
         call putdec
         mov esi, s_cpus
         call puts
+        pop esi
+        inc byte [madt_pass]
+        call scan_madt                  ; the second lists the others
 
         cmp dword [ap_count], 0
         jne .start_aps
@@ -401,8 +405,9 @@ checksum:
         pop eax
         ret
 
-; scan_madt: ESI = the MADT. Counts the enabled or online-capable processor
-; local APIC (type 0) and x2APIC (type 9) entries, lists the others.
+; scan_madt: ESI = the MADT. The enabled or online-capable processor local
+; APIC (type 0) and x2APIC (type 9) entries: counted while madt_pass is 0,
+; then the other CPUs listed and taken.
 scan_madt:
         mov edx, [esi + 4]
         add edx, esi                    ; its end
@@ -424,14 +429,17 @@ scan_madt:
         jmp fail
 .lapic: test byte [esi + 4], 3          ; flags: enabled, online capable
         jz .next
-        inc dword [madt_cpus]
         movzx eax, byte [esi + 3]       ; APIC ID
-        jmp .other
+        jmp .count
 .x2apic:
         test byte [esi + 8], 3
         jz .next
-        inc dword [madt_cpus]
         mov eax, [esi + 4]              ; x2APIC ID
+        cmp byte [madt_pass], 0
+        jne .listx2
+        inc dword [madt_cpus]
+        jmp .next
+.listx2:
         cmp eax, 0xFE
         jbe .other
         push esi
@@ -441,6 +449,10 @@ scan_madt:
         mov esi, s_skipped
         call puts
         pop esi
+        jmp .next
+.count: cmp byte [madt_pass], 0
+        jne .other
+        inc dword [madt_cpus]
         jmp .next
 .other: cmp eax, [boot_id]
         je .next
@@ -714,6 +726,7 @@ align 4
 arrived:        dd 0                    ; lock inc by each AP when done
 ap_next_stack:  dd 0                    ; lock xadd by each AP start
 console_lock:   db 0
+madt_pass:      db 0
 ; Per CPU, indexed by APIC ID (0..FF).
 ap_checkin:     times 256 db 0
 ap_vector:      times 256 db 0
