@@ -202,13 +202,14 @@ FUNC vmx_run
     ret
 
 ; RIP past the exiting instruction, unless the guest has STI or MOV SS
-; blocking (which completing the instruction would clear: left to Swift).
+; blocking (which completing the instruction would clear: left to Swift) or
+; SMI blocking (Bochs saves it after a SIPI start; Swift clears it).
 ; Uses rax and rdx; any VMREAD/VMWRITE failure goes to %1.
 %macro FAST_ADVANCE 1
     mov eax, VMCS_GUEST_INTR_STATE
     vmread rax, rax
     jbe %1
-    test al, 3
+    test al, 7
     jnz %1
     mov eax, VMCS_EXIT_INSTR_LEN
     vmread rax, rax

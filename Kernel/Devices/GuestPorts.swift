@@ -38,6 +38,14 @@ struct KernelPlatform: GuestPlatform {
     /// An isolated OS guest's own devices' interrupts (PIT, COM1, RTC) go
     /// through the virtual IOAPIC once it unmasks their pins.
     var routesLegacyIRQs = false
+    /// smp=on: the guest's INIT and STARTUP IPIs go through the hypervisor
+    /// (IPIRouting.swift); this vCPU's index among the guest's CPUs and the
+    /// real local APIC's page.
+    var routesIPIs = false
+    var cpuIndex = 0
+    var realAPICPage: UInt64 = 0
+    /// TSC ticks between two polls of the INIT mailbox.
+    var pollTicks: UInt64 = 0
     /// The real PICs' masks as the hypervisor last wrote them (APIC mode).
     var realPICMask: UInt16 = 0xFFFF
     /// Where prepareCPU puts the real PICs' vectors (master, then slave + 8).

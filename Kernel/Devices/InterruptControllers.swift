@@ -42,11 +42,12 @@ extension KernelPlatform {
         return gpa - IOAPIC.baseAddress
     }
 
-    func decodesMMIO(_ gpa: UInt64) -> Bool { apicPage(gpa) != nil || ioapicPage(gpa) != nil }
+    func decodesMMIO(_ gpa: UInt64) -> Bool { apicPage(gpa) != nil || ioapicPage(gpa) != nil || realAPICOffset(gpa) != nil }
 
     /// Registers are 32 bits wide on 16-byte boundaries: a narrower read
     /// takes its bytes of the register, a wider one reads the register zero-extended.
     mutating func mmioRead(_ gpa: UInt64, size: Int) -> UInt64 {
+        if let offset = realAPICOffset(gpa) { return realAPICRead(offset, size: size) }
         let shift = UInt64(gpa & 3) * 8
         let mask: UInt64 = size >= 4 ? 0xFFFF_FFFF : (1 << UInt64(size * 8)) - 1
         syncAPIC()
@@ -61,6 +62,7 @@ extension KernelPlatform {
     }
 
     mutating func mmioWrite(_ gpa: UInt64, size: Int, value: UInt64) {
+        if let offset = realAPICOffset(gpa) { return realAPICWrite(offset, size: size, value: value) }
         let word = UInt32(truncatingIfNeeded: value << (UInt64(gpa & 3) * 8))
         syncAPIC()
         if let offset = apicPage(gpa) {
@@ -123,6 +125,7 @@ extension KernelPlatform {
     }
 
     mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer {
+        if msr == 0x830 && routesIPIs { return x2APICICRWrite(value) }
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
         syncAPIC()
         apic.advance(toTSC: guestTime)
@@ -153,7 +156,11 @@ extension KernelPlatform {
     /// The guest's time, kept for the next APIC access; the APIC itself runs
     /// only when its deadline has come (every exit passes through here).
     mutating func advance(toTSC tsc: UInt64) {
-        guard hasControllers else { return }
+        guard hasControllers else {
+            // The routed-IPI poll (IPIRouting.swift): the next exit in a millisecond.
+            if routesIPIs { cachedDeadline = tsc &+ pollTicks }
+            return
+        }
         guestTime = tsc
         guard let due = cachedDeadline, tsc >= due else { return }
         syncAPIC()

@@ -10,6 +10,8 @@
 //   64    their tables frames (8 bytes each; an AP's control block and
 //         statistics are there, see PerCPUTables)
 //   1024  the boot CPU's exit statistics once it stopped
+//   3328  each CPU's vCPU waits for SIPI (4 bytes each; IPIRouting.swift)
+//   3584  each CPU's INIT and STARTUP mailbox (4 bytes each)
 //
 // The first CPU whose guest stops (power-off port, a failure, a triple fault
 // on the passthrough platform resets the machine instead) claims the stop,
@@ -22,6 +24,7 @@ import VMX
 import X86VCPU
 import GuestBoot
 import HostBoot
+import Devices
 
 @_extern(c, "atomic_cas32") func atomic_cas32(_ pointer: UnsafeMutableRawPointer, _ expected: UInt32, _ new: UInt32) -> UInt32
 
@@ -35,7 +38,7 @@ struct SharedGuest {
     static let bootStateOffset = 4
     static let countOffset = 8
     static let tablesOffset = 64
-    static let capacity = (1024 - 64) / 8
+    static let capacity = StartupIPIRouting.capacity - 1
     static let bootStatisticsOffset = 1024
 
     var base: UnsafeMutableRawPointer { KernelFrames().pointer(to: frame) }
@@ -68,6 +71,25 @@ func shareGuest(eptPointer: UInt64, ram: GuestRAM) {
     guestStopWord = frame
 }
 
+/// x2APIC mode: WRMSR to the ICR exits (xAPIC mode: `protectAPICPage`).
+func takeICRWrites(_ vcpu: inout VCPU<KernelFrames>) {
+    try? vcpu.msrBitmap.setWriteIntercept(msr: 0x830, true)
+}
+
+/// The real local APIC page read-only in EPT, so the guest's ICR writes exit;
+/// false (smp stays off) when EPT cannot map it so.
+func protectAPICPage(_ ept: inout ExtendedPageTable<KernelFrames>) -> Bool {
+    let page = cpu_rdmsr(MSR.ia32APICBase.address) & 0xF_FFFF_F000
+    do {
+        try ept.unmap(guestPhysical: page, size: frameSize)
+        try ept.map(guestPhysical: page, hostPhysical: page, size: frameSize, permissions: .read, memoryType: .uncacheable)
+    } catch {
+        logWarn("smp: EPT cannot write-protect the local APIC page at \(hex: page): the guest gets the boot CPU only")
+        return false
+    }
+    return true
+}
+
 func guestStopRequested() -> Bool {
     guestStopWord != 0 && mem_load32(KernelFrames().pointer(to: guestStopWord)) != 0
 }
@@ -87,8 +109,11 @@ func runAPVCPU(_ root: consuming VMXRoot<ReservedFrame>, _ guest: SharedGuest, _
         parkInVMXRoot(root)
     }
     giveMachine(&vcpu)
-    record.checkIn(.guestReady)
+    takeICRWrites(&vcpu)
     var platform = KernelPlatform()
+    platform.routeIPIs(cpu: Int(record.block.pointee.index))
+    platform.waitingForSIPI(true)   // before the check-in: the guest may start it any time after
+    record.checkIn(.guestReady)
     let exit = vcpu.run(hw, &platform)
     let me = Int(record.block.pointee.index)
     let stats = vcpu.statistics
@@ -112,13 +137,9 @@ func claimStop(_ me: Int, _ exit: VCPUExit) -> Bool {
     return atomic_cas32(KernelFrames().pointer(to: guestStopWord), 0, UInt32(me + 1)) == 0
 }
 
-/// A CPU another one stopped: its statistics for the report and where its
-/// guest was (CS base + RIP, after them), then it halts.
+/// A CPU another one stopped: its statistics for the report, then it halts.
 func leaveStatistics(_ stats: ExitStatistics, _ at: UInt64, _ state: UnsafeMutableRawPointer) -> Never {
-    let hw = Hardware()
-    let rip = ((try? hw.read(VMCSFields.GuestNatural.csBase)) ?? 0) &+ ((try? hw.read(VMCSFields.GuestNatural.rip)) ?? 0)
     KernelFrames().pointer(to: at).storeBytes(of: stats, as: ExitStatistics.self)
-    KernelFrames().pointer(to: at + UInt64(MemoryLayout<ExitStatistics>.size)).storeBytes(of: rip, as: UInt64.self)
     mem_store32(state, APControlBlock.State.stopped.rawValue)
     park()
 }
@@ -193,9 +214,8 @@ func reportAllStatistics(_ total: Int, own: ExitStatistics, me: Int) {
             logInfo("exit statistics: cpu \(cpu) (APIC ID \(target.apicID)): \(own.totalExits) exits")
         } else if mem_load32(target.state) == APControlBlock.State.stopped.rawValue {
             let theirs = KernelFrames().pointer(to: target.statistics).load(as: ExitStatistics.self)
-            let rip = KernelFrames().pointer(to: target.statistics + UInt64(MemoryLayout<ExitStatistics>.size)).load(as: UInt64.self)
             sum.add(theirs)
-            logInfo("exit statistics: cpu \(cpu) (APIC ID \(target.apicID)): \(theirs.totalExits) exits; stopped at guest address \(hex: rip)")
+            logInfo("exit statistics: cpu \(cpu) (APIC ID \(target.apicID)): \(theirs.totalExits) exits")
         }
     }
     reportStatistics(sum)

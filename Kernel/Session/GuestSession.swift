@@ -61,7 +61,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         let memoryMap = planMachine(info, layout, hw, mapInto: &ept)
         // With smp=on every other CPU gets a vCPU on this EPT before the guest
         // is loaded: the guest's MADT then lists exactly the CPUs that run in VMX.
-        if options.guestSMP {
+        if options.guestSMP && protectAPICPage(&ept) {
             shareGuest(eptPointer: ept.eptPointer(enableAccessedDirty: false), ram: layout.ram(end: identityMappedEnd))
         }
         let cpus = bringUpProcessors(bringUp, options, caps)
@@ -131,10 +131,13 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
         try? hw.write(VMCSFields.Guest32.trAccessRights, SegmentAccessRights.unusable.rawValue)
     }
     if platformKind == .passthrough { giveMachine(&vcpu) } else if format.ownsLegacyDevices { giveLegacyDevices(&vcpu) }
+    let routesIPIs = sharedGuest != nil
+    if routesIPIs { takeICRWrites(&vcpu) }
     logInfo("VMX root mode on; entering the guest at \(hex: loaded.start.rip)")
     logInfo("boot: entry-tsc \(kernel_entry_tsc()) now-tsc \(cpu_rdtsc())")
 
     var platform = KernelPlatform()
+    if routesIPIs { platform.routeIPIs(cpu: 0) }
     platform.ownsClock = platformKind == .isolated && format.ownsLegacyDevices
     if platformKind == .isolated {
         platform.addInterruptControllers(physicalAddressBits: hw.addressSizes.physicalAddressBits)

@@ -82,6 +82,16 @@ extension VCPU {
         try hw.write(VMCSFields.Guest32.activityState, ActivityState.waitForSIPI.rawValue)
     }
 
+    /// Bochs keeps the wait-for-SIPI state's SMI blocking after a SIPI exit
+    /// and saves it at every later exit; outside SMM it fails the next entry
+    /// (SDM 27.3.1.5 "Checks on Guest Non-Register State"). A guest never runs
+    /// in SMM here, so the bit is cleared.
+    mutating func clearSMIBlocking<H: VMXHardware>(_ hw: H) throws(VMXError) {
+        let state = try hw.read(VMCSFields.Guest32.interruptibilityState)
+        let smi = UInt32(1 << 2)
+        if state & smi != 0 { try hw.write(VMCSFields.Guest32.interruptibilityState, state & ~smi) }
+    }
+
     /// INIT: back to wait-for-SIPI in the INIT state. Before that, a stop the
     /// platform asked for (the hypervisor's own INIT to this CPU) ends the run.
     mutating func handleINIT<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
@@ -103,13 +113,32 @@ extension VCPU {
         }
         sipiPage = nil
         try enterWaitForSIPI(hw, afterINIT: true)
+        platform.waitingForSIPI(true)
         return .resume
+    }
+
+    /// A routed INIT: the INIT state and wait-for-SIPI; a routed STARTUP
+    /// IPI after it starts the vCPU at once.
+    mutating func takeStartSignals<H: VMXHardware, P: GuestPlatform>(_ signals: StartSignals, _ hw: H, _ platform: inout P)
+        throws(VMXError) {
+        if signals.initialize {
+            sipiPage = nil
+            try enterWaitForSIPI(hw, afterINIT: true)
+            platform.waitingForSIPI(true)
+        }
+        if let vector = signals.startupVector { try start(at: vector, hw, &platform) }
     }
 
     /// SIPI (only in wait-for-SIPI): real mode at vector:0000, the rest as INIT left it.
     mutating func handleSIPI<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
         if platform.stopRequested { return .stop(.stopRequested) }
-        let vector = try qualification(hw) & 0xFF
+        try start(at: UInt8(truncatingIfNeeded: try qualification(hw)), hw, &platform)
+        return .resume
+    }
+
+    mutating func start<H: VMXHardware, P: GuestPlatform>(at startVector: UInt8, _ hw: H, _ platform: inout P)
+        throws(VMXError) {
+        let vector = UInt64(startVector)
         try hw.write(VMCSFields.Guest16.csSelector, UInt16(vector << 8))
         try hw.write(VMCSFields.GuestNatural.csBase, vector << 12)
         try hw.write(VMCSFields.GuestNatural.rip, 0)
@@ -120,7 +149,8 @@ extension VCPU {
         try hw.write(VMCSFields.Guest32.interruptibilityState, 0)
         sipiPage = vector << 12
         exitsAtSIPI = statistics.totalExits
+        startedBySIPI = true
+        platform.waitingForSIPI(false)
         fastPath.invalidateCPUID()  // a restarted guest sets its state up again
-        return .resume
     }
 }

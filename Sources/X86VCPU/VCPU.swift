@@ -115,9 +115,22 @@ public protocol GuestPlatform {
     /// Another CPU stopped the guest: this vCPU's run ends before its next
     /// entry, or at the INIT or SIPI the stopping CPU sends. Default: never.
     var stopRequested: Bool { get }
-    /// An INIT another vCPU sent this one (the platform routes the guest's
-    /// INIT IPIs): true once per INIT. Asked after every exit. Default: never.
-    mutating func takeINIT() -> Bool
+    /// The INIT (and a STARTUP IPI that came after it) another vCPU sent
+    /// this one, when the platform routes the guest's INIT and STARTUP IPIs;
+    /// taken once. Asked after every exit. Default: never.
+    mutating func takeStartSignals() -> StartSignals?
+    /// The vCPU entered (true) or left (false) the wait-for-SIPI state.
+    mutating func waitingForSIPI(_ waiting: Bool)
+}
+
+/// INIT and STARTUP IPIs another vCPU sent, as the platform's mailbox holds them.
+public struct StartSignals: Equatable, Sendable {
+    public var initialize: Bool
+    /// A STARTUP IPI's vector, sent while the INIT before it was not yet taken.
+    public var startupVector: UInt8?
+    public init(initialize: Bool, startupVector: UInt8? = nil) {
+        self.initialize = initialize; self.startupVector = startupVector
+    }
 }
 
 /// A platform device's answer to RDMSR or WRMSR.
@@ -143,7 +156,8 @@ extension GuestPlatform {
     public var nextDeadline: UInt64? { nil }
     public mutating func advance(toTSC tsc: UInt64) {}
     public var stopRequested: Bool { false }
-    public mutating func takeINIT() -> Bool { false }
+    public mutating func takeStartSignals() -> StartSignals? { nil }
+    public mutating func waitingForSIPI(_ waiting: Bool) {}
 }
 
 /// What the vCPU was built with, and which optional controls it got.
@@ -220,6 +234,8 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     /// (see `handleINIT`: the INIT the wait-for-SIPI state held back).
     var sipiPage: UInt64? = nil
     var exitsAtSIPI: UInt64 = 0
+    /// Started by a SIPI: exits may save SMI blocking (see `clearSMIBlocking`).
+    var startedBySIPI = false
     var eoiExitWritten0: UInt64 = 0, eoiExitWritten1: UInt64 = 0, eoiExitWritten2: UInt64 = 0, eoiExitWritten3: UInt64 = 0
     /// When the guest owns the interrupt controller (passed-through PIC), an
     /// interrupt that arrives while it runs is its own: it is re-injected.

@@ -48,11 +48,12 @@ extension VCPU {
                 }
                 exitUnrecorded = true
                 if apicVirtualized { platform.loadAPIC(from: apicPage) }
-                // An INIT from another vCPU: the exit is not carried out. At
-                // a SIPI exit the INIT came first and the wait for SIPI took it.
-                if platform.takeINIT() && field.basicReason != .startupIPI {
-                    sipiPage = nil
-                    try enterWaitForSIPI(hw, afterINIT: true)
+                if startedBySIPI { try clearSMIBlocking(hw) }
+                // INIT (and a SIPI after it) from another vCPU: the exit is not
+                // carried out. At a SIPI exit the INIT came first and the wait
+                // for SIPI took it; the real SIPI starts the vCPU.
+                if let routed = platform.takeStartSignals(), field.basicReason != .startupIPI {
+                    try takeStartSignals(routed, hw, &platform)
                     continue
                 }
                 if field.basicReason.canInterruptEventDelivery { try noteInterruptedEvent(hw) }

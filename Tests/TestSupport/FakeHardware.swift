@@ -355,9 +355,9 @@ package struct FakePlatform: GuestPlatform {
     package var console: [UInt8] = []
     package var inValues: [UInt16: [UInt32]] = [:]
     package var stopRequested = false
-    /// An INIT another vCPU sent (taken once).
-    package var initPending = false
-    package mutating func takeINIT() -> Bool { defer { initPending = false }; return initPending }
+    /// INIT and STARTUP IPIs another vCPU sent (taken once).
+    package var startSignals: StartSignals? = nil
+    package mutating func takeStartSignals() -> StartSignals? { defer { startSignals = nil }; return startSignals }
 
     package mutating func portIn(_ port: UInt16, width: OperandWidth) -> UInt32 {
         var value = UInt32(truncatingIfNeeded: width.mask)

@@ -108,21 +108,31 @@ import TestSupport
 
     @Test func anINITFromAnotherVCPUResetsAtTheNextExitWithoutCarryingItOut() throws {
         var rig = try VCPURig(.long64, rip: 0x3000, platform: .passthrough)
-        rig.platform.initPending = true
+        rig.platform.startSignals = StartSignals(initialize: true)
         let exit = rig.run([ScriptedExit.cpuid(leaf: 0)])
         #expect(exit == rig.scriptEnd)
         expectINITState(rig, cr0: CR0Bits.et.rawValue)   // RIP FFF0: the CPUID was not completed
         #expect(rig.vcpu.registers.rax == 0)
-        #expect(!rig.platform.initPending)
+        #expect(rig.platform.startSignals == nil)
+    }
+
+    @Test func aSTARTUPIPIPostedAfterTheINITStartsTheVCPUAtOnce() throws {
+        var rig = try VCPURig(.long64, rip: 0x3000, platform: .passthrough)
+        rig.platform.startSignals = StartSignals(initialize: true, startupVector: 0x9A)
+        _ = rig.run([ScriptedExit.cpuid(leaf: 0)])
+        #expect(rig.field(GN.csBase) == 0x9_A000 && rig.field(G16.csSelector) == 0x9A00)
+        #expect(rig.entries[1].rip == 0)
+        #expect(rig.entries[1].activityState == ActivityState.active.rawValue)
+        #expect(rig.field(VMCSFields.Control32.entryControls) & UInt64(VMEntryControls.ia32eModeGuest.rawValue) == 0)
     }
 
     @Test func anINITBeforeTheSIPIIsTakenByTheWait() throws {
         var rig = try VCPURig(.waitForSIPI, platform: .passthrough)
-        rig.platform.initPending = true
+        rig.platform.startSignals = StartSignals(initialize: true)
         _ = rig.run([ScriptedExit(.startupIPI, qualification: 0x9F)])
         #expect(rig.field(GN.csBase) == 0x9_F000)
         #expect(rig.entries[1].activityState == ActivityState.active.rawValue)
-        #expect(!rig.platform.initPending)
+        #expect(rig.platform.startSignals == nil)
     }
 
     @Test func thePendingINITTheWaitHeldBackIsDroppedBeforeTheVCPURuns() throws {

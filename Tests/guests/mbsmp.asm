@@ -104,7 +104,11 @@ _start:
         call newline
         ; 9.4.4: enable the local APIC (SVR bit 8) before sending IPIs. IF
         ; stays 0, so nothing is delivered to us; spurious vector FF.
-        or dword [edi + APIC_SVR], 0x1FF
+        ; Read, then write (as Linux's apic_write does): a hypervisor that
+        ; takes the APIC page's writes decodes plain MOVs.
+        mov eax, [edi + APIC_SVR]
+        or eax, 0x1FF
+        mov [edi + APIC_SVR], eax
 
         call find_madt                  ; ESI = the MADT, or a FAIL
         push esi
