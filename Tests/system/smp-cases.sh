@@ -66,6 +66,42 @@ boot_case linux-pt-smp bochs 900 - --cpus 2 --ips 100000000 --megs 512 --disk bu
     'PT-HYPERVISOR yes'
 fi
 
+# smp=on with a multiboot kernel of our own (Tests/guests/mbsmp.asm): it
+# finds the other CPUs in the firmware's MADT, starts each with INIT-SIPI-SIPI
+# through its local APIC, runs code there, restarts one with INIT and a
+# STARTUP IPI to another page, and powers off; the hypervisor routes the
+# INIT and STARTUP IPIs to the vCPUs and stops them all at the end.
+mbsmp_patterns=(
+    '!FAIL' '!\[warn\]' '!\[error\]'
+    'mbsmp: cpu 01 running in protected mode \(cpuid apic id 01, hypervisor yes\)'
+    'mbsmp: cpu 01 workload ok'
+    'mbsmp: cpu 01 started again at vector 09'
+    'mbsmp: cpu 01 restart ok'
+    'mbsmp: all checks passed'
+    'cpu 0 \(APIC ID 0\) stopped the guest'
+    'exit statistics: cpu 1 \(APIC ID 1\): [1-9][0-9]* exits'
+    '^\[info\] power off: status 0'
+)
+boot_case smp-mbsmp bochs 120 - --cpus 2 \
+    --entry mbsmp "log=info platform=passthrough smp=on" --module build/guests/mbsmp.bin "mbsmp" -- \
+    "${mbsmp_patterns[@]}" \
+    'mbsmp: 2 CPUs running'
+boot_case smp-mbsmp-4cpu bochs 150 - --cpus 4 \
+    --entry mbsmp "log=info platform=passthrough smp=on" --module build/guests/mbsmp.bin "mbsmp" -- \
+    "${mbsmp_patterns[@]}" \
+    'mbsmp: cpu 03 running in protected mode \(cpuid apic id 03, hypervisor yes\)' \
+    'exit statistics: cpu 3 \(APIC ID 3\): [1-9][0-9]* exits' \
+    'mbsmp: 4 CPUs running'
+# Without smp=on the second CPU waits in VMX root mode, where INIT is blocked
+# and a STARTUP IPI ignored: a guest that finds it in the firmware's MADT
+# anyway cannot start it (outside VMX or at all).
+boot_case smp-mbsmp-parked bochs 120 - --cpus 2 \
+    --entry mbsmp "log=info platform=passthrough" --module build/guests/mbsmp.bin "mbsmp" -- \
+    '!exit statistics: cpu' '!mbsmp: cpu 01 running' \
+    'cpu 1 \(APIC ID 1\): VMX root mode' \
+    'mbsmp: FAIL: cpu 01 did not arrive within 5 s' \
+    'guest powered off with status 1'
+
 # The failure reports, by self-test: a CPU whose VMX capabilities differ from
 # the boot CPU's, and a CPU that never starts; the hypervisor goes on.
 boot_case smp-mismatch bochs 120 - --cpus 2 \
