@@ -117,13 +117,14 @@ func runAPVCPU(_ root: consuming VMXRoot<ReservedFrame>, _ guest: SharedGuest, _
     let exit = vcpu.run(hw, &platform)
     let me = Int(record.block.pointee.index)
     let stats = vcpu.statistics
-    guard claimStop(me, exit) else { leaveStatistics(stats, record.tables + UInt64(PerCPUTables.statisticsOffset), record.statePointer) }
-    logInfo("cpu \(me) (APIC ID \(record.block.pointee.apicID)) stopped the guest")
     if case .tripleFault = exit {
+        // Reported before anything else: the machine resets after it.
         _ = reportGuestExit(exit, hw, caps)
         logInfo("passthrough: the guest reset the machine (triple fault on cpu \(me)): resetting it")
         resetMachine()
     }
+    guard claimStop(me, exit) else { leaveStatistics(stats, record.tables + UInt64(PerCPUTables.statisticsOffset), record.statePointer) }
+    logInfo("cpu \(me) (APIC ID \(record.block.pointee.apicID)) stopped the guest")
     let status = reportGuestExit(exit, hw, caps)
     reportAllStatistics(stopOtherCPUs(me), own: stats, me: me)
     powerOff(code: status)

@@ -52,7 +52,10 @@ extension VCPU {
             try hw.write(data[i].2, 0xFFFF)
             try hw.write(data[i].3, SegmentAccessRights.data16.rawValue)
         }
-        // LDTR: present LDT; TR: busy 16-bit TSS (a VM entry outside IA-32e mode accepts it).
+        // LDTR: present LDT; TR: a busy 32-bit TSS, as KVM's INIT state has it:
+        // an OS enters long mode before it loads TR, and CR0.PG with EFER.LME
+        // and a 16-bit TSS in TR is #GP (Bochs checks it; Linux's AP
+        // trampoline triple-faulted on it).
         try hw.write(VMCSFields.Guest16.ldtrSelector, 0)
         try hw.write(VMCSFields.GuestNatural.ldtrBase, 0)
         try hw.write(VMCSFields.Guest32.ldtrLimit, 0xFFFF)
@@ -60,7 +63,7 @@ extension VCPU {
         try hw.write(VMCSFields.Guest16.trSelector, 0)
         try hw.write(VMCSFields.GuestNatural.trBase, 0)
         try hw.write(VMCSFields.Guest32.trLimit, 0xFFFF)
-        try hw.write(VMCSFields.Guest32.trAccessRights, SegmentAccessRights(type: SegmentType.busyTSS16, codeOrData: false).rawValue)
+        try hw.write(VMCSFields.Guest32.trAccessRights, SegmentAccessRights.busyTSS.rawValue)
         try hw.write(VMCSFields.GuestNatural.gdtrBase, 0)
         try hw.write(VMCSFields.Guest32.gdtrLimit, 0xFFFF)
         try hw.write(VMCSFields.GuestNatural.idtrBase, 0)

@@ -35,7 +35,7 @@ import TestSupport
         #expect(rig.field(GN.csBase) == 0xFFFF_0000, sourceLocation: sourceLocation)
         #expect(rig.field(G32.csAccessRights) == 0x9B, sourceLocation: sourceLocation)
         #expect(rig.field(G32.ssAccessRights) == 0x93, sourceLocation: sourceLocation)
-        #expect(rig.field(G32.trAccessRights) == 0x83, sourceLocation: sourceLocation)
+        #expect(rig.field(G32.trAccessRights) == 0x8B, sourceLocation: sourceLocation)
         #expect(rig.field(G32.ldtrAccessRights) == 0x82, sourceLocation: sourceLocation)
         #expect(rig.field(G32.gdtrLimit) == 0xFFFF && rig.field(G32.idtrLimit) == 0xFFFF, sourceLocation: sourceLocation)
         #expect(rig.field(GN.dr7) == 0x400, sourceLocation: sourceLocation)
