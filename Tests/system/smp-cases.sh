@@ -31,11 +31,11 @@ boot_case smp-limit bochs 120 - --cpus 2 \
 
 # The passthrough Linux guest in a 2-CPU Bochs. By default the second CPU
 # parks in VMX root mode and the guest's MADT hides it: Linux runs on one CPU
-# (pt_patterns: passthrough-cases.sh). About 10 minutes of Bochs: only with
-# SMP_LINUX=1 or by name. With smp=on (linux-pt-smp, by name only) Linux
-# starts the second CPU itself, which Bochs 2.7 cannot run: its STARTUP-IPI
-# VM exit happens in the sending CPU's context and the AP's VMCS then reads
-# as zeros (see README, "Every CPU runs the guest").
+# (pt_patterns: passthrough-cases.sh). With smp=on (linux-pt-smp) Linux
+# starts the second CPU itself and runs on both: every line below matched in
+# its runs, but after "reboot: Power down" the 2-CPU Bochs did not switch off
+# (the case then times out). About 10 minutes each: both only by name (or
+# SMP_LINUX=1 for linux-pt-2cpu).
 if [ "${SMP_LINUX:-0}" = 1 ] || [[ " ${only[*]} " =~ " linux-pt-2cpu " ]]; then
 boot_case linux-pt-2cpu bochs 900 - --cpus 2 --ips 100000000 --megs 512 --disk build/linux/disk.img \
     --entry linux-pt-2cpu "log=info platform=passthrough" \
