@@ -39,19 +39,7 @@ extension VCPU {
         try hw.write(VMCSFields.GuestNatural.csBase, 0xFFFF_0000)
         try hw.write(VMCSFields.Guest32.csLimit, 0xFFFF)
         try hw.write(VMCSFields.Guest32.csAccessRights, SegmentAccessRights.code16.rawValue)
-        let data: [5 of (VMCSField16, VMCSFieldNatural, VMCSField32, VMCSField32)] = [
-            (VMCSFields.Guest16.ssSelector, VMCSFields.GuestNatural.ssBase, VMCSFields.Guest32.ssLimit, VMCSFields.Guest32.ssAccessRights),
-            (VMCSFields.Guest16.dsSelector, VMCSFields.GuestNatural.dsBase, VMCSFields.Guest32.dsLimit, VMCSFields.Guest32.dsAccessRights),
-            (VMCSFields.Guest16.esSelector, VMCSFields.GuestNatural.esBase, VMCSFields.Guest32.esLimit, VMCSFields.Guest32.esAccessRights),
-            (VMCSFields.Guest16.fsSelector, VMCSFields.GuestNatural.fsBase, VMCSFields.Guest32.fsLimit, VMCSFields.Guest32.fsAccessRights),
-            (VMCSFields.Guest16.gsSelector, VMCSFields.GuestNatural.gsBase, VMCSFields.Guest32.gsLimit, VMCSFields.Guest32.gsAccessRights),
-        ]
-        for i in 0..<data.count {
-            try hw.write(data[i].0, 0)
-            try hw.write(data[i].1, 0)
-            try hw.write(data[i].2, 0xFFFF)
-            try hw.write(data[i].3, SegmentAccessRights.data16.rawValue)
-        }
+        try writeDataSegments(hw, selector: 0, limit: 0xFFFF, rights: .data16)
         // LDTR: present LDT; TR: a busy 32-bit TSS, as KVM's INIT state has it:
         // an OS enters long mode before it loads TR, and CR0.PG with EFER.LME
         // and a 16-bit TSS in TR is #GP (Bochs checks it; Linux's AP

@@ -552,6 +552,24 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         try hw.write(VMCSFields.HostNatural.rip, hw.exitEntryPoint)
     }
 
+    /// SS, DS, ES, FS and GS alike, based at 0.
+    func writeDataSegments<H: VMXHardware>(_ hw: H, selector: UInt16, limit: UInt32, rights: SegmentAccessRights)
+        throws(VMXError) {
+        let data: [5 of (VMCSField16, VMCSFieldNatural, VMCSField32, VMCSField32)] = [
+            (VMCSFields.Guest16.ssSelector, VMCSFields.GuestNatural.ssBase, VMCSFields.Guest32.ssLimit, VMCSFields.Guest32.ssAccessRights),
+            (VMCSFields.Guest16.dsSelector, VMCSFields.GuestNatural.dsBase, VMCSFields.Guest32.dsLimit, VMCSFields.Guest32.dsAccessRights),
+            (VMCSFields.Guest16.esSelector, VMCSFields.GuestNatural.esBase, VMCSFields.Guest32.esLimit, VMCSFields.Guest32.esAccessRights),
+            (VMCSFields.Guest16.fsSelector, VMCSFields.GuestNatural.fsBase, VMCSFields.Guest32.fsLimit, VMCSFields.Guest32.fsAccessRights),
+            (VMCSFields.Guest16.gsSelector, VMCSFields.GuestNatural.gsBase, VMCSFields.Guest32.gsLimit, VMCSFields.Guest32.gsAccessRights),
+        ]
+        for i in 0..<data.count {
+            try hw.write(data[i].0, selector)
+            try hw.write(data[i].1, 0)
+            try hw.write(data[i].2, limit)
+            try hw.write(data[i].3, rights.rawValue)
+        }
+    }
+
     /// SDM 25.4 "Guest-State Area", with the start's mode.
     func writeGuestState<H: VMXHardware>(_ hw: H, _ start: GuestStart) throws(VMXError) {
         var cr0: UInt64 = CR0Bits.et.rawValue
@@ -602,19 +620,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         try hw.write(VMCSFields.GuestNatural.csBase, codeBase)
         try hw.write(VMCSFields.Guest32.csLimit, limit)
         try hw.write(VMCSFields.Guest32.csAccessRights, codeRights.rawValue)
-        let data: [5 of (VMCSField16, VMCSFieldNatural, VMCSField32, VMCSField32)] = [
-            (VMCSFields.Guest16.ssSelector, VMCSFields.GuestNatural.ssBase, VMCSFields.Guest32.ssLimit, VMCSFields.Guest32.ssAccessRights),
-            (VMCSFields.Guest16.dsSelector, VMCSFields.GuestNatural.dsBase, VMCSFields.Guest32.dsLimit, VMCSFields.Guest32.dsAccessRights),
-            (VMCSFields.Guest16.esSelector, VMCSFields.GuestNatural.esBase, VMCSFields.Guest32.esLimit, VMCSFields.Guest32.esAccessRights),
-            (VMCSFields.Guest16.fsSelector, VMCSFields.GuestNatural.fsBase, VMCSFields.Guest32.fsLimit, VMCSFields.Guest32.fsAccessRights),
-            (VMCSFields.Guest16.gsSelector, VMCSFields.GuestNatural.gsBase, VMCSFields.Guest32.gsLimit, VMCSFields.Guest32.gsAccessRights),
-        ]
-        for i in 0..<data.count {
-            try hw.write(data[i].0, dataSelector)
-            try hw.write(data[i].1, 0)
-            try hw.write(data[i].2, limit)
-            try hw.write(data[i].3, dataRights.rawValue)
-        }
+        try writeDataSegments(hw, selector: dataSelector, limit: limit, rights: dataRights)
         // LDTR unusable; TR a busy 32/64-bit TSS, as VM entry requires.
         try hw.write(VMCSFields.Guest16.ldtrSelector, 0)
         try hw.write(VMCSFields.GuestNatural.ldtrBase, 0)
