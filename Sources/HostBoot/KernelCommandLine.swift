@@ -26,7 +26,7 @@
 //   smp=on|off                  the passthrough guest gets a vCPU on every
 //                               CPU in VMX root mode (started by its own
 //                               INIT/SIPI), or the boot CPU only, the others
-//                               parked and hidden from its MADT (default off)
+//                               parked and hidden from its MADT (default on)
 
 import X86Arch
 import VMX
@@ -104,8 +104,9 @@ public struct KernelCommandLine {
     public private(set) var platform: GuestPlatformKind? = nil
     /// Whether the isolated platform may use the CPU's APIC virtualization.
     public private(set) var apicVirtualization = true
-    /// `smp=on`: a vCPU of the passthrough guest on every other CPU.
-    public private(set) var guestSMP = false
+    /// `smp=on` (default): a vCPU of the passthrough guest on every other CPU;
+    /// `smp=off`: those CPUs park in VMX root mode, hidden from the guest.
+    public private(set) var guestSMP = true
     /// `cpus=<n>`: at most this many CPUs (n >= 1); nil: every CPU the firmware lists.
     public private(set) var cpuLimit: Int? = nil
 

@@ -61,10 +61,14 @@ func size(_ s: String) -> UInt64? { withBytes(s) { KernelCommandLine.parseSize($
     }
 
     @Test func smpGivesThePassthroughGuestEveryCPU() {
-        withBytes("") { #expect(!KernelCommandLine($0).guestSMP) }
-        withBytes("smp=on") { #expect(KernelCommandLine($0).guestSMP) }
-        withBytes("smp=on smp=off") { #expect(!KernelCommandLine($0).guestSMP) }
-        withBytes("smp=yes") { #expect(!KernelCommandLine($0).guestSMP) }
+        withBytes("") { #expect(KernelCommandLine($0).guestSMP) }
+        withBytes("smp=off") { #expect(!KernelCommandLine($0).guestSMP) }
+        withBytes("smp=off smp=on") { #expect(KernelCommandLine($0).guestSMP) }
+        withBytes("smp=off smp=yes") { line in
+            let c = KernelCommandLine(line)
+            #expect(!c.guestSMP)
+            #expect(warnings(c).map(\.0) == [.malformedValue])
+        }
     }
 
     @Test func apicvTurnsTheCPUsAPICVirtualizationOnOrOff() {

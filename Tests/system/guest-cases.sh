@@ -163,7 +163,7 @@ boot_case guest-mbapic-isolated bochs 90 - \
 
 # Two CPUs with smp=on: the second CPU's vCPU waits for SIPI and the guest's
 # MADT lists both; when the guest powers off, the boot CPU stops the other
-# (a STARTUP IPI it exits on; its exits are in the report). By default the
+# (a STARTUP IPI it exits on; its exits are in the report). With smp=off the
 # second CPU parks in VMX root mode and the guest's MADT (the hypervisor's
 # copy) hides it, so an OS following ACPI never tries to start it.
 boot_case guest-mbapic-2cpu bochs 120 - --cpus 2 \
@@ -178,7 +178,7 @@ boot_case guest-mbapic-2cpu bochs 120 - --cpus 2 \
     'exit statistics: cpu 1 \(APIC ID 1\): [0-9]+ exits' \
     '^\[info\] power off: status 0'
 boot_case guest-mbapic-2cpu-parked bochs 120 - --cpus 2 \
-    --entry mbapic "log=info platform=passthrough" --module build/guests/mbapic.bin "mbapic" -- \
+    --entry mbapic "log=info platform=passthrough smp=off" --module build/guests/mbapic.bin "mbapic" -- \
     '!FAIL' '!exit statistics: cpu' '!vCPU waits' \
     'cpus: 2 of 2 in VMX root mode' \
     'passthrough: ACPI: the guest.s RSDP at 0x[0-9a-f]+ lists the firmware.s [0-9]+ tables; its MADT keeps 1 processor entries \(this CPU, APIC ID 0, and those with a vCPU\) and hides 1 of CPUs without a vCPU' \
