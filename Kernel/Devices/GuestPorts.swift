@@ -33,6 +33,10 @@ struct KernelPlatform: GuestPlatform {
     var virtualPage: UnsafeMutableRawPointer? = nil
     var pageStale = false
     var changedRegister = 0
+    /// IRR and ISR as the virtual-APIC page holds them while the model is in
+    /// step with it: `storeAPIC` writes only the words that differ.
+    var pageIRR = APICVectorBitmap()
+    var pageISR = APICVectorBitmap()
     /// The guest's TSC as of the vCPU's last `advance`.
     var guestTime: UInt64 = 0
     /// An isolated OS guest's own devices' interrupts (PIT, COM1, RTC) go

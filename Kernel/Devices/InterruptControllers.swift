@@ -138,6 +138,7 @@ extension KernelPlatform {
     }
 
     /// While the guest may have changed the page, the answer comes from it.
+    @inline(__always)  // a call copied the whole platform (~830 bytes)
     var interruptPending: Bool {
         guard pageStale, let page = virtualPage else { return cachedPending }
         return hasControllers && apic.mode != .disabled && LocalAPIC.virtualPageHasPendingInterrupt(UnsafeRawPointer(page))
@@ -219,26 +220,36 @@ extension KernelPlatform {
     mutating func syncAPIC() {
         guard pageStale, let page = virtualPage else { return }
         pageStale = false
-        if apic.loadVirtualState(page: UnsafeRawPointer(page)) { cachedPending = apic.pendingInterrupt != nil }
+        if apic.loadVirtualState(page: UnsafeRawPointer(page)) {
+            cachedPending = apic.pendingInterrupt != nil
+            pageIRR = apic.interruptRequest
+            pageISR = apic.inService
+        }
     }
 
+    @inline(__always)  // before every entry: the common answer without a call
     mutating func storeAPIC(into page: VirtualAPICPage, status: inout VirtualInterruptStatus) -> Bool {
         guard apicChanges != 0 else { return false }
+        storeChangedAPIC(into: page, status: &status)
+        return true
+    }
+
+    mutating func storeChangedAPIC(into page: VirtualAPICPage, status: inout VirtualInterruptStatus) {
         if apicChanges & APICChanges.registers != 0 {
             apic.forEachVirtualizedRegister { offset, value in page[offset] = value }
+            pageIRR = apic.interruptRequest
+            pageISR = apic.inService
         } else {
-            if apicChanges & APICChanges.oneRegister != 0 { page[changedRegister] = apic.pageValue(offset: changedRegister) }
-            for i in 0..<8 {
-                page[VirtualAPICPage.inService + 16 * i] = apic.inService.register(i)
-                page[VirtualAPICPage.interruptRequest + 16 * i] = apic.interruptRequest.register(i)
-            }
+            if apicChanges & APICChanges.oneRegister != 0 { page[changedRegister] = apic.pageValueInPlace(offset: changedRegister) }
+            // An interrupt that arrives or ends changes one word of each.
+            apic.interruptRequest.store(into: page.pointer, at: VirtualAPICPage.interruptRequest, over: &pageIRR)
+            apic.inService.store(into: page.pointer, at: VirtualAPICPage.inService, over: &pageISR)
             page[0xA0] = UInt32(apic.processorPriority)
         }
         apicChanges = 0
         let tmr = apic.triggerMode
         status = VirtualInterruptStatus(requesting: apic.interruptRequest.highest ?? 0, servicing: apic.inService.highest ?? 0,
                                         eoiExit0: tmr.word(0), eoiExit1: tmr.word(1), eoiExit2: tmr.word(2), eoiExit3: tmr.word(3))
-        return true
     }
 
     /// The guest's write is in the page already; the model carries it out.

@@ -35,8 +35,13 @@ extension KernelPlatform {
         KernelFrames().pointer(to: guestStopWord + UInt64(offset + 4 * cpu))
     }
 
+    @inline(__always)  // after every exit: the common answer without a call
     mutating func takeStartSignals() -> StartSignals? {
         guard routesIPIs else { return nil }
+        return takeMailbox()
+    }
+
+    mutating func takeMailbox() -> StartSignals? {
         let p = sharedWord(initMailboxOffset, cpuIndex)
         var word = mem_load32(p)
         while word != 0 {

@@ -22,32 +22,39 @@ extension LocalAPIC {
     /// slots the page does not serve.
     @inline(__always)  // a call copied the whole APIC (~250 bytes)
     public func pageValue(offset: Int) -> UInt32 {
-        switch offset {
-        case 0x020: return UInt32(xAPICID) << 24
-        case 0x030: return version
-        case 0x080: return taskPriority
-        case 0x0A0: return UInt32(processorPriority)
-        case 0x0D0: return logicalDestination
-        case 0x0E0: return destinationFormat
-        case 0x0F0: return spuriousVector
-        case 0x100...0x170: return inService.register((offset - 0x100) >> 4)
-        case 0x180...0x1F0: return triggerMode.register((offset - 0x180) >> 4)
-        case 0x200...0x270: return interruptRequest.register((offset - 0x200) >> 4)
-        case 0x280: return errorStatus
-        case 0x2F0: return hasCMCI ? lvtCMCI : 0
-        case 0x300: return commandLow
-        case 0x310: return commandHigh
-        case 0x320: return lvtTimer
-        case 0x330: return lvtThermal
-        case 0x340: return lvtPerformance
-        case 0x350: return lvtLINT0
-        case 0x360: return lvtLINT1
-        case 0x370: return lvtError
-        case 0x380: return initialCount
-        case 0x3E0: return divideConfiguration
+        // By register index, a dense switch: a jump table, not a chain of compares.
+        guard offset & 0xF == 0 else { return 0 }
+        switch offset >> 4 {
+        case 0x02: return UInt32(xAPICID) << 24
+        case 0x03: return version
+        case 0x08: return taskPriority
+        case 0x0A: return UInt32(processorPriority)
+        case 0x0D: return logicalDestination
+        case 0x0E: return destinationFormat
+        case 0x0F: return spuriousVector
+        case 0x10...0x17: return inService.register((offset >> 4) - 0x10)
+        case 0x18...0x1F: return triggerMode.register((offset >> 4) - 0x18)
+        case 0x20...0x27: return interruptRequest.register((offset >> 4) - 0x20)
+        case 0x28: return errorStatus
+        case 0x2F: return hasCMCI ? lvtCMCI : 0
+        case 0x30: return commandLow
+        case 0x31: return commandHigh
+        case 0x32: return lvtTimer
+        case 0x33: return lvtThermal
+        case 0x34: return lvtPerformance
+        case 0x35: return lvtLINT0
+        case 0x36: return lvtLINT1
+        case 0x37: return lvtError
+        case 0x38: return initialCount
+        case 0x3E: return divideConfiguration
         default: return 0
         }
     }
+
+    /// `pageValue` for another module. `mutating` only so the model is passed
+    /// by address: a by-value call from another module copied all of it
+    /// (-Osize, `rep movsb` of ~250 bytes) on the exit path.
+    public mutating func pageValueInPlace(offset: Int) -> UInt32 { pageValue(offset: offset) }
 
     /// Every register a virtual-APIC page holds for reads, as (offset, value).
     @inline(__always)  // a call copied the whole APIC (~250 bytes)
@@ -124,4 +131,16 @@ extension APICVectorBitmap {
 
     /// Bits 64 * index ... 64 * index + 63 (the EOI-exit bitmap's layout).
     public func word(_ index: Int) -> UInt64 { word64(index) }
+
+    /// Writes into a page at `base` (eight 32-bit registers, 16 bytes apart)
+    /// the registers whose 64-bit word differs from `stored`, what the page
+    /// holds, and remembers the bitmap there.
+    public func store(into page: UnsafeMutableRawPointer, at base: Int, over stored: inout APICVectorBitmap) {
+        for i in 0..<4 where word64(i) != stored.word64(i) {
+            let word = word64(i)
+            page.storeBytes(of: UInt32(truncatingIfNeeded: word), toByteOffset: base + 32 * i, as: UInt32.self)
+            page.storeBytes(of: UInt32(truncatingIfNeeded: word >> 32), toByteOffset: base + 32 * i + 16, as: UInt32.self)
+        }
+        stored = self
+    }
 }

@@ -127,6 +127,7 @@ extension VCPU {
     /// Before an entry: the platform's changes into the page. A halted guest
     /// with a deliverable interrupt is woken, as the interrupt would wake it
     /// (the CPU delivers it once active).
+    @inline(__always)  // before every entry; usually nothing to do
     mutating func storeVirtualAPIC<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) {
         if platform.storeAPIC(into: apicPage, status: &interruptStatus) { try writeInterruptStatus(hw) }
         // Only HLT exits put the guest in the HLT state (handleHLT); asking

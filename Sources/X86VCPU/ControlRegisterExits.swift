@@ -197,6 +197,7 @@ extension VCPU {
 
     /// The four PAE PDPTEs at `cr3`, or nil when the table is not in guest RAM
     /// or a present entry has reserved bits set (SDM 5.4.1: #GP).
+    @inline(__always)  // a call copied the whole vCPU (see readGuestMSR)
     func readPDPTEs(cr3: UInt64) -> InlineArray<4, UInt64>? {
         let table = cr3 & 0xFFFF_FFE0
         var entries: InlineArray<4, UInt64> = [0, 0, 0, 0]

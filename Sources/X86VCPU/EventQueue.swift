@@ -187,14 +187,17 @@ public struct EventQueue: Sendable {
 
     /// An external interrupt waits: the interrupt controller is asked for the
     /// next one only once it has been delivered (one INTA at a time).
+    /// (`mutating` gets: reading the slots of a borrowed queue copied all of them first.)
     @inlinable public var holdsExternalInterrupt: Bool {
-        for i in 0..<used where slots[i].type == .externalInterrupt { return true }
-        return false
+        mutating get {
+            for i in 0..<used where slots[i].type == .externalInterrupt { return true }
+            return false
+        }
     }
 
     /// External interrupt `vector` waits: a timer that fires again before it
     /// is delivered has nothing to add (an interrupt line, not a counter).
-    @inlinable public func holdsExternalInterrupt(_ vector: UInt8) -> Bool {
+    @inlinable public mutating func holdsExternalInterrupt(_ vector: UInt8) -> Bool {
         for i in 0..<used where slots[i].type == .externalInterrupt && slots[i].vector == vector { return true }
         return false
     }

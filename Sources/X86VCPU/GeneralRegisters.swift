@@ -102,7 +102,7 @@ public struct GeneralRegisters: Equatable, Sendable {
 
     /// The full 64-bit saved value of register `number` (0...15); nil for RSP (4),
     /// which the trampoline does not save, and for numbers outside 0...15.
-    @inlinable
+    @inlinable @inline(__always)  // a call copied all the registers (128 bytes)
     public subscript(number: Int) -> UInt64? {
         get {
             switch number {

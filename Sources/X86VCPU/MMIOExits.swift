@@ -73,6 +73,7 @@ extension VCPU {
     /// Copies the instruction bytes at guest-linear `linear` into `buffer`:
     /// at most 15, fewer where the second page does not translate. Outside
     /// 64-bit mode linear addresses wrap at 4 GiB (`wrap` is the mask). Returns the count.
+    @inline(__always)  // a call copied the whole vCPU (see readGuestMSR)
     func fetchInstruction<H: VMXHardware>(_ hw: H, at linear: UInt64, wrap: UInt64, into buffer: inout [16 of UInt8])
         throws(VMXError) -> Int {
         let paging = try pagingState(hw)

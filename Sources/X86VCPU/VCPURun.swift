@@ -236,6 +236,7 @@ extension VCPU {
 
     /// RIP past the exiting instruction, and the STI / MOV SS blocking it
     /// carried cleared, as completing the instruction would.
+    @inline(__always)  // most handlers end here: one call fewer per exit
     mutating func advance<H: VMXHardware>(_ hw: H) throws(VMXError) -> ExitAction {
         try advance(hw, by: UInt64(try hw.read(VMCSFields.ReadOnly32.exitInstructionLength)))
     }

@@ -569,6 +569,32 @@ func lapicISRBit(_ apic: inout LocalAPIC, _ vector: UInt8) -> Bool {
         #expect(rebuilt == isr && rebuilt.word(1) == 1 << (0x51 - 64))
     }
 
+    /// Only the registers whose word changed are written; the page then reads
+    /// the bitmap, and what the page holds is remembered.
+    @Test func aVectorSetIsStoredOnlyWhereItChanged() {
+        let page = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+        defer { page.deallocate() }
+        page.initializeMemory(as: UInt8.self, repeating: 0xEE, count: 4096)
+        var stored = APICVectorBitmap()
+        stored.insert(0x20); stored.insert(0xF1)
+        var irr = stored
+        irr.insert(0x31)      // word 0 (vectors 0-63): registers 0 and 1
+        irr.remove(0xF1)      // word 3 (vectors 192-255): registers 6 and 7
+        irr.store(into: page, at: 0x200, over: &stored)
+        #expect(stored == irr)
+        func register(_ i: Int) -> UInt32 { page.load(fromByteOffset: 0x200 + 16 * i, as: UInt32.self) }
+        #expect(register(0) == 0 && register(1) == 1 | 1 << (0x31 - 32))   // 0x20 and 0x31
+        #expect(register(6) == 0 && register(7) == 0)
+        // Words 1 and 2 were equal: untouched (still the fill pattern).
+        #expect((2...5).allSatisfy { register($0) == 0xEEEE_EEEE })
+        // The bytes between the registers are never written.
+        #expect(page.load(fromByteOffset: 0x204, as: UInt32.self) == 0xEEEE_EEEE)
+        // Nothing changed: nothing written.
+        page.storeBytes(of: 0xEEEE_EEEE, toByteOffset: 0x200, as: UInt32.self)
+        irr.store(into: page, at: 0x200, over: &stored)
+        #expect(register(0) == 0xEEEE_EEEE)
+    }
+
     /// The page-only answer agrees with the model's for random page states.
     @Test func aPendingInterruptReadFromThePageMatchesTheModel() {
         var apic = lapicEnabledXAPIC()

@@ -3,7 +3,7 @@
 # exit. Boots the benchmark as the guest in Bochs, stops at the
 # benchmark's operation OP in the guest, traces every instruction through
 # its exit and back, and counts the hypervisor's instructions per function.
-#   profile.sh KERNEL BENCH_ELF OP
+#   profile.sh KERNEL BENCH_ELF OP    (TRACE=file: also every instruction, in order)
 set -uo pipefail
 kernel=$1; bench=$2; op=$3
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +31,7 @@ dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 nm "$kernel" > "$dir/symbols.txt"
 
 python3 - "$dir/serial.txt.debugger.txt" "$dir/symbols.txt" "$op" <<'PY'
-import bisect, re, subprocess, sys
+import bisect, os, re, subprocess, sys
 trace, symfile, op = sys.argv[1:]
 syms = sorted((int(a, 16), n) for a, t, n in (l.split() for l in open(symfile) if len(l.split()) == 3) if t in "tTW")
 starts = [a for a, _ in syms]
@@ -57,4 +57,10 @@ print(f"{op}: {len(host)} hypervisor instructions from the exit to the guest's n
 print(f"  (guest: {rows[first_host - 1][2]!r} exits; resumes at {rows[back][2]!r})")
 for name, pretty in zip(order, names):
     print(f"  {counts[name]:5d}  {pretty[:110]}")
+if os.environ.get("TRACE"):
+    # Every hypervisor instruction of the exit, in order, with its function.
+    with open(os.environ["TRACE"], "w") as out:
+        for _, linear, text in host:
+            i = bisect.bisect_right(starts, linear) - 1
+            out.write(f"{linear:#x} {syms[i][1] if i >= 0 else '?'}: {text}\n")
 PY
