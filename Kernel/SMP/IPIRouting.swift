@@ -104,14 +104,15 @@ extension KernelPlatform {
     }
 
     mutating func routeICR(low: UInt32, destination: UInt32, x2APIC: Bool) {
+        // Most IPIs (fixed, NMI) go out before the shared guest is even read.
+        guard StartupIPIRouting.isStartSignal(low: low) else { return forwardICR(low: low, destination: destination, x2APIC: x2APIC) }
         guard let guest = sharedGuest else { return }
         let count = 1 + guest.apCount
         let route = StartupIPIRouting.route(low: low, destination: destination, x2APIC: x2APIC, sender: cpuIndex,
                                             count: count, apicID: { guestCPU($0, guest).apicID })
         switch route {
         case .forward:
-            if x2APIC { cpu_wrmsr(0x830, UInt64(destination) << 32 | UInt64(low)) }
-            else { mem_store32(KernelFrames().pointer(to: realAPICPage + 0x300), low) }
+            forwardICR(low: low, destination: destination, x2APIC: x2APIC)
         case .ignore:
             break
         case .initialize(let targets):
@@ -125,6 +126,12 @@ extension KernelPlatform {
                 startup(cpu, vector: vector, guest, x2APIC: x2APIC)
             }
         }
+    }
+
+    /// The guest's IPI to the real ICR as written.
+    func forwardICR(low: UInt32, destination: UInt32, x2APIC: Bool) {
+        if x2APIC { cpu_wrmsr(0x830, UInt64(destination) << 32 | UInt64(low)) }
+        else { mem_store32(KernelFrames().pointer(to: realAPICPage + 0x300), low) }
     }
 
     /// A STARTUP IPI to guest CPU `cpu`: sent for real to a vCPU that waits

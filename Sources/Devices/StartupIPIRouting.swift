@@ -24,13 +24,19 @@ public enum StartupIPIRouting {
     /// Guest CPUs beyond this many are never addressed (the mask's width).
     public static let capacity = 64
 
+    /// Whether ICR bits 31:0 `low` send INIT or STARTUP (else `route` forwards them).
+    public static func isStartSignal(low: UInt32) -> Bool {
+        let mode = APICDeliveryMode(rawValue: UInt8((low >> InterruptCommandRegister.deliveryModeShift) & 7))
+        return mode == .initialize || mode == .startup
+    }
+
     /// The route of ICR bits 31:0 `low` with `destination` (the xAPIC's 8-bit
     /// field or the x2APIC's 32-bit one) sent by guest CPU `sender`, for
     /// `count` guest CPUs whose APIC IDs `apicID` gives.
     public static func route(low: UInt32, destination: UInt32, x2APIC: Bool, sender: Int, count: Int,
                              apicID: (Int) -> UInt32) -> StartupIPIRoute {
+        guard isStartSignal(low: low) else { return .forward }
         let mode = APICDeliveryMode(rawValue: UInt8((low >> InterruptCommandRegister.deliveryModeShift) & 7))
-        guard mode == .initialize || mode == .startup else { return .forward }
         // INIT level de-assert (level-triggered, level 0): only a P6-era
         // APIC acts on it. SDM 11.6.1, "Level" and "Trigger Mode".
         if mode == .initialize && low & InterruptCommandRegister.levelTriggered != 0

@@ -26,6 +26,15 @@ import Testing
         #expect(route(0x000C_00F0) == .forward)                // fixed, all excluding self
     }
 
+    /// The kernel's early answer agrees with `route` for every delivery mode.
+    @Test func onlyINITAndSTARTUPAreStartSignals() {
+        for mode: UInt32 in 0...7 {
+            let low = mode << 8 | 0x4000 | 0x20
+            #expect(StartupIPIRouting.isStartSignal(low: low) == (mode == 5 || mode == 6), "mode \(mode)")
+            #expect(StartupIPIRouting.isStartSignal(low: low) == (route(low, to: 2) != .forward), "mode \(mode)")
+        }
+    }
+
     @Test func shorthandsNameTheGuestsCPUs() {
         #expect(route(0x000C_4500, from: 1) == .initialize(0b1101))     // all excluding self
         #expect(route(0x0008_0608, from: 1) == .startup(vector: 8, 0b1111))   // all including self
