@@ -33,34 +33,39 @@ boot_case smp-limit bochs 120 - --cpus 2 \
 # starts the second CPU itself through its local APIC and runs on both, each
 # in VMX non-root operation, and powers off through ACPI S5 (about 5 minutes).
 # With smp=off the second CPU parks in VMX root mode and the guest's MADT
-# hides it: Linux runs on one CPU (linux-pt-2cpu, by name or SMP_LINUX=1).
-if [ "${SMP_LINUX:-0}" = 1 ] || [[ " ${only[*]} " =~ " linux-pt-2cpu " ]]; then
-boot_case linux-pt-2cpu bochs 900 - --cpus 2 --ips 100000000 --megs 512 --disk build/linux/disk.img \
-    --entry linux-pt-2cpu "log=info platform=passthrough smp=off" \
-    --module build/linux/vmlinuz "$linux_cmdline_passthrough" \
-    --module build/linux/initramfs-pt.cpio.gz "" -- \
-    '!\[warn\] cpu' \
+# hides it: Linux runs on one CPU (linux-pt-2cpu). That one and four CPUs
+# (about 10 minutes each) run by name or with SMP_LINUX=1.
+# linux_smp_case NAME CPUS LIMIT OPTIONS PATTERN...
+linux_smp_case() {
+    local name=$1 cpus=$2 limit=$3 options=$4; shift 4
+    boot_case "$name" bochs "$limit" - --cpus "$cpus" --ips 100000000 --megs 512 --disk build/linux/disk.img \
+        --entry "$name" "log=info platform=passthrough$options" \
+        --module build/linux/vmlinuz "$linux_cmdline_passthrough" \
+        --module build/linux/initramfs-pt.cpio.gz "" -- \
+        '!\[warn\] cpu' "${pt_patterns[@]}" 'PT-HYPERVISOR yes' "$@"
+}
+by_name_or_smp_linux() { [ "${SMP_LINUX:-0}" = 1 ] || [[ " ${only[*]} " =~ " $1 " ]]; }
+
+linux_smp_case linux-pt-smp 2 900 "" \
+    'cpu 1 \(APIC ID 1\): its vCPU waits for the guest.s start-up IPI' \
+    'its MADT lists all 2 processor entries, each CPU with a vCPU' \
+    'smp: Brought up 1 node, 2 CPUs' \
+    'PT-INTERRUPTS LOC: [1-9][0-9]* [1-9][0-9]* ' \
+    'PT-CPUS 2' \
+    'PT-CPU-WORK cpu0 \+[1-9][0-9]* cpu1 \+[1-9][0-9]* '
+by_name_or_smp_linux linux-pt-2cpu && linux_smp_case linux-pt-2cpu 2 900 " smp=off" \
     'cpu 1 \(APIC ID 1\): VMX root mode' \
     'cpus: 2 of 2 in VMX root mode' \
     'its MADT keeps 1 processor entries .* and hides 1 of CPUs without a vCPU' \
     'Linux version 6\.1' \
-    "${pt_patterns[@]}" \
-    'PT-CPUS 1' \
-    'PT-HYPERVISOR yes'
-fi
-boot_case linux-pt-smp bochs 900 - --cpus 2 --ips 100000000 --megs 512 --disk build/linux/disk.img \
-    --entry linux-pt-smp "log=info platform=passthrough" \
-    --module build/linux/vmlinuz "$linux_cmdline_passthrough" \
-    --module build/linux/initramfs-pt.cpio.gz "" -- \
-    '!\[warn\] cpu' \
-    'cpu 1 \(APIC ID 1\): its vCPU waits for the guest.s start-up IPI' \
-    'its MADT lists all 2 processor entries, each CPU with a vCPU' \
-    'smp: Brought up 1 node, 2 CPUs' \
-    "${pt_patterns[@]}" \
-    'PT-INTERRUPTS LOC: [1-9][0-9]* [1-9][0-9]* ' \
-    'PT-CPUS 2' \
-    'PT-CPU-WORK cpu0 \+[1-9][0-9]* cpu1 \+[1-9][0-9]* ' \
-    'PT-HYPERVISOR yes'
+    'PT-CPUS 1'
+by_name_or_smp_linux linux-pt-smp-4cpu && linux_smp_case linux-pt-smp-4cpu 4 1200 "" \
+    'cpu 3 \(APIC ID 3\): its vCPU waits for the guest.s start-up IPI' \
+    'its MADT lists all 4 processor entries, each CPU with a vCPU' \
+    'smp: Brought up 1 node, 4 CPUs' \
+    'PT-INTERRUPTS LOC: [1-9][0-9]* [1-9][0-9]* [1-9][0-9]* [1-9][0-9]* ' \
+    'PT-CPUS 4' \
+    'PT-CPU-WORK cpu0 \+[1-9][0-9]* cpu1 \+[1-9][0-9]* cpu2 \+[1-9][0-9]* cpu3 \+[1-9][0-9]* '
 
 # smp=on with a multiboot kernel of our own (Tests/guests/mbsmp.asm): it
 # finds the other CPUs in the firmware's MADT, starts each with INIT-SIPI-SIPI
