@@ -163,6 +163,9 @@ extension GuestPlatform {
 /// What the vCPU was built with, and which optional controls it got.
 public struct VCPUFeatures: Sendable {
     public var preemptionTimer = false
+    /// The timer's value is saved at every exit while it runs, so exits the
+    /// fast path answers do not restart it from the value Swift wrote.
+    public var savesPreemptionTimer = false
     public var virtualNMIs = false
     public var rdtscp = false
     public var invpcid = false
@@ -441,6 +444,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     static func features<H: VMXHardware>(_ hw: H, _ caps: VMXCapabilities, _ settings: VMXControlSettings) -> VCPUFeatures {
         var f = VCPUFeatures()
         f.preemptionTimer = caps.pinBased.allows(.activatePreemptionTimer)
+        f.savesPreemptionTimer = f.preemptionTimer && caps.exit.allows(.savePreemptionTimerValue)
         f.virtualNMIs = settings.pinBased.contains(.virtualNMIs)
         f.rdtscp = settings.secondary.contains(.enableRDTSCP)
         f.invpcid = settings.secondary.contains(.enableINVPCID)

@@ -33,10 +33,13 @@ extension VCPU {
                 try prepareEntry(hw, &platform)
                 if exitUnrecorded { statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC) }
                 exitUnrecorded = false
-                // Not while a timer is armed: its deadline is checked, and the
-                // preemption timer reloaded, only on this path. Not with events
-                // queued, so their windows are planned here.
-                fastPath.enabled = timerPeriod == 0 && events.isEmpty && platformDeadline == nil ? ExitFastPath.allKinds : 0
+                // Not with the built-in periodic timer, whose deadline is checked
+                // only on this path, nor with a platform deadline unless the CPU
+                // saves the preemption timer at exits (else every fast resume
+                // would restart it from the value written here). Not with
+                // events queued, so their windows are planned here.
+                let timerKeepsCounting = platformDeadline == nil || features.savesPreemptionTimer
+                fastPath.enabled = timerPeriod == 0 && events.isEmpty && timerKeepsCounting ? ExitFastPath.allKinds : 0
                 try hw.enterGuest(&registers, fastPath: fastPath, resume: launched)
                 launched = true
                 lastExitTSC = hw.readTSC()
@@ -215,6 +218,11 @@ extension VCPU {
         var pin = PinBasedControls(rawValue: UInt32(try hw.read(VMCSFields.Control32.pinBasedControls)))
         if on { pin.insert(.activatePreemptionTimer) } else { pin.remove(.activatePreemptionTimer) }
         try hw.write(VMCSFields.Control32.pinBasedControls, pin.rawValue)
+        // Saving the value needs the timer active (SDM 27.2.1.2 "VM-Exit Control Fields").
+        guard features.savesPreemptionTimer else { return }
+        var exit = VMExitControls(rawValue: UInt32(try hw.read(VMCSFields.Control32.primaryExitControls)))
+        if on { exit.insert(.savePreemptionTimerValue) } else { exit.remove(.savePreemptionTimerValue) }
+        try hw.write(VMCSFields.Control32.primaryExitControls, exit.rawValue)
     }
 
     /// SDM 28.2.4 "Information for VM Exits During Event Delivery": an event

@@ -145,6 +145,7 @@ package final class FakeHardware: VMXHardware {
         package var instructionLength: UInt32
         package var primaryControls: UInt32
         package var pinControls: UInt32
+        package var exitControls: UInt32
         package var activityState: UInt32
         package var preemptionTimer: UInt32
         package var tsc: UInt64
@@ -302,6 +303,7 @@ package final class FakeHardware: VMXHardware {
             instructionLength: UInt32(field(VMCSFields.Control32.entryInstructionLength)),
             primaryControls: UInt32(field(VMCSFields.Control32.primaryProcessorBasedControls)),
             pinControls: UInt32(field(VMCSFields.Control32.pinBasedControls)),
+            exitControls: UInt32(field(VMCSFields.Control32.primaryExitControls)),
             activityState: UInt32(field(VMCSFields.Guest32.activityState)),
             preemptionTimer: UInt32(field(VMCSFields.Guest32.preemptionTimerValue)),
             tsc: tsc, fastPathEnabled: fastPath.enabled))

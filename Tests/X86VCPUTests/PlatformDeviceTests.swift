@@ -162,6 +162,43 @@ struct DevicePlatform: GuestPlatform {
         #expect(!PinBasedControls(rawValue: rig.entries.last!.pinControls).contains(.activatePreemptionTimer))
     }
 
+    /// While the devices' deadline arms the preemption timer, the CPU saves its
+    /// value at every exit, so the fast path (whose resumes would otherwise
+    /// restart the timer) stays on; both are off again with the deadline.
+    @Test func aSavedPreemptionTimerKeepsTheFastPathOn() throws {
+        var rig = try VCPURig()
+        var platform = DevicePlatform()
+        platform.deadline = rig.hw.readTSC() + 1_000_000_000
+        rig.hw.script = [.cpuid(leaf: 0)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        let armed = rig.entries[0]
+        #expect(PinBasedControls(rawValue: armed.pinControls).contains(.activatePreemptionTimer))
+        #expect(VMExitControls(rawValue: armed.exitControls).contains(.savePreemptionTimerValue))
+        #expect(armed.fastPathEnabled == ExitFastPath.allKinds)
+        platform.deadline = nil
+        rig.hw.script = [.cpuid(leaf: 0)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        let idle = rig.entries.last!
+        #expect(!PinBasedControls(rawValue: idle.pinControls).contains(.activatePreemptionTimer))
+        #expect(!VMExitControls(rawValue: idle.exitControls).contains(.savePreemptionTimerValue))
+        #expect(idle.fastPathEnabled == ExitFastPath.allKinds)
+    }
+
+    /// A CPU with the timer but without saving it: no fast path while armed.
+    @Test func anUnsavedPreemptionTimerTurnsTheFastPathOff() throws {
+        let hw = FakeHardware()
+        hw.cpu.msrs[0x48F] = hw.cpu.msrs[0x48F]! & ~(UInt64(VMExitControls.savePreemptionTimerValue.rawValue) << 32)
+        hw.cpu.msrs[0x483] = hw.cpu.msrs[0x483]! & ~(UInt64(VMExitControls.savePreemptionTimerValue.rawValue) << 32)
+        var rig = try VCPURig(hw: hw)
+        var platform = DevicePlatform()
+        platform.deadline = rig.hw.readTSC() + 1_000_000_000
+        rig.hw.script = [.cpuid(leaf: 0)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(PinBasedControls(rawValue: rig.entries[0].pinControls).contains(.activatePreemptionTimer))
+        #expect(!VMExitControls(rawValue: rig.entries[0].exitControls).contains(.savePreemptionTimerValue))
+        #expect(rig.entries[0].fastPathEnabled == 0)
+    }
+
     /// Whatever bytes lie at RIP, an MMIO exit either performs exactly one
     /// device access and steps 1-15 bytes, or stops the guest untouched: the
     /// hypervisor never traps and never touches the device twice.
