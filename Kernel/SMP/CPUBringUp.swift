@@ -48,6 +48,9 @@ struct KernelAPStartPort: APStartPort {
 /// run loop live there), the tables frame, the VMXON region.
 let apStackFrames = 16
 let apISTFrames = 2
+/// All of an AP's frames from the pool: stacks, tables, VMXON, and its vCPU
+/// when it runs the guest.
+let apFrames = apStackFrames + 2 + VCPU<KernelFrames>.frameCount
 
 /// What bring-up needs from the boot information, taken before the guest is
 /// loaded: a passthrough guest's image may land on the boot information.
@@ -73,6 +76,22 @@ func takeBringUpInputs(_ info: Multiboot2Info) -> BringUpInputs {
     info.memoryMap?.forEach { (r: Multiboot2Info.MemoryRegion) throws(Never) in picker.offer(base: r.base, length: r.length, type: r.type) }
     inputs.trampolinePage = picker.pick()
     return inputs
+}
+
+/// How many other CPUs bring-up will start (the MADT's, at most `cpus=`
+/// in all), for sizing the passthrough pool before it starts them; 0 where
+/// the tables cannot be read (bring-up then says why).
+func expectedAPCount(_ inputs: BringUpInputs, _ options: KernelCommandLine) -> Int {
+    guard inputs.rsdpLength > 0 else { return 0 }
+    let bootID = bootAPICID(Hardware())
+    let count: Int
+    do {
+        count = try withUnsafeBytes(of: &bringUpRSDP) { (all: UnsafeRawBufferPointer) throws(MADTError) -> Int in
+            try MADTProcessors.enumerate(rsdp: UnsafeRawBufferPointer(rebasing: all[0..<inputs.rsdpLength]), memory: AliasReader(),
+                                         bootAPICID: bootID).count
+        }
+    } catch { return 0 }
+    return min(count, (options.cpuLimit ?? Int.max) - 1)
 }
 
 /// Which CPUs bring-up left in VMX root mode.

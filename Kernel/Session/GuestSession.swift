@@ -48,7 +48,10 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     var ept: ExtendedPageTable<KernelFrames>
     if platformKind == .passthrough {
         let layout: PassthroughMemory
-        do { layout = try preparePassthroughMemory(memory, kernel: &kernel, modules: &modules) } catch {
+        let otherCPUs = expectedAPCount(bringUp, options)
+        do {
+            layout = try preparePassthroughMemory(memory, otherCPUs: otherCPUs, kernel: &kernel, modules: &modules)
+        } catch {
             switch error {
             case .noRoom(let needed):
                 logError("passthrough: no RAM range below 4 GiB holds the hypervisor's pool and the staged modules (\(needed >> 20) MiB)")
@@ -56,7 +59,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
             }
             powerOff(.failure)
         }
-        logInfo("passthrough: the hypervisor keeps \(layout.footprint >> 10) KiB: image \(hex: layout.image.lowerBound)..\(hex: layout.image.upperBound), pool \(hex: layout.pool.lowerBound)..\(hex: layout.pool.upperBound); guest-physical = host-physical elsewhere")
+        logInfo("passthrough: the hypervisor keeps \(layout.footprint >> 10) KiB: image \(hex: layout.image.lowerBound)..\(hex: layout.image.upperBound), pool \(hex: layout.pool.lowerBound)..\(hex: layout.pool.upperBound) (room for \(otherCPUs) other CPUs); guest-physical = host-physical elsewhere")
         ept = newEPT(hw, frames, features)
         let memoryMap = planMachine(info, layout, hw, mapInto: &ept)
         // With smp=on every other CPU gets a vCPU on this EPT before the guest

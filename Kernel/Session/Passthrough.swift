@@ -13,8 +13,14 @@ import X86VCPU
 import GuestBoot
 import HostBoot
 
-/// Frames the hypervisor keeps for itself on the passthrough platform.
-let passthroughPoolBytes: UInt64 = 4 << 20
+/// Frames the hypervisor keeps for itself on the passthrough platform: at
+/// least 4 MiB, and 2 MiB (the boot CPU's vCPU, the EPT, the bitmaps) plus
+/// each other CPU's frames, in whole 2 MiB pages, so every CPU fits.
+func passthroughPoolBytes(otherCPUs: Int) -> UInt64 {
+    let twoMiB: UInt64 = 2 << 20
+    let needed = twoMiB + UInt64(max(otherCPUs, 0)) * UInt64(apFrames) * frameSize
+    return max(4 << 20, (needed + twoMiB - 1) & ~(twoMiB - 1))
+}
 /// Bytes reserved for the guest's copy of the ACPI root tables: enough for
 /// any firmware's (see `ACPIPassthrough.maximumOutputSize`).
 let acpiCopyBytes: UInt64 = alignUp4K(UInt64(ACPIPassthrough.maximumOutputSize))
@@ -49,33 +55,34 @@ enum PassthroughSetupError: Error {
 /// Picks the pool and staging area, moves the frame allocator into the pool,
 /// and copies the kernel module, the other modules and their strings to the
 /// staging area. `kernel` and `modules` then point at the copies.
-func preparePassthroughMemory(_ memory: PhysicalMemoryMap, kernel: inout GuestModule, modules: inout GuestModules)
+func preparePassthroughMemory(_ memory: PhysicalMemoryMap, otherCPUs: Int, kernel: inout GuestModule, modules: inout GuestModules)
     throws(PassthroughSetupError) -> PassthroughMemory {
     let twoMiB: UInt64 = 2 << 20
+    let poolBytes = passthroughPoolBytes(otherCPUs: otherCPUs)
     var staged = alignUp4K(UInt64(kernel.bytes.count)) + alignUp4K(UInt64(kernel.commandLine.count) + 1)
     for i in 0..<modules.count {
         staged += alignUp4K(UInt64(modules[i].bytes.count)) + alignUp4K(UInt64(modules[i].commandLine.count) + 1)
     }
-    let needed = passthroughPoolBytes + acpiCopyBytes + staged
+    let needed = poolBytes + acpiCopyBytes + staged
     // The highest usable range (free RAM below 4 GiB, outside the image, the
     // boot information and the modules) whose top can hold all three.
     var chosen: (pool: UInt64, low: UInt64)? = nil
     for index in 0..<memory.count {
         let range = memory[index]
-        let poolStart = (range.end & ~(twoMiB - 1)) &- passthroughPoolBytes
+        let poolStart = (range.end & ~(twoMiB - 1)) &- poolBytes
         guard range.end >= needed, poolStart >= range.start, poolStart - range.start >= acpiCopyBytes + staged else { continue }
         chosen = (poolStart, poolStart - acpiCopyBytes - staged)
     }
     guard let (poolStart, low) = chosen else { throw .noRoom(needed: needed) }
     let layout = PassthroughMemory(image: kernel_image_start()..<kernel_image_end(),
-                                   pool: poolStart..<(poolStart + passthroughPoolBytes),
+                                   pool: poolStart..<(poolStart + poolBytes),
                                    acpiCopy: (poolStart - acpiCopyBytes)..<poolStart,
                                    staging: low..<(poolStart - acpiCopyBytes))
 
     // The allocator's bitmap moves into the pool's first frame; its old
     // storage becomes guest RAM and is wiped.
     let oldStorage = frameBitmapStorage
-    let frames = Int(passthroughPoolBytes / frameSize)
+    let frames = Int(poolBytes / frameSize)
     do {
         var bitmap = try FrameBitmap(base: poolStart, frameCount: frames,
                                      storage: KernelFrames().pointer(to: poolStart), capacity: Int(frameSize))

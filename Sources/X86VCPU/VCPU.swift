@@ -286,6 +286,11 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     /// The last exit resumed the guest and is counted at the next entry.
     var exitUnrecorded = false
 
+    /// Frames `init` takes from its allocator: the VMCS, the two I/O bitmaps,
+    /// the MSR bitmap, the MSR lists, the fast path's block, the virtual-APIC
+    /// page and the APIC-access page.
+    public static var frameCount: Int { 8 }
+
     /// Creation: allocates the VMCS, bitmaps and MSR lists and decides the
     /// controls. `setup` then writes the VMCS.
     public init<H: VMXHardware>(_ hw: H, allocator: A, capabilities caps: VMXCapabilities, ram: GuestRAM,

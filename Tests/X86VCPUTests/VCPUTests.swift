@@ -10,6 +10,18 @@ import X86VCPU
 @Suite struct VCPUTests {
     static let workingModels = [BochsCapabilities.corei7_skylake_x, BochsCapabilities.corei7_haswell_4770]
 
+    /// The kernel sizes the passthrough pool with `frameCount` per CPU: it
+    /// must be what creation really takes.
+    @Test func creationTakesFrameCountFrames() throws {
+        let hw = FakeHardware()
+        let frames = HostFrameAllocator(frames: 32)
+        let memory = FakeGuestMemory()
+        let caps = try VMXCapabilities.read(from: hw)
+        let vcpu = try VCPU(hw, allocator: frames, capabilities: caps, ram: memory.ram, platform: .passthrough)
+        #expect(frames.liveFrames == VCPU<HostFrameAllocator>.frameCount)
+        _ = consume vcpu
+    }
+
     // MARK: Controls
 
     @Test(arguments: workingModels)
