@@ -13,14 +13,6 @@ import X86VCPU
 import GuestBoot
 import HostBoot
 
-/// Frames the hypervisor keeps for itself on the passthrough platform: at
-/// least 4 MiB, and 2 MiB (the boot CPU's vCPU, the EPT, the bitmaps) plus
-/// each other CPU's frames, in whole 2 MiB pages, so every CPU fits.
-func passthroughPoolBytes(otherCPUs: Int) -> UInt64 {
-    let twoMiB: UInt64 = 2 << 20
-    let needed = twoMiB + UInt64(max(otherCPUs, 0)) * UInt64(apFrames) * frameSize
-    return max(4 << 20, (needed + twoMiB - 1) & ~(twoMiB - 1))
-}
 /// Bytes reserved for the guest's copy of the ACPI root tables: enough for
 /// any firmware's (see `ACPIPassthrough.maximumOutputSize`).
 let acpiCopyBytes: UInt64 = alignUp4K(UInt64(ACPIPassthrough.maximumOutputSize))
@@ -58,7 +50,8 @@ enum PassthroughSetupError: Error {
 func preparePassthroughMemory(_ memory: PhysicalMemoryMap, otherCPUs: Int, kernel: inout GuestModule, modules: inout GuestModules)
     throws(PassthroughSetupError) -> PassthroughMemory {
     let twoMiB: UInt64 = 2 << 20
-    let poolBytes = passthroughPoolBytes(otherCPUs: otherCPUs)
+    // Frames the hypervisor keeps for itself: room for every CPU bring-up starts.
+    let poolBytes = PassthroughMemoryPlan.poolBytes(otherCPUs: otherCPUs, framesPerCPU: apFrames)
     var staged = alignUp4K(UInt64(kernel.bytes.count)) + alignUp4K(UInt64(kernel.commandLine.count) + 1)
     for i in 0..<modules.count {
         staged += alignUp4K(UInt64(modules[i].bytes.count)) + alignUp4K(UInt64(modules[i].commandLine.count) + 1)

@@ -50,6 +50,16 @@ public struct PassthroughMemoryPlan: Sendable {
     static let page: UInt64 = 0x1000
     static let gibibyte: UInt64 = 0x4000_0000
 
+    /// The pool the hypervisor keeps for its frames: 2 MiB (the boot CPU's
+    /// vCPU, the EPT, the bitmaps) plus `framesPerCPU` for each other CPU, in
+    /// whole 2 MiB pages (EPT maps the rest of the range with large pages),
+    /// and at least 4 MiB.
+    public static func poolBytes(otherCPUs: Int, framesPerCPU: Int) -> UInt64 {
+        let twoMiB: UInt64 = 2 << 20
+        let needed = twoMiB + UInt64(max(otherCPUs, 0)) * UInt64(max(framesPerCPU, 0)) * page
+        return max(4 << 20, (needed + twoMiB - 1) & ~(twoMiB - 1))
+    }
+
     /// The end of the mapped space: the highest of 4 GiB, the firmware map's
     /// end and the end of any valid variable MTRR range (MMIO above 4 GiB is
     /// not in the firmware map, but MTRRs may describe it), rounded up to

@@ -281,4 +281,19 @@ private func checkTiling(_ plan: PassthroughMemoryPlan, sourceLocation: SourceLo
             #expect(withheld.filter { $0 }.count * 0x1000 == Int(plan.withheldBytes))
         }
     }
+
+    /// 4 MiB up to the CPUs it holds, then 2 MiB more at a time: whole 2 MiB
+    /// pages with room for every other CPU's frames beside 2 MiB for the rest.
+    @Test func thePoolGrowsWithTheCPUs() {
+        let perCPU = 26
+        #expect(PassthroughMemoryPlan.poolBytes(otherCPUs: 0, framesPerCPU: perCPU) == 4 * MiB)
+        #expect(PassthroughMemoryPlan.poolBytes(otherCPUs: 19, framesPerCPU: perCPU) == 4 * MiB)   // 1,976 KiB of APs
+        #expect(PassthroughMemoryPlan.poolBytes(otherCPUs: 20, framesPerCPU: perCPU) == 6 * MiB)   // 2,080 KiB
+        #expect(PassthroughMemoryPlan.poolBytes(otherCPUs: 63, framesPerCPU: perCPU) == 10 * MiB)
+        for cpus in 0..<200 {
+            let pool = PassthroughMemoryPlan.poolBytes(otherCPUs: cpus, framesPerCPU: perCPU)
+            #expect(pool % (2 * MiB) == 0 && pool >= 2 * MiB + UInt64(cpus * perCPU) * 4 * KiB)
+        }
+        #expect(PassthroughMemoryPlan.poolBytes(otherCPUs: -1, framesPerCPU: perCPU) == 4 * MiB)
+    }
 }
