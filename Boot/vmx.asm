@@ -104,8 +104,14 @@ E_EBX          equ 20
 E_ECX          equ 24
 E_EDX          equ 28
 E_SIZE         equ 32
+F_QUICK_REASON equ 2072
+F_QUICK_STATE  equ 2076
+F_QUICK_COUNTS equ 2080                 ; I/O, RDMSR, WRMSR: 8 bytes each
 FAST_NULL_HYPERCALL equ 1
 FAST_CPUID          equ 2
+FAST_QUICK          equ 4
+; vmx_quick_exit's answers (QuickExit in Sources/X86VCPU/QuickExits.swift).
+QUICK_COMPLETE equ 1                    ; done but RIP: advance and resume
 
 ; VMCS fields and exit reasons the fast path uses (SDM Appendix B, C).
 VMCS_EXIT_REASON      equ 0x4402
@@ -113,8 +119,11 @@ VMCS_EXIT_INSTR_LEN   equ 0x440C
 VMCS_GUEST_SS_AR      equ 0x4818
 VMCS_GUEST_INTR_STATE equ 0x4824
 VMCS_GUEST_RIP        equ 0x681E
+VMCS_GUEST_RFLAGS     equ 0x6820
 EXIT_CPUID            equ 10
 EXIT_VMCALL           equ 18
+EXIT_IO               equ 30
+EXIT_WRMSR            equ 32
 
 ; Undoes vmx_run's prologue: drops the regs and fast-path pointers, restores
 ; the host's RFLAGS and callee-saved registers.
@@ -152,6 +161,25 @@ EXIT_VMCALL           equ 18
     mov [rdi + R_RDI], rax
 %endmacro
 
+; Loads the guest GPRs from *regs, regs = rdi (last). Only MOV: RFLAGS survive.
+%macro LOAD_GUEST 0
+    mov rax, [rdi + R_RAX]
+    mov rcx, [rdi + R_RCX]
+    mov rdx, [rdi + R_RDX]
+    mov rbx, [rdi + R_RBX]
+    mov rbp, [rdi + R_RBP]
+    mov rsi, [rdi + R_RSI]
+    mov r8,  [rdi + R_R8]
+    mov r9,  [rdi + R_R9]
+    mov r10, [rdi + R_R10]
+    mov r11, [rdi + R_R11]
+    mov r12, [rdi + R_R12]
+    mov r13, [rdi + R_R13]
+    mov r14, [rdi + R_R14]
+    mov r15, [rdi + R_R15]
+    mov rdi, [rdi + R_RDI]
+%endmacro
+
 ; int vmx_run(GeneralRegisters *regs, uint64 launched, ExitFastPathBlock *fast)
 ; Enters the guest with its GPRs from *regs (VMLAUNCH when launched == 0, else
 ; VMRESUME). Returns 0 after a VM exit with the guest GPRs stored back into
@@ -174,21 +202,7 @@ FUNC vmx_run
     jbe .setup_failed
 
     cmp rsi, 0                          ; flags survive the movs below
-    mov rax, [rdi + R_RAX]
-    mov rcx, [rdi + R_RCX]
-    mov rdx, [rdi + R_RDX]
-    mov rbx, [rdi + R_RBX]
-    mov rbp, [rdi + R_RBP]
-    mov rsi, [rdi + R_RSI]
-    mov r8,  [rdi + R_R8]
-    mov r9,  [rdi + R_R9]
-    mov r10, [rdi + R_R10]
-    mov r11, [rdi + R_R11]
-    mov r12, [rdi + R_R12]
-    mov r13, [rdi + R_R13]
-    mov r14, [rdi + R_R14]
-    mov r15, [rdi + R_R15]
-    mov rdi, [rdi + R_RDI]
+    LOAD_GUEST
     jne .resume
     vmlaunch
     jmp .entry_failed
@@ -202,14 +216,21 @@ FUNC vmx_run
     ret
 
 ; RIP past the exiting instruction, unless the guest has STI or MOV SS
-; blocking (which completing the instruction would clear: left to Swift) or
-; SMI blocking (Bochs saves it after a SIPI start; Swift clears it).
+; blocking (which completing the instruction would clear: left to Swift),
+; SMI blocking (Bochs saves it after a SIPI start; Swift clears it) or
+; RFLAGS.TF (the completed instruction owes a single-step #DB, SDM 18.3.1.4
+; "Single-Step Exception Condition": Swift sets the pending BS).
 ; Uses rax and rdx; any VMREAD/VMWRITE failure goes to %1.
 %macro FAST_ADVANCE 1
     mov eax, VMCS_GUEST_INTR_STATE
     vmread rax, rax
     jbe %1
     test al, 7
+    jnz %1
+    mov eax, VMCS_GUEST_RFLAGS
+    vmread rax, rax
+    jbe %1
+    test eax, 0x100
     jnz %1
     mov eax, VMCS_EXIT_INSTR_LEN
     vmread rax, rax
@@ -225,9 +246,11 @@ FUNC vmx_run
 
 ; HOST_RIP: the VMCS setup writes this address once.
 ; The fast path first: with four guest registers on the stack it answers the
-; null hypercall and cached CPUID leaves and resumes; anything else restores
-; them and takes the full path back to Swift.
+; null hypercall and cached CPUID leaves and resumes; I/O and MSR exits go to
+; Swift's quick handler without leaving vmx_run; anything else restores them
+; and takes the full path back to Swift.
 global vmx_exit_entry
+extern vmx_quick_exit
 vmx_exit_entry:
     push rax                            ; [rsp + 24]
     push rcx                            ; [rsp + 16]
@@ -243,8 +266,52 @@ vmx_exit_entry:
     cmp eax, EXIT_CPUID
     je .cpuid
     cmp eax, EXIT_VMCALL
-    jne .full
+    je .vmcall
+    test ecx, FAST_QUICK
+    jz .full
+    lea edx, [rax - EXIT_IO]            ; I/O, RDMSR, WRMSR: 0...2
+    cmp edx, EXIT_WRMSR - EXIT_IO
+    ja .full
 
+    ; The quick handler (Swift, C ABI) works on *regs: store them all. The
+    ; call keeps rbx, rbp and r12-r15 (SysV: the handlers change only RAX and
+    ; RDX), so only the others come back from *regs. RSP = HOST_RSP is 16-aligned.
+    mov [rbx + F_QUICK_REASON], eax
+    pop rbx
+    pop rdx
+    pop rcx
+    pop rax
+    SAVE_GUEST
+    mov rdi, [rsp + 8]
+    call vmx_quick_exit
+    mov rsi, [rsp + 8]                  ; the fast path block
+    cmp eax, QUICK_COMPLETE
+    jne .quick_return
+    FAST_ADVANCE .quick_unadvanced
+    mov eax, [rsi + F_QUICK_REASON]
+    inc qword [rsi + rax * 8 + F_QUICK_COUNTS - EXIT_IO * 8]
+    mov rdi, [rsp]
+    mov rax, [rdi + R_RAX]
+    mov rcx, [rdi + R_RCX]
+    mov rdx, [rdi + R_RDX]
+    mov rsi, [rdi + R_RSI]
+    mov r8,  [rdi + R_R8]
+    mov r9,  [rdi + R_R9]
+    mov r10, [rdi + R_R10]
+    mov r11, [rdi + R_R11]
+    mov rdi, [rdi + R_RDI]
+    vmresume
+    jmp .fast_failed
+.quick_unadvanced:
+    mov eax, QUICK_COMPLETE             ; Swift advances
+.quick_return:
+    ; *regs holds the guest's registers, as the handler left them.
+    mov [rsi + F_QUICK_STATE], eax
+    RESTORE_HOST
+    xor eax, eax
+    ret
+
+.vmcall:
     ; Hypercall 0 (null) from CPL 0: RAX is already its result, 0.
     test ecx, FAST_NULL_HYPERCALL
     jz .full

@@ -55,10 +55,12 @@ struct KernelPlatform: GuestPlatform {
     /// Where prepareCPU puts the real PICs' vectors (master, then slave + 8).
     static let picBase: UInt8 = 0x20
 
+    @inline(__always)
     func uartRegister(_ port: UInt16) -> UART16550.Register? {
-        port >= Self.com1 ? UART16550.Register(rawValue: port - Self.com1) : nil
+        port >= Self.com1 ? UART16550.register(at: port - Self.com1) : nil
     }
 
+    @inline(__always)  // into the quick exit path
     mutating func portIn(_ port: UInt16, width: OperandWidth) -> UInt32 {
         if ownsClock && width == .byte && port == CMOSPorts.indexPort { return UInt32(cmos.indexValue) }
         if ownsClock && width == .byte && port == CMOSPorts.dataPort {

@@ -116,8 +116,13 @@ extension KernelPlatform {
         return true
     }
 
+    @inline(__always)  // every MSR exit: the usual answer without a call
     mutating func msrRead(_ msr: UInt32) -> PlatformMSRAnswer {
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
+        return apicMSRRead(msr)
+    }
+
+    mutating func apicMSRRead(_ msr: UInt32) -> PlatformMSRAnswer {
         syncAPIC()
         apic.advance(toTSC: guestTime)
         guard let value = apic.readMSR(msr) else { return .generalProtection }
@@ -156,6 +161,7 @@ extension KernelPlatform {
 
     /// The guest's time, kept for the next APIC access; the APIC itself runs
     /// only when its deadline has come (every exit passes through here).
+    @inline(__always)  // every MSR exit and entry: the usual case without a call
     mutating func advance(toTSC tsc: UInt64) {
         guard hasControllers else {
             // The routed-IPI poll (IPIRouting.swift): the next exit in a millisecond.
@@ -164,6 +170,10 @@ extension KernelPlatform {
         }
         guestTime = tsc
         guard let due = cachedDeadline, tsc >= due else { return }
+        runAPIC(toTSC: tsc)
+    }
+
+    mutating func runAPIC(toTSC tsc: UInt64) {
         syncAPIC()
         apic.advance(toTSC: tsc)
         refresh()

@@ -97,6 +97,14 @@ struct Hardware: VMXHardware {
     }
 }
 
+/// The exit trampoline's Swift half (Boot/vmx.asm, `vmx_exit_entry`): an I/O
+/// or MSR exit of the vCPU `VCPU.run` entered the guest with. The kernel runs
+/// one vCPU type with one platform type, so these are the ones.
+@c(vmx_quick_exit)
+func vmxQuickExit(_ block: UnsafeMutableRawPointer) -> UInt32 {
+    ExitFastPath(existing: block).quickExit(Hardware(), vcpu: VCPU<KernelFrames>.self, platform: KernelPlatform.self).rawValue
+}
+
 /// CPUID under a name that does not collide with the protocol requirement.
 func X86VCPU_cpuid(_ leaf: UInt32, _ subleaf: UInt32) -> (eax: UInt32, ebx: UInt32, ecx: UInt32, edx: UInt32) {
     cpuid(leaf, subleaf)

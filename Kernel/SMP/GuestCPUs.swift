@@ -110,6 +110,7 @@ func runAPVCPU(_ root: consuming VMXRoot<ReservedFrame>, _ guest: SharedGuest, _
     }
     giveMachine(&vcpu)
     takeICRWrites(&vcpu)
+    vcpu.quickExits = true   // vmxQuickExit runs this vCPU type with KernelPlatform
     var platform = KernelPlatform()
     platform.routeIPIs(cpu: Int(record.block.pointee.index))
     platform.waitingForSIPI(true)   // before the check-in: the guest may start it any time after

@@ -136,6 +136,7 @@ func runGuest(_ info: Multiboot2Info, _ options: KernelCommandLine, _ caps: VMXC
     if platformKind == .passthrough { giveMachine(&vcpu) } else if format.ownsLegacyDevices { giveLegacyDevices(&vcpu) }
     let routesIPIs = sharedGuest != nil
     if routesIPIs { takeICRWrites(&vcpu) }
+    vcpu.quickExits = true   // vmxQuickExit runs this vCPU type with KernelPlatform
     logInfo("VMX root mode on; entering the guest at \(hex: loaded.start.rip)")
     logInfo("boot: entry-tsc \(kernel_entry_tsc()) now-tsc \(cpu_rdtsc())")
 

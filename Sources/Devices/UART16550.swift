@@ -11,15 +11,15 @@ public struct UART16550: Sendable {
         case modemControl = 4, lineStatus = 5, modemStatus = 6, scratch = 7
     }
     /// LCR bit 7: registers 0 and 1 are the divisor latch.
-    static let divisorLatchAccess: UInt8 = 0x80
+    @usableFromInline static let divisorLatchAccess: UInt8 = 0x80
     /// MCR bit 4: loopback; output is not transmitted.
-    static let loopback: UInt8 = 0x10
+    @usableFromInline static let loopback: UInt8 = 0x10
     /// IIR: FIFOs enabled (bits 7:6), no interrupt pending (bit 0).
-    static let fifosNoInterrupt: UInt8 = 0xC1
+    @usableFromInline static let fifosNoInterrupt: UInt8 = 0xC1
     /// LSR: transmitter holding register and transmitter empty (bits 5, 6).
-    static let transmitterEmpty: UInt8 = 0x60
+    @usableFromInline static let transmitterEmpty: UInt8 = 0x60
     /// MSR: CTS, DSR and DCD asserted (bits 4, 5, 7).
-    static let lineReady: UInt8 = 0xB0
+    @usableFromInline static let lineReady: UInt8 = 0xB0
 
     public private(set) var interruptEnable: UInt8 = 0
     public private(set) var lineControl: UInt8 = 0
@@ -29,9 +29,26 @@ public struct UART16550: Sendable {
 
     public init() {}
 
-    var divisorLatch: Bool { lineControl & Self.divisorLatchAccess != 0 }
+    @usableFromInline var divisorLatch: Bool { lineControl & Self.divisorLatchAccess != 0 }
+
+    /// The register at `offset` from the base port, if it is one.
+    @inlinable @inline(__always)  // every UART exit: no call for a compare
+    public static func register(at offset: UInt16) -> Register? {
+        switch offset {
+        case 0: .data
+        case 1: .interruptEnable
+        case 2: .interruptIdentification
+        case 3: .lineControl
+        case 4: .modemControl
+        case 5: .lineStatus
+        case 6: .modemStatus
+        case 7: .scratch
+        default: nil
+        }
+    }
 
     /// A read of `register`.
+    @inlinable @inline(__always)  // every UART read exit: inlined into the port dispatch
     public func read(_ register: Register) -> UInt8 {
         switch register {
         case .data: return divisorLatch ? UInt8(truncatingIfNeeded: divisor) : 0

@@ -91,7 +91,7 @@ public struct IOInstructionQualification: Equatable, Sendable {
 
     /// The access size as the width of the AL/AX/EAX operand; nil when the
     /// size encoding is not one the SDM defines.
-    @inlinable
+    @inlinable @inline(__always)  // every port exit: a call for a table look-up
     public var width: OperandWidth? {
         switch raw & 7 {
         case 0: return .byte

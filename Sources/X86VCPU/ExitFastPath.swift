@@ -2,8 +2,10 @@
 // with the vCPU. Two exits are handled there without saving the guest's
 // registers or returning to Swift: the null hypercall, and CPUID for a
 // (leaf, subleaf) whose answer the Swift handler has already computed.
-// Everything else, and every case the fast path is unsure of (blocking by
-// STI or MOV SS, CPL > 0, a cache miss, a failed VMREAD), takes the full path.
+// I/O, RDMSR and WRMSR exits go to the quick handler (QuickExits.swift)
+// without returning from `vmx_run`. Everything else, and every case the
+// fast path is unsure of (blocking by STI or MOV SS, RFLAGS.TF, CPL > 0, a
+// cache miss, a failed VMREAD), takes the full path.
 //
 // The block lives in a frame the vCPU owns and is read by the assembly: a
 // host test checks every offset against the `equ` constants in Boot/vmx.asm.
@@ -34,6 +36,18 @@ public struct ExitFastPathBlock {
     public var cpuidCount: UInt64
     /// Direct-mapped by `ExitFastPath.slot(leaf:)`.
     public var cpuidCache: InlineArray<64, CPUIDCacheEntry>
+    /// The exit reason the assembly handed to the quick handler.
+    public var quickReason: UInt32
+    /// How the quick handler's exit ended, when it came back to `VCPU.run`
+    /// (a `QuickExit`); 0 for any other exit.
+    public var quickState: UInt32
+    /// Quick exits that resumed the guest without returning to `VCPU.run`.
+    public var ioCount: UInt64
+    public var rdmsrCount: UInt64
+    public var wrmsrCount: UInt64
+    /// The vCPU and platform `VCPU.run` entered the guest with, for the quick handler.
+    public var vcpu: UnsafeMutableRawPointer?
+    public var platform: UnsafeMutableRawPointer?
 }
 
 /// A view of an `ExitFastPathBlock`: a pointer, so reading the 2 KiB cache
@@ -45,6 +59,8 @@ public struct ExitFastPath {
     public enum Kind: UInt64, Sendable {
         case nullHypercall = 1
         case cpuid = 2
+        /// I/O, RDMSR and WRMSR exits through `VCPU.quickExit`.
+        case quick = 4
     }
     public static let allKinds = Kind.nullHypercall.rawValue | Kind.cpuid.rawValue
     public static let cacheEntries = 64
@@ -55,6 +71,9 @@ public struct ExitFastPath {
         assert(MemoryLayout<ExitFastPathBlock>.size <= Int(frameSize))
         block = memory
     }
+
+    /// A view of a block in use (the trampoline's pointer to it).
+    public init(existing block: UnsafeMutableRawPointer) { self.block = block }
 
     @inline(__always)
     var typed: UnsafeMutablePointer<ExitFastPathBlock> { block.assumingMemoryBound(to: ExitFastPathBlock.self) }
@@ -115,17 +134,68 @@ public struct ExitFastPath {
 
     /// Counts one exit of `kind` handled without returning to `VCPU.run`:
     /// what the assembly does, for any other implementation of the seam.
+    /// A quick exit counts under its reason (`quickReason`).
     public func countHandled(_ kind: Kind) {
         switch kind {
         case .nullHypercall: typed.pointee.vmcallCount &+= 1
         case .cpuid: typed.pointee.cpuidCount &+= 1
+        case .quick:
+            switch ExitReason(rawValue: UInt16(truncatingIfNeeded: typed.pointee.quickReason)) {
+            case .ioInstruction: typed.pointee.ioCount &+= 1
+            case .rdmsr: typed.pointee.rdmsrCount &+= 1
+            case .wrmsr: typed.pointee.wrmsrCount &+= 1
+            default: break
+            }
         }
     }
 
-    /// Takes the exits counted since the last call.
-    func takeCounts() -> (vmcall: UInt64, cpuid: UInt64) {
+    /// Takes the exits counted since the last call, into `statistics`.
+    func takeCounts(into statistics: inout ExitStatistics) {
         let p = typed
-        defer { p.pointee.vmcallCount = 0; p.pointee.cpuidCount = 0 }
-        return (p.pointee.vmcallCount, p.pointee.cpuidCount)
+        statistics.recordFast(.vmcall, count: p.pointee.vmcallCount)
+        statistics.recordFast(.cpuid, count: p.pointee.cpuidCount)
+        statistics.recordFast(.ioInstruction, count: p.pointee.ioCount)
+        statistics.recordFast(.rdmsr, count: p.pointee.rdmsrCount)
+        statistics.recordFast(.wrmsr, count: p.pointee.wrmsrCount)
+        p.pointee.vmcallCount = 0; p.pointee.cpuidCount = 0
+        p.pointee.ioCount = 0; p.pointee.rdmsrCount = 0; p.pointee.wrmsrCount = 0
+    }
+
+    // MARK: The quick handler's side
+
+    /// The reason the assembly handed to the quick handler.
+    public var quickReason: UInt32 {
+        get { typed.pointee.quickReason }
+        nonmutating set { typed.pointee.quickReason = newValue }
+    }
+
+    /// How the last exit's quick handling ended (`QuickExit`), for `VCPU.run`; 0 after any other exit.
+    public var quickState: UInt32 {
+        get { typed.pointee.quickState }
+        nonmutating set { typed.pointee.quickState = newValue }
+    }
+
+    /// Takes `quickState`, leaving 0.
+    func takeQuickState() -> QuickExit {
+        let p = typed
+        defer { p.pointee.quickState = 0 }
+        return QuickExit(rawValue: p.pointee.quickState) ?? .declined
+    }
+
+    func setContext(vcpu: UnsafeMutableRawPointer?, platform: UnsafeMutableRawPointer?) {
+        typed.pointee.vcpu = vcpu
+        typed.pointee.platform = platform
+    }
+
+    /// The trampoline's Swift half: hands the exit in `quickReason` to the
+    /// vCPU and platform `VCPU.run` entered the guest with. The caller names
+    /// their types; they must be the ones `run` was called with (the kernel
+    /// has one of each), which is why `VCPU.quickExits` is the kernel's to set.
+    @inline(__always)
+    public func quickExit<F: FrameAllocator, H: VMXHardware, P: GuestPlatform>(
+        _ hw: H, vcpu: VCPU<F>.Type, platform: P.Type) -> QuickExit {
+        guard let v = typed.pointee.vcpu, let p = typed.pointee.platform else { return .declined }
+        return v.assumingMemoryBound(to: VCPU<F>.self).pointee
+            .quickExit(quickReason, hw, &p.assumingMemoryBound(to: P.self).pointee)
     }
 }

@@ -89,7 +89,7 @@ public struct GeneralRegisters: Equatable, Sendable {
     /// SDM 3.4.1.1 "General-Purpose Registers in 64-Bit Mode": 64-bit operands
     /// replace the register, 32-bit operands are zero-extended to 64 bits, 8- and
     /// 16-bit operands leave the other bits unchanged. Use it for the guest RSP.
-    @inlinable
+    @inlinable @inline(__always)  // IN and MMIO reads: a call per exit
     public static func merge(_ value: UInt64, into old: UInt64, width: OperandWidth, shift: Int = 0) -> UInt64 {
         switch width {
         case .qword: return value

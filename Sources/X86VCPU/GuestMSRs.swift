@@ -12,12 +12,19 @@ extension VCPU {
     /// is passed by reference: called non-mutating from the RDMSR handler, the
     /// whole 2.7 KB vCPU was copied to the stack on every exit.
     mutating func readGuestMSR<H: VMXHardware>(_ hw: H, _ msr: UInt32) throws(VMXError) -> UInt64? {
+        // The compiler tests a switch's cases one by one: the three of the
+        // 0xC000_0000 range (64-bit guests' most used) apart from the rest.
+        if msr >= MSR.ia32EFER.address {
+            switch msr {
+            case MSR.ia32EFER.address: return try hw.read(VMCSFields.Guest64.ia32EFER)
+            case MSR.ia32FSBase.address: return try hw.read(VMCSFields.GuestNatural.fsBase)
+            case MSR.ia32GSBase.address: return try hw.read(VMCSFields.GuestNatural.gsBase)
+            default: return nil
+            }
+        }
         switch msr {
-        case MSR.ia32EFER.address: return try hw.read(VMCSFields.Guest64.ia32EFER)
         case MSR.ia32PAT.address: return try hw.read(VMCSFields.Guest64.ia32PAT)
         case MSR.ia32DebugCtl.address: return try hw.read(VMCSFields.Guest64.ia32DebugCtl)
-        case MSR.ia32FSBase.address: return try hw.read(VMCSFields.GuestNatural.fsBase)
-        case MSR.ia32GSBase.address: return try hw.read(VMCSFields.GuestNatural.gsBase)
         case MSR.ia32SysenterCS.address: return UInt64(try hw.read(VMCSFields.Guest32.ia32SysenterCS))
         case MSR.ia32SysenterESP.address: return try hw.read(VMCSFields.GuestNatural.ia32SysenterESP)
         case MSR.ia32SysenterEIP.address: return try hw.read(VMCSFields.GuestNatural.ia32SysenterEIP)
@@ -140,22 +147,34 @@ extension VCPU {
     /// The platform's devices answer first (the isolated platform's local
     /// APIC: IA32_APIC_BASE, the x2APIC registers, TSC_DEADLINE), then the vCPU.
     mutating func handleRDMSR<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
+        try rdmsr(hw, &platform) ? advance(hw) : .resume
+    }
+
+    mutating func handleWRMSR<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
+        try wrmsr(hw, &platform) ? advance(hw) : .resume
+    }
+
+    /// RDMSR ECX into EDX:EAX: true when done, false when it raised #GP.
+    @inline(__always)
+    mutating func rdmsr<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> Bool {
         let msr = UInt32(truncatingIfNeeded: registers.rcx)
         let value: UInt64
         platform.advance(toTSC: guestTSC(hw))   // a device MSR reads the guest's time
         switch platform.msrRead(msr) {
         case .done(let v): value = v
-        case .generalProtection: return raise(.exception(.generalProtection, errorCode: 0))
+        case .generalProtection: return generalProtection()
         case .notMine:
-            guard let v = try readGuestMSR(hw, msr) else { return raise(.exception(.generalProtection, errorCode: 0)) }
+            guard let v = try readGuestMSR(hw, msr) else { return generalProtection() }
             value = v
         }
         registers.rax = value & 0xFFFF_FFFF
         registers.rdx = value >> 32
-        return try advance(hw)
+        return true
     }
 
-    mutating func handleWRMSR<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
+    /// WRMSR EDX:EAX to ECX: true when done, false when it raised #GP.
+    @inline(__always)
+    mutating func wrmsr<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> Bool {
         let msr = UInt32(truncatingIfNeeded: registers.rcx)
         let value = (registers.rdx & 0xFFFF_FFFF) << 32 | (registers.rax & 0xFFFF_FFFF)
         let mirrored = (xss, apicBase)
@@ -163,12 +182,18 @@ extension VCPU {
         switch platform.msrWrite(msr, value) {
         case .done:
             if msr == MSR.ia32APICBase.address { apicBase = value }   // CPUID.1:EDX.APIC follows it
-        case .generalProtection: return raise(.exception(.generalProtection, errorCode: 0))
+        case .generalProtection: return generalProtection()
         case .notMine:
-            guard try writeGuestMSR(hw, msr, value) else { return raise(.exception(.generalProtection, errorCode: 0)) }
+            guard try writeGuestMSR(hw, msr, value) else { return generalProtection() }
         }
         // Leaf 0xD follows IA32_XSS, leaf 1's APIC bit the APIC base.
         if mirrored != (xss, apicBase) { fastPath.invalidateCPUID() }
-        return try advance(hw)
+        return true
+    }
+
+    /// #GP(0) queued; the MSR instruction is not done.
+    mutating func generalProtection() -> Bool {
+        _ = raise(.exception(.generalProtection, errorCode: 0))
+        return false
     }
 }

@@ -22,18 +22,24 @@ extension VCPU {
             return .stop(.unhandled(reason: .ioInstruction, qualification: q.raw, rip: try hw.read(VMCSFields.GuestNatural.rip)))
         }
         if q.isString { return try handleStringIO(hw, &platform, q, width) }
+        if let stop = portAccess(q, width, &platform) {
+            _ = try advance(hw)
+            return .stop(stop)
+        }
+        return try advance(hw)
+    }
+
+    /// IN or OUT (not string) through the platform; nil to go on, else why the guest stops.
+    @inline(__always)
+    mutating func portAccess<P: GuestPlatform>(_ q: IOInstructionQualification, _ width: OperandWidth,
+                                               _ platform: inout P) -> VCPUExit? {
         if q.direction == .in {
             let value = UInt64(platform.portIn(q.port, width: width))
             // IN to EAX zero-extends like any 32-bit write; AL/AX merge.
             registers.rax = GeneralRegisters.merge(value, into: registers.rax, width: width, shift: 0)
-        } else {
-            let value = UInt32(truncatingIfNeeded: registers.rax & width.mask)
-            if let stop = platform.portOut(q.port, width: width, value: value) {
-                _ = try advance(hw)
-                return .stop(stop)
-            }
+            return nil
         }
-        return try advance(hw)
+        return platform.portOut(q.port, width: width, value: UInt32(truncatingIfNeeded: registers.rax & width.mask))
     }
 
     /// INS/OUTS, with REP: as many elements as fit in this exit (at most a

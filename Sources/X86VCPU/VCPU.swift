@@ -285,6 +285,12 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     var lastExitReason = ExitReason(rawValue: 0)
     /// The last exit resumed the guest and is counted at the next entry.
     var exitUnrecorded = false
+    /// I/O and MSR exits may be handled inside the exit trampoline
+    /// (QuickExits.swift). Only for a kernel whose trampoline hands them to
+    /// `ExitFastPath.quickExit` with this vCPU's and its platform's types.
+    public var quickExits = false
+    /// What the run loop does after a quick exit that came back to it.
+    var quickAction = ExitAction.resume
 
     /// Frames `init` takes from its allocator: the VMCS, the two I/O bitmaps,
     /// the MSR bitmap, the MSR lists, the fast path's block, the virtual-APIC

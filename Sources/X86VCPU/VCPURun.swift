@@ -18,11 +18,7 @@ extension VCPU {
     public mutating func run<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) -> VCPUExit {
         // The policy is public and may have changed since the last run.
         fastPath.invalidateCPUID()
-        defer {
-            let fast = fastPath.takeCounts()
-            statistics.recordFast(.vmcall, count: fast.vmcall)
-            statistics.recordFast(.cpuid, count: fast.cpuid)
-        }
+        defer { fastPath.takeCounts(into: &statistics) }
         while true {
             // Another CPU stopped the guest (its INIT may have found this one in root mode).
             if platform.stopRequested { return .stopRequested }
@@ -39,8 +35,9 @@ extension VCPU {
                 // would restart it from the value written here). Not with
                 // events queued, so their windows are planned here.
                 let timerKeepsCounting = platformDeadline == nil || features.savesPreemptionTimer
-                fastPath.enabled = timerPeriod == 0 && events.isEmpty && timerKeepsCounting ? ExitFastPath.allKinds : 0
-                try hw.enterGuest(&registers, fastPath: fastPath, resume: launched)
+                let kinds = ExitFastPath.allKinds | (quickExits ? ExitFastPath.Kind.quick.rawValue : 0)
+                fastPath.enabled = timerPeriod == 0 && events.isEmpty && timerKeepsCounting ? kinds : 0
+                try enter(hw, &platform)
                 launched = true
                 lastExitTSC = hw.readTSC()
                 let field = try hw.readExitReason()
@@ -50,17 +47,29 @@ extension VCPU {
                     return .entryFailure(field, qualification: try hw.read(VMCSFields.ReadOnlyNatural.exitQualification))
                 }
                 exitUnrecorded = true
+                // An exit the trampoline's quick handler took: its action.
+                let quick = fastPath.takeQuickState()
                 if apicVirtualized { platform.loadAPIC(from: apicPage) }
                 if startedBySIPI { try clearSMIBlocking(hw) }
                 // INIT (and a SIPI after it) from another vCPU: the exit is not
                 // carried out. At a SIPI exit the INIT came first and the wait
-                // for SIPI took it; the real SIPI starts the vCPU.
-                if let routed = platform.takeStartSignals(), field.basicReason != .startupIPI {
+                // for SIPI took it; the real SIPI starts the vCPU. (After a
+                // quick exit, which was carried out, at the next exit.)
+                if quick == .declined, let routed = platform.takeStartSignals(), field.basicReason != .startupIPI {
                     try takeStartSignals(routed, hw, &platform)
                     continue
                 }
                 if field.basicReason.canInterruptEventDelivery { try noteInterruptedEvent(hw) }
-                if case .stop(let exit) = try handleExit(field.basicReason, hw, &platform) {
+                let action: ExitAction
+                switch quick {
+                case .declined: action = try handleExit(field.basicReason, hw, &platform)
+                case .complete: action = try advance(hw)
+                case .completeThenLoop:
+                    _ = try advance(hw)
+                    action = quickAction
+                case .handled: action = quickAction
+                }
+                if case .stop(let exit) = action {
                     // Counted here, so not again if the kernel runs the guest on.
                     statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC)
                     exitUnrecorded = false

@@ -183,3 +183,20 @@ apicv_stop_case() {
 }
 apicv_stop_case hostile-mmio-rep 'guest stopped: unhandled exit reason 44 \(APIC access\), qualification 0x108[0-9a-f],'
 apicv_stop_case hostile-mmio-idt 'guest stopped: unhandled exit reason 44 \(APIC access\), qualification 0x3030, RIP 0x0*8000([^0-9a-fA-F]|$)'
+
+# Single-step over instructions the hypervisor emulates (Tests/guests/
+# hostile-singlestep.asm): with RFLAGS.TF one #DB after each, returning right
+# after it, DR6.BS set (SDM 18.3.1.4), the fast path's cached CPUID and null
+# hypercall included; the NOP is the control. Bochs 2.7 keeps BS in the
+# pending debug exceptions field at every VM exit (SDM 28.3.4 "Saving
+# Non-Register State" says clear after CPUID or VMCALL), so under it a VMM
+# that forgets BS still passes; real VMX hardware drops the #DB.
+hostile_case hostile-singlestep 90 \
+    '\[guest\] hostile-singlestep: ok nop \(control\)' \
+    '\[guest\] hostile-singlestep: ok cpuid leaf 0 \(cached\)' \
+    '\[guest\] hostile-singlestep: ok cpuid leaf 1 \(cached\)' \
+    '\[guest\] hostile-singlestep: ok vmcall null' \
+    '\[guest\] hostile-singlestep: ok in al, dx from 0x3ff' \
+    '\[guest\] hostile-singlestep: ok out dx, al to 0x3ff' \
+    '\[guest\] hostile-singlestep: ok rdmsr IA32_EFER' \
+    '\[guest\] hostile-singlestep: ok wrmsr IA32_EFER \(same value\)'

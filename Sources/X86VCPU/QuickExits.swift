@@ -1,0 +1,97 @@
+// I/O and MSR exits handled from inside the exit trampoline (Boot/vmx.asm,
+// `vmx_exit_entry`): the guest's registers are stored, but `vmx_run` has not
+// returned, so a port or MSR access costs its handler and not the run loop.
+// The handlers are the run loop's own. What the quick path leaves out is what
+// would do nothing at such an exit: the loop's checks (stop, NMIs), the
+// entry preparation (timers, event injection, windows) and the exit's timing.
+// Whenever one of those has something to do, the exit goes back to the run
+// loop, already handled (`QuickExit`).
+
+import X86Arch
+import VMX
+
+/// How a quick exit ended; the raw value is what the assembly reads and
+/// leaves in `ExitFastPath.quickState` for `VCPU.run`.
+public enum QuickExit: UInt32, Sendable {
+    /// Not handled and nothing changed: the run loop handles the exit.
+    case declined = 0
+    /// Done but for RIP: the assembly advances it and resumes the guest
+    /// (or, when it cannot, `VCPU.run` advances it).
+    case complete = 1
+    /// Done but for RIP; then the run loop goes on with `quickAction`.
+    case completeThenLoop = 2
+    /// Handled, RIP as it must stay (a fault was queued, or the vCPU failed);
+    /// the run loop goes on with `quickAction`.
+    case handled = 3
+}
+
+extension VCPU {
+    /// Handles an I/O (not string), RDMSR or WRMSR exit for the trampoline,
+    /// with `platform` the one `run` entered the guest with.
+    @inline(__always)  // into the trampoline's Swift half: one call fewer
+    public mutating func quickExit<H: VMXHardware, P: GuestPlatform>(_ reason: UInt32, _ hw: H,
+                                                                     _ platform: inout P) -> QuickExit {
+        do throws(VMXError) {
+            let done: Bool
+            switch ExitReason(rawValue: UInt16(truncatingIfNeeded: reason)) {
+            case .ioInstruction:
+                let q = IOInstructionQualification(raw: try qualification(hw))
+                guard !q.isString, let width = q.width else { return .declined }
+                if apicVirtualized { platform.loadAPIC(from: apicPage) }
+                if let stop = portAccess(q, width, &platform) {
+                    quickAction = .stop(stop)
+                    return .completeThenLoop
+                }
+                done = true
+            case .rdmsr:
+                if apicVirtualized { platform.loadAPIC(from: apicPage) }
+                done = try rdmsr(hw, &platform)
+            case .wrmsr:
+                if apicVirtualized { platform.loadAPIC(from: apicPage) }
+                done = try wrmsr(hw, &platform)
+            default:
+                return .declined
+            }
+            if done, try quickSettled(hw, &platform) { return .complete }
+            quickAction = .resume
+            return done ? .completeThenLoop : .handled
+        } catch {
+            quickAction = .stop(.instructionFailure(error))
+            return .handled
+        }
+    }
+
+    /// Whether the run loop would find nothing to do before the next entry:
+    /// no NMI, no stop, no event queued or to deliver again, the platform's
+    /// deadline the one the preemption timer counts to, and its interrupts
+    /// handed to the CPU as `prepareEntry` does (the virtual-APIC page) or
+    /// none pending.
+    @inline(__always)
+    mutating func quickSettled<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> Bool {
+        if hw.takeHostNMI() || platform.takeNMI() {
+            _ = queue(.nmi)
+            return false
+        }
+        guard events.isEmpty, reinjection == nil, !platform.stopRequested,
+              platform.nextDeadline.map({ $0 &- tscOffset }) == platformDeadline else { return false }
+        if apicVirtualized {
+            try storeVirtualAPIC(hw, &platform)
+            return true
+        }
+        return !platform.interruptPending
+    }
+
+    /// VM entry. The trampoline's quick handler may use this vCPU and
+    /// `platform` until the exit comes back here: their addresses reach it
+    /// through the fast path's block, so the compiler treats both as changed.
+    mutating func enter<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) {
+        let fast = fastPath, resume = launched
+        try withUnsafeMutablePointer(to: &platform) { (p) throws(VMXError) in
+            try withUnsafeMutablePointer(to: &self) { (v) throws(VMXError) in
+                fast.setContext(vcpu: UnsafeMutableRawPointer(v), platform: UnsafeMutableRawPointer(p))
+                try hw.enterGuest(&v.pointee.registers, fastPath: fast, resume: resume)
+            }
+        }
+        fast.setContext(vcpu: nil, platform: nil)
+    }
+}
