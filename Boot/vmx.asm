@@ -75,9 +75,22 @@ FUNC vmx_read
 .fail:
     VMX_STATUS
     ret
+; uint64 vmx_read_value(uint64 field): the value, or all ones when VMREAD
+; failed; a caller that gets all ones asks vmx_read, which tells the two apart.
+FUNC vmx_read_value
+    vmread rax, rdi
+    jbe .fail
+    ret
+.fail:
+    mov rax, -1
+    ret
 ; int vmx_write(uint64 field, uint64 value)
 FUNC vmx_write
     vmwrite rdi, rsi
+    jbe .fail                           ; CF or ZF: VMX_STATUS tells which
+    xor eax, eax
+    ret
+.fail:
     VMX_STATUS
     ret
 ; int vmx_invept(uint64 type, uint64 eptp)
@@ -273,40 +286,58 @@ vmx_exit_entry:
     cmp edx, EXIT_WRMSR - EXIT_IO
     ja .full
 
-    ; The quick handler (Swift, C ABI) works on *regs: store them all. The
-    ; call keeps rbx, rbp and r12-r15 (SysV: the handlers change only RAX and
-    ; RDX), so only the others come back from *regs. RSP = HOST_RSP is 16-aligned.
+    ; The quick handler (Swift, C ABI) gets the registers a call may change
+    ; in *regs (the handlers use RAX, RCX, RDX; they never see RBX, RBP or
+    ; R12-R15, which stay live: SysV keeps them). The guest's RBX waits on
+    ; the stack, which stays 16-aligned for the call.
     mov [rbx + F_QUICK_REASON], eax
-    pop rbx
-    pop rdx
-    pop rcx
-    pop rax
-    SAVE_GUEST
-    mov rdi, [rsp + 8]
+    mov rbx, [rsp + 32]                 ; regs: kept by the call
+    mov [rbx + R_RSI], rsi
+    mov [rbx + R_RDI], rdi
+    mov [rbx + R_R8],  r8
+    mov [rbx + R_R9],  r9
+    mov [rbx + R_R10], r10
+    mov [rbx + R_R11], r11
+    mov rax, [rsp + 24]
+    mov [rbx + R_RAX], rax
+    mov rax, [rsp + 16]
+    mov [rbx + R_RCX], rax
+    mov rax, [rsp + 8]
+    mov [rbx + R_RDX], rax
+    mov rdi, [rsp + 40]
     call vmx_quick_exit
-    mov rsi, [rsp + 8]                  ; the fast path block
+    mov rsi, [rsp + 40]                 ; the fast path block
     cmp eax, QUICK_COMPLETE
     jne .quick_return
     FAST_ADVANCE .quick_unadvanced
     mov eax, [rsi + F_QUICK_REASON]
     inc qword [rsi + rax * 8 + F_QUICK_COUNTS - EXIT_IO * 8]
-    mov rdi, [rsp]
-    mov rax, [rdi + R_RAX]
-    mov rcx, [rdi + R_RCX]
-    mov rdx, [rdi + R_RDX]
-    mov rsi, [rdi + R_RSI]
-    mov r8,  [rdi + R_R8]
-    mov r9,  [rdi + R_R9]
-    mov r10, [rdi + R_R10]
-    mov r11, [rdi + R_R11]
-    mov rdi, [rdi + R_RDI]
+    mov rax, [rbx + R_RAX]
+    mov rcx, [rbx + R_RCX]
+    mov rdx, [rbx + R_RDX]
+    mov rsi, [rbx + R_RSI]
+    mov rdi, [rbx + R_RDI]
+    mov r8,  [rbx + R_R8]
+    mov r9,  [rbx + R_R9]
+    mov r10, [rbx + R_R10]
+    mov r11, [rbx + R_R11]
+    pop rbx
+    add rsp, 24                         ; the guest's old RDX, RCX, RAX
     vmresume
     jmp .fast_failed
 .quick_unadvanced:
     mov eax, QUICK_COMPLETE             ; Swift advances
 .quick_return:
-    ; *regs holds the guest's registers, as the handler left them.
+    ; Back to Swift: *regs gets the registers the handler did not see.
     mov [rsi + F_QUICK_STATE], eax
+    pop rax
+    mov [rbx + R_RBX], rax
+    mov [rbx + R_RBP], rbp
+    mov [rbx + R_R12], r12
+    mov [rbx + R_R13], r13
+    mov [rbx + R_R14], r14
+    mov [rbx + R_R15], r15
+    add rsp, 24
     RESTORE_HOST
     xor eax, eax
     ret

@@ -71,6 +71,7 @@ struct KernelPlatform: GuestPlatform {
         return UInt32(uart.read(register))
     }
 
+    @inline(__always)  // into the quick exit path
     mutating func portOut(_ port: UInt16, width: OperandWidth, value: UInt32) -> VCPUExit? {
         if port == Self.exitPort {
             flush()
@@ -92,6 +93,7 @@ struct KernelPlatform: GuestPlatform {
     }
 
     /// Prints the pending partial line, if any.
+    @inline(never)  // once, at power-off: kept out of the inlined port path
     mutating func flush() { console.flush(emit: Self.printLine) }
 
     static func printLine(_ line: UnsafeRawBufferPointer) { Console.line("[guest] \(bytes: line)") }

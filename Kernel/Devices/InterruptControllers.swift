@@ -173,6 +173,7 @@ extension KernelPlatform {
         runAPIC(toTSC: tsc)
     }
 
+    @inline(never)  // rare: kept out of the inlined exit paths
     mutating func runAPIC(toTSC tsc: UInt64) {
         syncAPIC()
         apic.advance(toTSC: tsc)

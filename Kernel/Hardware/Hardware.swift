@@ -25,9 +25,17 @@ struct Hardware: VMXHardware {
     func writeXCR0(_ value: UInt64) { cpu_xsetbv(0, value) }
 
     // Inlined into every VMCS access, with the rare failure out of line: the
-    // exit path then costs the wrapper call and a test per field.
+    // exit path then costs the wrapper call and a test per field. All ones is
+    // also a value a field can hold: only then is the status asked for.
     @inline(__always)
     func vmread(_ encoding: UInt32) throws(VMXError) -> UInt64 {
+        let value = vmx_read_value(UInt64(encoding))
+        if value == UInt64.max { return try checkedRead(encoding) }
+        return value
+    }
+
+    @inline(never)
+    func checkedRead(_ encoding: UInt32) throws(VMXError) -> UInt64 {
         var value: UInt64 = 0
         let status = vmx_read(UInt64(encoding), &value)
         if status != 0 { try fail(status) }
@@ -115,6 +123,7 @@ func X86VCPU_cpuid(_ leaf: UInt32, _ subleaf: UInt32) -> (eax: UInt32, ebx: UInt
 @_extern(c, "vmx_off") func vmx_off() -> Int32
 @_extern(c, "vmx_clear") func vmx_clear(_ vmcs: UInt64) -> Int32
 @_extern(c, "vmx_ptrld") func vmx_ptrld(_ vmcs: UInt64) -> Int32
+@_extern(c, "vmx_read_value") func vmx_read_value(_ field: UInt64) -> UInt64
 @_extern(c, "vmx_read") func vmx_read(_ field: UInt64, _ value: UnsafeMutablePointer<UInt64>) -> Int32
 @_extern(c, "vmx_write") func vmx_write(_ field: UInt64, _ value: UInt64) -> Int32
 @_extern(c, "vmx_invept") func vmx_invept(_ type: UInt64, _ eptp: UInt64) -> Int32

@@ -39,6 +39,7 @@ public enum VMCSDumpValue: Sendable {
 /// The width of a value is `VMCSFieldEncoding(rawValue: encoding).width`.
 public func dumpVMCS<V: VMCSAccess>(_ vmcs: V, areas: VMCSDumpAreas = .all,
                                     _ body: (StaticString, UInt32, VMCSDumpValue) -> Void) {
+    @inline(never)  // one VMREAD call site, not one per field
     func visit(_ info: VMCSFieldInfo) {
         let encoding = info.encoding.rawValue
         do {

@@ -182,9 +182,14 @@ public struct ExitFastPath {
         return QuickExit(rawValue: p.pointee.quickState) ?? .declined
     }
 
-    func setContext(vcpu: UnsafeMutableRawPointer?, platform: UnsafeMutableRawPointer?) {
+    func setContext(vcpu: UnsafeMutableRawPointer, platform: UnsafeMutableRawPointer) {
         typed.pointee.vcpu = vcpu
         typed.pointee.platform = platform
+    }
+
+    func clearContext() {
+        typed.pointee.vcpu = nil
+        typed.pointee.platform = nil
     }
 
     /// The trampoline's Swift half: hands the exit in `quickReason` to the
@@ -194,8 +199,9 @@ public struct ExitFastPath {
     @inline(__always)
     public func quickExit<F: FrameAllocator, H: VMXHardware, P: GuestPlatform>(
         _ hw: H, vcpu: VCPU<F>.Type, platform: P.Type) -> QuickExit {
-        guard let v = typed.pointee.vcpu, let p = typed.pointee.platform else { return .declined }
+        // Set together (`setContext`): one test for both.
+        guard let v = typed.pointee.vcpu else { return .declined }
         return v.assumingMemoryBound(to: VCPU<F>.self).pointee
-            .quickExit(quickReason, hw, &p.assumingMemoryBound(to: P.self).pointee)
+            .quickExit(quickReason, hw, &typed.pointee.platform.unsafelyUnwrapped.assumingMemoryBound(to: P.self).pointee)
     }
 }

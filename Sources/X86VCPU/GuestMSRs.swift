@@ -144,15 +144,9 @@ extension VCPU {
 }
 
 extension VCPU {
-    /// The platform's devices answer first (the isolated platform's local
-    /// APIC: IA32_APIC_BASE, the x2APIC registers, TSC_DEADLINE), then the vCPU.
-    mutating func handleRDMSR<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
-        try rdmsr(hw, &platform) ? advance(hw) : .resume
-    }
-
-    mutating func handleWRMSR<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
-        try wrmsr(hw, &platform) ? advance(hw) : .resume
-    }
+    // RDMSR and WRMSR exits (through `quickExit`, QuickExits.swift): the
+    // platform's devices answer first (the isolated platform's local APIC:
+    // IA32_APIC_BASE, the x2APIC registers, TSC_DEADLINE), then the vCPU.
 
     /// RDMSR ECX into EDX:EAX: true when done, false when it raised #GP.
     @inline(__always)
@@ -173,7 +167,8 @@ extension VCPU {
     }
 
     /// WRMSR EDX:EAX to ECX: true when done, false when it raised #GP.
-    @inline(__always)
+    /// Not inlined: writes are rarer than reads, and most check more.
+    @inline(never)
     mutating func wrmsr<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> Bool {
         let msr = UInt32(truncatingIfNeeded: registers.rcx)
         let value = (registers.rdx & 0xFFFF_FFFF) << 32 | (registers.rax & 0xFFFF_FFFF)

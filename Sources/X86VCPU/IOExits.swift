@@ -16,17 +16,14 @@ enum StringIOTarget: Equatable {
 }
 
 extension VCPU {
+    /// The I/O exits `quickExit` (QuickExits.swift, IN and OUT) declines:
+    /// string I/O, and a size the SDM does not define.
     mutating func handleIO<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> ExitAction {
         let q = IOInstructionQualification(raw: try qualification(hw))
         guard let width = q.width else {
             return .stop(.unhandled(reason: .ioInstruction, qualification: q.raw, rip: try hw.read(VMCSFields.GuestNatural.rip)))
         }
-        if q.isString { return try handleStringIO(hw, &platform, q, width) }
-        if let stop = portAccess(q, width, &platform) {
-            _ = try advance(hw)
-            return .stop(stop)
-        }
-        return try advance(hw)
+        return try handleStringIO(hw, &platform, q, width)
     }
 
     /// IN or OUT (not string) through the platform; nil to go on, else why the guest stops.

@@ -61,6 +61,21 @@ extension VCPU {
         }
     }
 
+    /// The rest of an I/O or MSR exit in the run loop, after `quickExit`
+    /// took it there or the trampoline did; what it declined (string I/O, a
+    /// size the SDM does not define) goes to the I/O handler.
+    mutating func finishQuickExit<H: VMXHardware, P: GuestPlatform>(_ outcome: QuickExit, _ hw: H,
+                                                                    _ platform: inout P) throws(VMXError) -> ExitAction {
+        switch outcome {
+        case .declined: return try handleIO(hw, &platform)
+        case .complete: return try advance(hw)
+        case .completeThenLoop:
+            _ = try advance(hw)
+            return quickAction
+        case .handled: return quickAction
+        }
+    }
+
     /// Whether the run loop would find nothing to do before the next entry:
     /// no NMI, no stop, no event queued or to deliver again, the platform's
     /// deadline the one the preemption timer counts to, and its interrupts
@@ -92,6 +107,6 @@ extension VCPU {
                 try hw.enterGuest(&v.pointee.registers, fastPath: fast, resume: resume)
             }
         }
-        fast.setContext(vcpu: nil, platform: nil)
+        fast.clearContext()
     }
 }

@@ -60,15 +60,8 @@ extension VCPU {
                     continue
                 }
                 if field.basicReason.canInterruptEventDelivery { try noteInterruptedEvent(hw) }
-                let action: ExitAction
-                switch quick {
-                case .declined: action = try handleExit(field.basicReason, hw, &platform)
-                case .complete: action = try advance(hw)
-                case .completeThenLoop:
-                    _ = try advance(hw)
-                    action = quickAction
-                case .handled: action = quickAction
-                }
+                let action = quick == .declined ? try handleExit(field.basicReason, hw, &platform)
+                                                : try finishQuickExit(quick, hw, &platform)
                 if case .stop(let exit) = action {
                     // Counted here, so not again if the kernel runs the guest on.
                     statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC)
@@ -100,9 +93,8 @@ extension VCPU {
         case .invd, .wbinvd, .pause: return try advance(hw)
         case .vmcall: return try handleVMCALL(hw, &platform)
         case .controlRegisterAccess: return try handleCRAccess(hw)
-        case .ioInstruction: return try handleIO(hw, &platform)
-        case .rdmsr: return try handleRDMSR(hw, &platform)
-        case .wrmsr: return try handleWRMSR(hw, &platform)
+        case .ioInstruction, .rdmsr, .wrmsr:
+            return try finishQuickExit(quickExit(UInt32(reason.rawValue), hw, &platform), hw, &platform)
         case .xsetbv: return try handleXSETBV(hw)
         case .eptViolation: return try handleEPTViolation(hw, &platform)
         case .apicAccess: return try handleAPICAccess(hw, &platform)

@@ -192,6 +192,15 @@ package final class FakeHardware: VMXHardware {
     /// Exits the fake claims to handle itself at each entry whose fast path
     /// enables them, as the assembly would (counted, never returned).
     package var fastExitsPerEntry: [ExitFastPath.Kind] = []
+    /// The kernel's `vmx_quick_exit`: called as the assembly calls it, for
+    /// the I/O, RDMSR and WRMSR exits of an entry whose fast path enables
+    /// quick exits (see `VCPURig.enableQuickExits`).
+    package var quickHandler: ((FakeHardware, ExitFastPath) -> QuickExit)?
+    /// Quick exits that resumed the guest without returning from `enterGuest`.
+    package private(set) var quickResumes = 0
+    /// What the quick handler found in RBX, RBP and R12-R15: the assembly
+    /// does not store them for it, so it must never read them.
+    package static let staleRegister: UInt64 = 0x5757_5757_5757_5757
 
     /// Host MSRs the VMX layer saves, restores or copies into host state.
     package static let hostMSRs: [UInt32: UInt64] = [
@@ -312,7 +321,39 @@ package final class FakeHardware: VMXHardware {
         // bit of the VM-entry interruption-information field.
         let info = field(VMCSFields.Control32.entryInterruptionInformation)
         vmcs.preset(VMCSFields.Control32.entryInterruptionInformation.encoding, info & ~(1 << 31))
+        while scriptExit(&registers), quickExit(&registers, fastPath) {}
+    }
 
+    private func field<F: VMCSReadableField>(_ f: F) -> UInt64 { vmcs.value(f) ?? 0 }
+
+    /// The trampoline's quick path (Boot/vmx.asm): true when it resumed the guest.
+    func quickExit(_ registers: inout GeneralRegisters, _ fastPath: ExitFastPath) -> Bool {
+        let reason = UInt32(field(VMCSFields.ReadOnly32.exitReason))
+        guard let handler = quickHandler, fastPath.enabled & ExitFastPath.Kind.quick.rawValue != 0,
+              reason >= UInt32(ExitReason.ioInstruction.rawValue), reason <= UInt32(ExitReason.wrmsr.rawValue)
+        else { return false }
+        fastPath.quickReason = reason
+        let kept = (registers.rbx, registers.rbp, registers.r12, registers.r13, registers.r14, registers.r15)
+        let stale = Self.staleRegister
+        (registers.rbx, registers.rbp, registers.r12, registers.r13, registers.r14, registers.r15) =
+            (stale, stale, stale, stale, stale, stale)
+        let result = handler(self, fastPath)
+        (registers.rbx, registers.rbp, registers.r12, registers.r13, registers.r14, registers.r15) = kept
+        // FAST_ADVANCE: not with STI, MOV SS or SMI blocking, nor RFLAGS.TF.
+        if result == .complete, field(VMCSFields.Guest32.interruptibilityState) & 7 == 0,
+           field(VMCSFields.GuestNatural.rflags) & RFLAGS.tf.rawValue == 0 {
+            let rip = field(VMCSFields.GuestNatural.rip) &+ field(VMCSFields.ReadOnly32.exitInstructionLength)
+            vmcs.preset(VMCSFields.GuestNatural.rip, rip)
+            fastPath.countHandled(.quick)
+            quickResumes += 1
+            return true
+        }
+        fastPath.quickState = result.rawValue
+        return false
+    }
+
+    /// The next scripted exit into the VMCS; false when the script ran out (a triple fault).
+    func scriptExit(_ registers: inout GeneralRegisters) -> Bool {
         let step: ScriptedExit
         if script.isEmpty {
             scriptExhausted = true
@@ -331,6 +372,7 @@ package final class FakeHardware: VMXHardware {
         vmcs.preset(VMCSFields.ReadOnly32.idtVectoringInformation, step.idtVectoringInformation)
         vmcs.preset(VMCSFields.ReadOnly32.idtVectoringErrorCode, step.idtVectoringErrorCode)
         vmcs.preset(VMCSFields.ReadOnly64.guestPhysicalAddress, step.guestPhysicalAddress)
+        return !scriptExhausted
     }
 
     /// How many VM entries happened with `resume` (VMRESUME) or without (VMLAUNCH).

@@ -41,6 +41,15 @@ package struct VCPURig: ~Copyable {
         return vcpu.run(hw, &platform)
     }
 
+    /// I/O and MSR exits through the trampoline's quick handler, as the
+    /// kernel has them (`vmx_quick_exit`).
+    package mutating func enableQuickExits() {
+        vcpu.quickExits = true
+        hw.quickHandler = { hw, fast in
+            fast.quickExit(hw, vcpu: VCPU<HostFrameAllocator>.self, platform: FakePlatform.self)
+        }
+    }
+
     /// Queues an event for the guest, expecting room for it.
     package mutating func queue(_ event: PendingEvent, sourceLocation: SourceLocation = #_sourceLocation) {
         let queued = vcpu.queue(event)
