@@ -31,34 +31,54 @@ extension VCPU {
     @inline(__always)  // into the trampoline's Swift half: one call fewer
     public mutating func quickExit<H: VMXHardware, P: GuestPlatform>(_ reason: UInt32, _ hw: H,
                                                                      _ platform: inout P) -> QuickExit {
+        if apicVirtualized { platform.loadAPIC(from: apicPage) }   // as the run loop after every exit
+        let outcome = ioOrMSRExit(reason, hw, &platform)
+        guard outcome == .complete else { return outcome }
+        do throws(VMXError) {
+            if try quickSettled(hw, &platform) { return .complete }
+        } catch {
+            quickAction = .stop(.instructionFailure(error))
+            return .handled
+        }
+        quickAction = .resume
+        return .completeThenLoop
+    }
+
+    /// An IN, OUT, RDMSR or WRMSR exit, for the trampoline or the run loop:
+    /// `.complete` when only RIP is left to do; never `.handled` unless it
+    /// queued a fault or failed, nor `.declined` unless it changed nothing.
+    @inline(__always)
+    mutating func ioOrMSRExit<H: VMXHardware, P: GuestPlatform>(_ reason: UInt32, _ hw: H,
+                                                               _ platform: inout P) -> QuickExit {
         do throws(VMXError) {
             let done: Bool
             switch ExitReason(rawValue: UInt16(truncatingIfNeeded: reason)) {
             case .ioInstruction:
                 let q = IOInstructionQualification(raw: try qualification(hw))
                 guard !q.isString, let width = q.width else { return .declined }
-                if apicVirtualized { platform.loadAPIC(from: apicPage) }
                 if let stop = portAccess(q, width, &platform) {
                     quickAction = .stop(stop)
                     return .completeThenLoop
                 }
                 done = true
-            case .rdmsr:
-                if apicVirtualized { platform.loadAPIC(from: apicPage) }
-                done = try rdmsr(hw, &platform)
-            case .wrmsr:
-                if apicVirtualized { platform.loadAPIC(from: apicPage) }
-                done = try wrmsr(hw, &platform)
-            default:
-                return .declined
+            case .rdmsr: done = try rdmsr(hw, &platform)
+            case .wrmsr: done = try wrmsr(hw, &platform)
+            default: return .declined
             }
-            if done, try quickSettled(hw, &platform) { return .complete }
+            if done { return .complete }
             quickAction = .resume
-            return done ? .completeThenLoop : .handled
+            return .handled
         } catch {
             quickAction = .stop(.instructionFailure(error))
             return .handled
         }
+    }
+
+    /// The run loop's I/O and MSR exits: the same handlers as the trampoline's.
+    @inline(never)  // one copy of them beside the trampoline's
+    mutating func handleIOOrMSR<H: VMXHardware, P: GuestPlatform>(_ reason: ExitReason, _ hw: H,
+                                                                 _ platform: inout P) throws(VMXError) -> ExitAction {
+        try finishQuickExit(ioOrMSRExit(UInt32(reason.rawValue), hw, &platform), hw, &platform)
     }
 
     /// The rest of an I/O or MSR exit in the run loop, after `quickExit`

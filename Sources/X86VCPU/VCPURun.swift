@@ -93,8 +93,7 @@ extension VCPU {
         case .invd, .wbinvd, .pause: return try advance(hw)
         case .vmcall: return try handleVMCALL(hw, &platform)
         case .controlRegisterAccess: return try handleCRAccess(hw)
-        case .ioInstruction, .rdmsr, .wrmsr:
-            return try finishQuickExit(quickExit(UInt32(reason.rawValue), hw, &platform), hw, &platform)
+        case .ioInstruction, .rdmsr, .wrmsr: return try handleIOOrMSR(reason, hw, &platform)
         case .xsetbv: return try handleXSETBV(hw)
         case .eptViolation: return try handleEPTViolation(hw, &platform)
         case .apicAccess: return try handleAPICAccess(hw, &platform)

@@ -399,6 +399,20 @@ package struct FakePlatform: GuestPlatform {
     package var console: [UInt8] = []
     package var inValues: [UInt16: [UInt32]] = [:]
     package var stopRequested = false
+    /// What an OUT to a port sets off besides being recorded (a device reacting).
+    package var onOut: [UInt16: (inout FakePlatform) -> Void] = [:]
+    /// An NMI the devices sent (taken once), an interrupt that waits (vector
+    /// 0x30, taken by `acknowledgeInterrupt`), the devices' next deadline.
+    package var nmiPending = false
+    package var pendingInterrupt = false
+    package var deadline: UInt64? = nil
+    package mutating func takeNMI() -> Bool { defer { nmiPending = false }; return nmiPending }
+    package var interruptPending: Bool { pendingInterrupt }
+    package mutating func acknowledgeInterrupt() -> UInt8? {
+        defer { pendingInterrupt = false }
+        return pendingInterrupt ? 0x30 : nil
+    }
+    package var nextDeadline: UInt64? { deadline }
     /// INIT and STARTUP IPIs another vCPU sent (taken once).
     package var startSignals: StartSignals? = nil
     package mutating func takeStartSignals() -> StartSignals? { defer { startSignals = nil }; return startSignals }
@@ -415,6 +429,7 @@ package struct FakePlatform: GuestPlatform {
 
     package mutating func portOut(_ port: UInt16, width: OperandWidth, value: UInt32) -> VCPUExit? {
         outs.append(PortAccess(port: port, width: width, value: value))
+        onOut[port]?(&self)
         return port == Self.exitPort ? .powerOff(status: UInt8(truncatingIfNeeded: value)) : nil
     }
 

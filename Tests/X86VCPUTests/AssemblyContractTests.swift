@@ -64,6 +64,23 @@ import X86VCPU
         #expect(constant("FAST_CPUID").map(UInt64.init) == ExitFastPath.Kind.cpuid.rawValue)
     }
 
+    @Test func quickExitOffsetsAndAnswersMatchSwift() {
+        typealias F = ExitFastPathBlock
+        #expect(constant("F_QUICK_REASON") == MemoryLayout<F>.offset(of: \.quickReason))
+        #expect(constant("F_QUICK_STATE") == MemoryLayout<F>.offset(of: \.quickState))
+        // Counted at F_QUICK_COUNTS + (reason - EXIT_IO) * 8.
+        let counts: [(ExitReason, KeyPath<F, UInt64>)] = [(.ioInstruction, \.ioCount), (.rdmsr, \.rdmsrCount), (.wrmsr, \.wrmsrCount)]
+        for (reason, path) in counts {
+            let offset = (constant("F_QUICK_COUNTS") ?? -1) + (Int(reason.rawValue) - (constant("EXIT_IO") ?? 0)) * 8
+            #expect(offset == MemoryLayout<F>.offset(of: path), "\(reason)")
+        }
+        #expect(constant("EXIT_IO").map(UInt16.init) == ExitReason.ioInstruction.rawValue)
+        #expect(constant("EXIT_WRMSR").map(UInt16.init) == ExitReason.wrmsr.rawValue)
+        #expect(constant("FAST_QUICK").map(UInt64.init) == ExitFastPath.Kind.quick.rawValue)
+        #expect(constant("QUICK_COMPLETE").map(UInt32.init) == QuickExit.complete.rawValue)
+        #expect(constant("VMCS_GUEST_RFLAGS").map(UInt32.init) == VMCSFields.GuestNatural.rflags.encoding)
+    }
+
     @Test func vmcsEncodingsAndExitReasons() {
         #expect(constant("VMCS_HOST_RSP").map(UInt32.init) == VMCSFields.HostNatural.rsp.encoding)
         #expect(constant("VMCS_EXIT_REASON").map(UInt32.init) == VMCSFields.ReadOnly32.exitReason.encoding)
