@@ -18,10 +18,12 @@ import X86VCPU
         var registers: GeneralRegisters
         var rip, rflags, interruptibility, pendingDebug: UInt64
         var ins, outs: [FakePlatform.PortAccess]
-        /// Every event injected, in order (VM-entry interruption information).
+        /// Every event injected, in order (VM-entry interruption information),
+        /// and the RIP it was injected at: when it reached the guest.
         var injected: [UInt32]
-        /// The preemption timer's value at the last entry, and whether it ran.
-        var lastTimer: UInt32
+        var injectedAt: [UInt64]
+        /// Where the guest first ran with the preemption timer, and whether it still does.
+        var timerFrom: UInt64?
         var timerOn: Bool
         var exits: UInt64
     }
@@ -41,7 +43,8 @@ import X86VCPU
             pendingDebug: rig.field(VMCSFields.GuestNatural.pendingDebugExceptions),
             ins: rig.platform.ins, outs: rig.platform.outs,
             injected: rig.entries.map(\.interruptionInformation).filter { $0 & (1 << 31) != 0 },
-            lastTimer: rig.entries.last?.preemptionTimer ?? 0,
+            injectedAt: rig.entries.filter { $0.interruptionInformation & (1 << 31) != 0 }.map(\.rip),
+            timerFrom: rig.entries.first { $0.pinControls & timerBit != 0 }?.rip,
             timerOn: (rig.entries.last?.pinControls ?? 0) & timerBit != 0,
             exits: rig.vcpu.statistics.totalExits)
         return (outcome, rig.entries.count, rig.hw.quickResumes)
@@ -119,22 +122,24 @@ import X86VCPU
     }
 
     @Test func aDeviceNMIOrInterruptOrNewDeadlineSendsTheExitBackToTheRunLoop() throws {
-        // Each OUT sets something off that only the entry preparation delivers.
-        let script: [ScriptedExit] = [.out(0x10, 1), .out(0x20, 1), .out(0x30, 1),
-                                      ScriptedExit(.interruptWindow), .out(0x3FF, 1)]
+        // Each OUT sets something off that only the entry preparation
+        // delivers, at the next entry: the RIP after that OUT.
+        let script: [ScriptedExit] = [.out(0x10, 1), .out(0x20, 1), .out(0x30, 1), .out(0x3FF, 1), .out(0x3FF, 2)]
         try Self.expectSameOutcome(script) { rig in
             rig.platform.onOut[0x10] = { $0.nmiPending = true }
             rig.platform.onOut[0x20] = { $0.pendingInterrupt = true }
             rig.platform.onOut[0x30] = { $0.deadline = 1 << 40 }
-            rig.preset(VMCSFields.GuestNatural.rflags, RFLAGS.initial.rawValue | RFLAGS.if.rawValue)
+            rig.preset(VMCSFields.GuestNatural.rflags, RFLAGS.initial.rawValue | RFLAGS.interruptEnable.rawValue)
         }
         let (outcome, _, _) = try Self.play(script, quick: true) { rig in
             rig.platform.onOut[0x10] = { $0.nmiPending = true }
             rig.platform.onOut[0x20] = { $0.pendingInterrupt = true }
             rig.platform.onOut[0x30] = { $0.deadline = 1 << 40 }
-            rig.preset(VMCSFields.GuestNatural.rflags, RFLAGS.initial.rawValue | RFLAGS.if.rawValue)
+            rig.preset(VMCSFields.GuestNatural.rflags, RFLAGS.initial.rawValue | RFLAGS.interruptEnable.rawValue)
         }
         #expect(outcome.injected.map { $0 & 0x7FF } == [0x202, 0x30])   // the NMI, then vector 0x30
+        #expect(outcome.injectedAt == [0x1001, 0x1002])
+        #expect(outcome.timerFrom == 0x1003)
         #expect(outcome.timerOn)
     }
 
