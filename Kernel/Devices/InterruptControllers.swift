@@ -129,9 +129,14 @@ extension KernelPlatform {
         return .done(value)
     }
 
+    @inline(__always)  // every WRMSR exit: the usual answer without a call
     mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer {
         if msr == 0x830 && routesIPIs { return x2APICICRWrite(value) }
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
+        return apicMSRWrite(msr, value)
+    }
+
+    mutating func apicMSRWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer {
         syncAPIC()
         apic.advance(toTSC: guestTime)
         guard let event = apic.writeMSR(msr, value) else { return .generalProtection }

@@ -44,8 +44,8 @@ extension VCPU {
 
     /// Performs WRMSR for the guest; false for #GP.
     mutating func writeGuestMSR<H: VMXHardware>(_ hw: H, _ msr: UInt32, _ value: UInt64) throws(VMXError) -> Bool {
+        if msr == MSR.ia32EFER.address { return try writeGuestEFER(hw, value) }   // before the case-by-case tests
         switch msr {
-        case MSR.ia32EFER.address: return try writeGuestEFER(hw, value)
         case MSR.ia32PAT.address:
             // SDM 12.12.2 "IA32_PAT MSR": each entry a valid memory type.
             guard PAT(rawValue: value).isValid else { return false }
