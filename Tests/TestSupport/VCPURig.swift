@@ -43,10 +43,11 @@ package struct VCPURig: ~Copyable {
 
     /// I/O and MSR exits through the trampoline's quick handler, as the
     /// kernel has them (`vmx_quick_exit`).
-    package mutating func enableQuickExits() {
+    /// `P`: the platform the test runs the vCPU with.
+    package mutating func enableQuickExits<P: GuestPlatform>(for platform: P.Type = FakePlatform.self) {
         vcpu.quickExits = true
         hw.quickHandler = { hw, fast in
-            fast.quickExit(hw, vcpu: VCPU<HostFrameAllocator>.self, platform: FakePlatform.self)
+            fast.quickExit(hw, vcpu: VCPU<HostFrameAllocator>.self, platform: P.self)
         }
     }
 

@@ -103,6 +103,24 @@ struct VirtualAPICPlatform: GuestPlatform {
         #expect(rig.entries.allSatisfy { !$0.injected.isValid && !$0.interruptWindowExiting })
     }
 
+    /// Quick exits (QuickExits.swift) do what the run loop does around them:
+    /// the page is the model's to load after the exit and the model's
+    /// changes go into it before the guest resumes.
+    @Test func aQuickExitLoadsThePageAndStoresWhatChangedBeforeResuming() throws {
+        var rig = try Self.virtualized()
+        rig.enableQuickExits(for: VirtualAPICPlatform.self)
+        var platform = VirtualAPICPlatform()
+        platform.status = VirtualInterruptStatus(requesting: 0x41, servicing: 0x30)
+        rig.preset(VMCSFields.GuestNatural.rflags, 0x202)
+        rig.hw.script = [.out(0x80, 1), .out(0x80, 2)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(rig.hw.quickResumes == 2)
+        // Three exits (two quick, then the script's end) and one entry, two quick resumes.
+        #expect(platform.loads == 3 && platform.stores == 3)
+        #expect(rig.field(VMCSFields.Guest16.interruptStatus) == 0x3041)
+        #expect(platform.acknowledged == 0)
+    }
+
     /// The CPU moves RVI and SVI itself; the same status again (a second
     /// timer interrupt of the same vector) must still reach the VMCS.
     @Test func theInterruptStatusIsWrittenEvenWhenUnchangedSinceTheLastStore() throws {
