@@ -120,11 +120,15 @@ E_SIZE         equ 32
 F_QUICK_REASON equ 2072
 F_QUICK_STATE  equ 2076
 F_QUICK_COUNTS equ 2080                 ; I/O, RDMSR, WRMSR: 8 bytes each
+F_QUICK_TIMER_COUNT equ 2120
+F_TIMER_DEADLINE equ 2128
+F_TIMER_SHIFT  equ 2136
 FAST_NULL_HYPERCALL equ 1
 FAST_CPUID          equ 2
 FAST_QUICK          equ 4
 ; vmx_quick_exit's answers (QuickExit in Sources/X86VCPU/QuickExits.swift).
 QUICK_COMPLETE equ 1                    ; done but RIP: advance and resume
+QUICK_RESUMED  equ 4                    ; done, RIP as it is: resume
 
 ; VMCS fields and exit reasons the fast path uses (SDM Appendix B, C).
 VMCS_EXIT_REASON      equ 0x4402
@@ -133,10 +137,12 @@ VMCS_GUEST_SS_AR      equ 0x4818
 VMCS_GUEST_INTR_STATE equ 0x4824
 VMCS_GUEST_RIP        equ 0x681E
 VMCS_GUEST_RFLAGS     equ 0x6820
+VMCS_PREEMPTION_TIMER equ 0x482E
 EXIT_CPUID            equ 10
 EXIT_VMCALL           equ 18
 EXIT_IO               equ 30
 EXIT_WRMSR            equ 32
+EXIT_PREEMPTION_TIMER equ 52
 
 ; Undoes vmx_run's prologue: drops the regs and fast-path pointers, restores
 ; the host's RFLAGS and callee-saved registers.
@@ -174,14 +180,11 @@ EXIT_WRMSR            equ 32
     mov [rdi + R_RDI], rax
 %endmacro
 
-; Loads the guest GPRs from *regs, regs = rdi (last). Only MOV: RFLAGS survive.
-%macro LOAD_GUEST 0
-    mov rax, [rdi + R_RAX]
-    mov rcx, [rdi + R_RCX]
-    mov rdx, [rdi + R_RDX]
+; Loads the guest GPRs from *regs, regs = rdi, but RAX, RCX, RDX, RSI and
+; RDI (vmx_run loads those last). Only MOV: RFLAGS survive.
+%macro LOAD_GUEST_KEPT 0
     mov rbx, [rdi + R_RBX]
     mov rbp, [rdi + R_RBP]
-    mov rsi, [rdi + R_RSI]
     mov r8,  [rdi + R_R8]
     mov r9,  [rdi + R_R9]
     mov r10, [rdi + R_R10]
@@ -190,7 +193,41 @@ EXIT_WRMSR            equ 32
     mov r13, [rdi + R_R13]
     mov r14, [rdi + R_R14]
     mov r15, [rdi + R_R15]
-    mov rdi, [rdi + R_RDI]
+%endmacro
+
+; The VMX-preemption timer counts only while the guest runs (SDM 26.5.1
+; "VMX-Preemption Timer"): just before every entry, its value is the time
+; left to the deadline in the block (host TSC, rounded up to the timer's
+; unit; 0: none), so neither the host's time at exits nor the time since
+; the deadline was set delays the guest's timer. Past: 0, an exit before
+; the guest's first instruction; beyond 32 bits: the longest wait.
+; %1: the block, not RAX or RDX; uses RAX, RCX and RDX (so %1 may be RCX),
+; but keeps RCX with a second argument, keep. A failed VMWRITE leaves the
+; old value.
+%macro ARM_PREEMPTION 1-2
+    cmp qword [%1 + F_TIMER_DEADLINE], 0
+    je %%done
+%ifidn %2, keep
+    push rcx
+%endif
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    mov rdx, [%1 + F_TIMER_DEADLINE]
+    sub rdx, rax
+    mov eax, 0
+    cmovb rdx, rax
+    mov ecx, [%1 + F_TIMER_SHIFT]
+    shr rdx, cl
+    mov eax, 0xFFFFFFFF
+    cmp rdx, rax
+    cmova rdx, rax
+    mov eax, VMCS_PREEMPTION_TIMER
+    vmwrite rax, rdx
+%ifidn %2, keep
+    pop rcx
+%endif
+%%done:
 %endmacro
 
 ; int vmx_run(GeneralRegisters *regs, uint64 launched, ExitFastPathBlock *fast)
@@ -213,9 +250,17 @@ FUNC vmx_run
     mov rax, VMCS_HOST_RSP
     vmwrite rax, rsp
     jbe .setup_failed
-
+    ; The preemption timer as late as it can be: after every load but
+    ; those of the registers it and the entry still need.
+    LOAD_GUEST_KEPT
+    mov rcx, rdx
+    ARM_PREEMPTION rcx
     cmp rsi, 0                          ; flags survive the movs below
-    LOAD_GUEST
+    mov rax, [rdi + R_RAX]
+    mov rcx, [rdi + R_RCX]
+    mov rdx, [rdi + R_RDX]
+    mov rsi, [rdi + R_RSI]
+    mov rdi, [rdi + R_RDI]
     jne .resume
     vmlaunch
     jmp .entry_failed
@@ -259,9 +304,9 @@ FUNC vmx_run
 
 ; HOST_RIP: the VMCS setup writes this address once.
 ; The fast path first: with four guest registers on the stack it answers the
-; null hypercall and cached CPUID leaves and resumes; I/O and MSR exits go to
-; Swift's quick handler without leaving vmx_run; anything else restores them
-; and takes the full path back to Swift.
+; null hypercall and cached CPUID leaves and resumes; I/O, MSR and
+; preemption-timer exits go to Swift's quick handler without leaving
+; vmx_run; anything else restores them and takes the full path back to Swift.
 global vmx_exit_entry
 extern vmx_quick_exit
 vmx_exit_entry:
@@ -284,7 +329,10 @@ vmx_exit_entry:
     jz .full
     lea edx, [rax - EXIT_IO]            ; I/O, RDMSR, WRMSR: 0...2
     cmp edx, EXIT_WRMSR - EXIT_IO
-    ja .full
+    jbe .quick
+    cmp eax, EXIT_PREEMPTION_TIMER
+    jne .full
+.quick:
 
     ; The quick handler (Swift, C ABI) gets the registers a call may change
     ; in *regs (the handlers use RAX, RCX, RDX; they never see RBX, RBP or
@@ -308,23 +356,30 @@ vmx_exit_entry:
     call vmx_quick_exit
     mov rsi, [rsp + 40]                 ; the fast path block
     cmp eax, QUICK_COMPLETE
-    jne .quick_return
+    jne .quick_not_complete
     FAST_ADVANCE .quick_unadvanced
     mov eax, [rsi + F_QUICK_REASON]
     inc qword [rsi + rax * 8 + F_QUICK_COUNTS - EXIT_IO * 8]
-    mov rax, [rbx + R_RAX]
-    mov rcx, [rbx + R_RCX]
-    mov rdx, [rbx + R_RDX]
-    mov rsi, [rbx + R_RSI]
+.quick_resume:
     mov rdi, [rbx + R_RDI]
     mov r8,  [rbx + R_R8]
     mov r9,  [rbx + R_R9]
     mov r10, [rbx + R_R10]
     mov r11, [rbx + R_R11]
+    ARM_PREEMPTION rsi
+    mov rax, [rbx + R_RAX]
+    mov rcx, [rbx + R_RCX]
+    mov rdx, [rbx + R_RDX]
+    mov rsi, [rbx + R_RSI]
     pop rbx
     add rsp, 24                         ; the guest's old RDX, RCX, RAX
     vmresume
     jmp .fast_failed
+.quick_not_complete:
+    cmp eax, QUICK_RESUMED
+    jne .quick_return
+    inc qword [rsi + F_QUICK_TIMER_COUNT]
+    jmp .quick_resume
 .quick_unadvanced:
     mov eax, QUICK_COMPLETE             ; Swift advances
 .quick_return:
@@ -355,6 +410,7 @@ vmx_exit_entry:
     jnz .full
     FAST_ADVANCE .full
     inc qword [rbx + F_VMCALL_COUNT]
+    ARM_PREEMPTION rbx
     pop rbx
     pop rdx
     pop rcx
@@ -384,6 +440,7 @@ vmx_exit_entry:
     jne .full
     FAST_ADVANCE .full
     inc qword [rbx + F_CPUID_COUNT]
+    ARM_PREEMPTION rbx, keep
     ; CPUID writes the 32-bit registers, which zero-extends them.
     mov eax, [rcx + E_EAX]
     mov ebx, [rcx + E_EBX]

@@ -285,6 +285,18 @@ extension KernelPlatform {
         refresh()
     }
 
+    /// A preemption-timer exit (QuickExits.swift): the APIC timer's interrupt
+    /// into the page, not the model; the model takes it from there at its
+    /// next sync, as it takes what the CPU changed (`pageStale`).
+    @inline(__always)  // into the trampoline's Swift half: one call fewer
+    mutating func postTimers(toTSC tsc: UInt64, into page: VirtualAPICPage) -> PostedTimers? {
+        guard hasControllers, apicChanges == 0, let vector = apic.postTimer(toTSC: tsc, into: page.pointer) else { return nil }
+        guestTime = tsc
+        pageStale = true
+        cachedDeadline = apic.nextDeadline
+        return PostedTimers(highestVector: vector)
+    }
+
     /// The CPU retired a level-triggered vector (the model saw VISR change
     /// in `loadAPIC`): its EOI message goes to the IOAPIC.
     mutating func apicEOI(vector: UInt8) {

@@ -116,6 +116,29 @@ extension LocalAPIC {
     }
 }
 
+extension LocalAPIC {
+    /// `advance(toTSC:)` for a vCPU whose CPU delivers from `page`: the timer's
+    /// interrupt goes straight into the page's IRR, as posted-interrupt
+    /// processing puts another CPU's there (SDM 30.6), and not into the
+    /// model, whose IRR the page overrides at its next `loadVirtualState`.
+    /// Returns the vector set in the page (0 when the timer did not fire or
+    /// its entry is masked), or nil when accepting it needs the model (the
+    /// APIC disabled, an illegal vector, the vector's TMR bit to clear):
+    /// nothing changed then.
+    public mutating func postTimer(toTSC tsc: UInt64, into page: UnsafeMutableRawPointer) -> UInt8? {
+        let vector = UInt8(truncatingIfNeeded: lvtTimer)
+        let delivers = lvtTimer & LocalVectorTableEntry.masked == 0
+        if delivers {
+            guard mode != .disabled, isSoftwareEnabled, vector >= 16, !triggerMode.contains(vector) else { return nil }
+        }
+        now = tsc
+        guard timerExpired(), delivers else { return 0 }
+        let word = page + 0x200 + 16 * Int(vector >> 5)
+        word.storeBytes(of: word.load(as: UInt32.self) | 1 << UInt32(vector & 31), as: UInt32.self)
+        return vector
+    }
+}
+
 extension APICVectorBitmap {
     init(w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64) {
         self.w0 = w0; self.w1 = w1; self.w2 = w2; self.w3 = w3

@@ -64,6 +64,7 @@ extension GuestPlatform {
     public mutating func storeAPIC(into page: VirtualAPICPage, status: inout VirtualInterruptStatus) -> Bool { false }
     public mutating func apicWrite(offset: Int, value: UInt32) {}
     public mutating func apicEOI(vector: UInt8) {}
+    public mutating func postTimers(toTSC tsc: UInt64, into page: VirtualAPICPage) -> PostedTimers? { nil }
 }
 
 extension VCPU {

@@ -2,7 +2,7 @@
 // with the vCPU. Two exits are handled there without saving the guest's
 // registers or returning to Swift: the null hypercall, and CPUID for a
 // (leaf, subleaf) whose answer the Swift handler has already computed.
-// I/O, RDMSR and WRMSR exits go to the quick handler (QuickExits.swift)
+// I/O, RDMSR, WRMSR and preemption-timer exits go to the quick handler (QuickExits.swift)
 // without returning from `vmx_run`. Everything else, and every case the
 // fast path is unsure of (blocking by STI or MOV SS, RFLAGS.TF, CPL > 0, a
 // cache miss, a failed VMREAD), takes the full path.
@@ -48,6 +48,14 @@ public struct ExitFastPathBlock {
     /// The vCPU and platform `VCPU.run` entered the guest with, for the quick handler.
     public var vcpu: UnsafeMutableRawPointer?
     public var platform: UnsafeMutableRawPointer?
+    /// Preemption-timer exits the quick handler resumed from.
+    public var timerCount: UInt64
+    /// The preemption timer's deadline in host TSC, rounded up to its unit;
+    /// 0: none. The assembly writes the timer's value from it before every
+    /// entry (`VCPU.armPreemptionTimer`).
+    public var timerDeadline: UInt64
+    /// The timer's unit: TSC >> this (IA32_VMX_MISC bits 4:0).
+    public var timerShift: UInt32
 }
 
 /// A view of an `ExitFastPathBlock`: a pointer, so reading the 2 KiB cache
@@ -59,7 +67,7 @@ public struct ExitFastPath {
     public enum Kind: UInt64, Sendable {
         case nullHypercall = 1
         case cpuid = 2
-        /// I/O, RDMSR and WRMSR exits through `VCPU.quickExit`.
+        /// I/O, RDMSR, WRMSR and preemption-timer exits through `VCPU.quickExit`.
         case quick = 4
     }
     public static let allKinds = Kind.nullHypercall.rawValue | Kind.cpuid.rawValue
@@ -91,6 +99,24 @@ public struct ExitFastPath {
         get { typed.pointee.enabled }
         nonmutating set { typed.pointee.enabled = newValue }
     }
+    /// See `ExitFastPathBlock.timerDeadline`.
+    public var timerDeadline: UInt64 {
+        get { typed.pointee.timerDeadline }
+        nonmutating set { typed.pointee.timerDeadline = newValue }
+    }
+    public var timerShift: UInt32 {
+        get { typed.pointee.timerShift }
+        nonmutating set { typed.pointee.timerShift = newValue }
+    }
+
+    /// The VMX-preemption timer's value for an entry at host TSC `now`, as the
+    /// assembly computes it (ARM_PREEMPTION); nil when no deadline is set.
+    public func preemptionTimerValue(at now: UInt64) -> UInt32? {
+        let deadline = timerDeadline
+        guard deadline != 0 else { return nil }
+        return UInt32(clamping: (deadline > now ? deadline - now : 0) >> UInt64(timerShift))
+    }
+
     public var vmcallCount: UInt64 { typed.pointee.vmcallCount }
     public var cpuidCount: UInt64 { typed.pointee.cpuidCount }
 
@@ -144,6 +170,7 @@ public struct ExitFastPath {
             case .ioInstruction: typed.pointee.ioCount &+= 1
             case .rdmsr: typed.pointee.rdmsrCount &+= 1
             case .wrmsr: typed.pointee.wrmsrCount &+= 1
+            case .preemptionTimerExpired: typed.pointee.timerCount &+= 1
             default: break
             }
         }
@@ -157,8 +184,9 @@ public struct ExitFastPath {
         statistics.recordFast(.ioInstruction, count: p.pointee.ioCount)
         statistics.recordFast(.rdmsr, count: p.pointee.rdmsrCount)
         statistics.recordFast(.wrmsr, count: p.pointee.wrmsrCount)
+        statistics.recordFast(.preemptionTimerExpired, count: p.pointee.timerCount)
         p.pointee.vmcallCount = 0; p.pointee.cpuidCount = 0
-        p.pointee.ioCount = 0; p.pointee.rdmsrCount = 0; p.pointee.wrmsrCount = 0
+        p.pointee.ioCount = 0; p.pointee.rdmsrCount = 0; p.pointee.wrmsrCount = 0; p.pointee.timerCount = 0
     }
 
     // MARK: The quick handler's side

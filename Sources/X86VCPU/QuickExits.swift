@@ -1,9 +1,12 @@
-// I/O and MSR exits handled from inside the exit trampoline (Boot/vmx.asm,
-// `vmx_exit_entry`): the guest's registers are stored, but `vmx_run` has not
-// returned, so a port or MSR access costs its handler and not the run loop.
-// The handlers are the run loop's own. What the quick path leaves out is what
-// would do nothing at such an exit: the loop's checks (stop, NMIs), the
-// entry preparation (timers, event injection, windows) and the exit's timing.
+// I/O, MSR and preemption-timer exits handled from inside the exit
+// trampoline (Boot/vmx.asm, `vmx_exit_entry`): the guest's registers are
+// stored, but `vmx_run` has not returned, so a port or MSR access costs its
+// handler and not the run loop, and a timer's interrupt goes into the
+// virtual-APIC page without the APIC model's full sync.
+// The I/O and MSR handlers are the run loop's own. What the quick path
+// leaves out is what would do nothing at such an exit: the loop's checks
+// (stop, NMIs), the entry preparation (timers, event injection, windows)
+// and the exit's timing.
 // Whenever one of those has something to do, the exit goes back to the run
 // loop, already handled (`QuickExit`).
 
@@ -23,15 +26,18 @@ public enum QuickExit: UInt32, Sendable {
     /// Handled, RIP as it must stay (a fault was queued, or the vCPU failed);
     /// the run loop goes on with `quickAction`.
     case handled = 3
+    /// Done, RIP as it is (a preemption-timer exit): the assembly resumes the guest.
+    case resumed = 4
 }
 
 extension VCPU {
-    /// Handles an I/O (not string), RDMSR or WRMSR exit for the trampoline,
+    /// Handles an I/O (not string), RDMSR, WRMSR or preemption-timer exit for the trampoline,
     /// with `platform` the one `run` entered the guest with.
     @inline(__always)  // into the trampoline's Swift half: one call fewer
     public mutating func quickExit<H: VMXHardware, P: GuestPlatform>(_ reason: UInt32, _ hw: H,
                                                                      _ platform: inout P) -> QuickExit {
         if apicVirtualized { platform.loadAPIC(from: apicPage) }   // as the run loop after every exit
+        if reason == UInt32(ExitReason.preemptionTimerExpired.rawValue) { return quickTimerExit(hw, &platform) }
         let outcome = ioOrMSRExit(reason, hw, &platform)
         guard outcome == .complete else { return outcome }
         do throws(VMXError) {
@@ -42,6 +48,41 @@ extension VCPU {
         }
         quickAction = .resume
         return .completeThenLoop
+    }
+
+    /// A preemption-timer exit: the platform's timers post what they fire
+    /// into the virtual-APIC page, RVI rises to it as posted-interrupt
+    /// processing raises it (SDM 30.6: RVI = max(RVI, the vector)), and the
+    /// preemption timer counts to the next deadline. The VM entry's
+    /// evaluation of pending virtual interrupts (SDM 30.2.1) delivers it.
+    /// Only with virtual-interrupt delivery.
+    @inline(__always)
+    mutating func quickTimerExit<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) -> QuickExit {
+        guard apicVirtualized, let posted = platform.postTimers(toTSC: guestTSC(hw), into: apicPage) else { return .declined }
+        do throws(VMXError) {
+            let vector = posted.highestVector
+            if vector != 0 {
+                let status = try hw.read(VMCSFields.Guest16.interruptStatus)
+                if UInt8(truncatingIfNeeded: status) < vector {
+                    try hw.write(VMCSFields.Guest16.interruptStatus, status & 0xFF00 | UInt16(vector))
+                }
+            }
+            platformDeadline = platform.nextDeadline.map { $0 &- tscOffset }
+            if platformDeadline == nil && preemptionTimerOn {
+                // The timer stays on with the longest wait, for the run loop
+                // to turn off: one VMWRITE, not the pin controls' VMREAD and VMWRITE.
+                fastPath.timerDeadline = 0
+                try hw.write(VMCSFields.Guest32.preemptionTimerValue, UInt32.max)
+            } else {
+                try armPreemptionTimer(hw, until: platformDeadline)
+            }
+            if try quickSettled(hw, &platform, deadlineArmed: true) { return .resumed }
+        } catch {
+            quickAction = .stop(.instructionFailure(error))
+            return .handled
+        }
+        quickAction = .resume
+        return .handled
     }
 
     /// An IN, OUT, RDMSR or WRMSR exit, for the trampoline or the run loop:
@@ -93,6 +134,7 @@ extension VCPU {
             _ = try advance(hw)
             return quickAction
         case .handled: return quickAction
+        case .resumed: return .resume   // the assembly resumes: never here
         }
     }
 
@@ -101,14 +143,16 @@ extension VCPU {
     /// deadline the one the preemption timer counts to, and its interrupts
     /// handed to the CPU as `prepareEntry` does (the virtual-APIC page) or
     /// none pending.
+    /// (`deadlineArmed`: the caller has just armed the timer for it.)
     @inline(__always)
-    mutating func quickSettled<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) throws(VMXError) -> Bool {
+    mutating func quickSettled<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P,
+                                                                deadlineArmed: Bool = false) throws(VMXError) -> Bool {
         if hw.takeHostNMI() || platform.takeNMI() {
             _ = queue(.nmi)
             return false
         }
         guard events.isEmpty, reinjection == nil, !platform.stopRequested,
-              platform.nextDeadline.map({ $0 &- tscOffset }) == platformDeadline else { return false }
+              deadlineArmed || platform.nextDeadline.map({ $0 &- tscOffset }) == platformDeadline else { return false }
         if apicVirtualized {
             try storeVirtualAPIC(hw, &platform)
             return true

@@ -111,6 +111,11 @@ public protocol GuestPlatform {
     mutating func apicWrite(offset: Int, value: UInt32)
     /// EOI-induced exit: the CPU retired `vector`, a level-triggered one.
     mutating func apicEOI(vector: UInt8)
+    /// A preemption-timer exit the trampoline takes: the devices' time runs
+    /// to `tsc` and what their timers fire goes straight into the page's IRR
+    /// (QuickExits.swift); nil when that needs the full path (`advance`),
+    /// and nothing changed then.
+    mutating func postTimers(toTSC tsc: UInt64, into page: VirtualAPICPage) -> PostedTimers?
 
     /// Another CPU stopped the guest: this vCPU's run ends before its next
     /// entry, or at the INIT or SIPI the stopping CPU sends. Default: never.
@@ -131,6 +136,13 @@ public struct StartSignals: Equatable, Sendable {
     public init(initialize: Bool, startupVector: UInt8? = nil) {
         self.initialize = initialize; self.startupVector = startupVector
     }
+}
+
+/// What `GuestPlatform.postTimers` did.
+public struct PostedTimers: Equatable, Sendable {
+    /// The highest vector it set in the page's IRR; 0 when none fired.
+    public var highestVector: UInt8
+    public init(highestVector: UInt8) { self.highestVector = highestVector }
 }
 
 /// A platform device's answer to RDMSR or WRMSR.
@@ -163,9 +175,6 @@ extension GuestPlatform {
 /// What the vCPU was built with, and which optional controls it got.
 public struct VCPUFeatures: Sendable {
     public var preemptionTimer = false
-    /// The timer's value is saved at every exit while it runs, so exits the
-    /// fast path answers do not restart it from the value Swift wrote.
-    public var savesPreemptionTimer = false
     public var virtualNMIs = false
     public var rdtscp = false
     public var invpcid = false
@@ -327,6 +336,7 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
         msrLists = lists
         msrCount = count
         fastPath = ExitFastPath(zeroed: fastFrame.pointer)
+        fastPath.timerShift = UInt32(caps.misc.preemptionTimerTSCShift)
         fastPathFrame = fastFrame
         virtualAPICPage = virtualAPIC
         apicAccessPage = apicAccess
@@ -455,7 +465,6 @@ public struct VCPU<A: FrameAllocator>: ~Copyable {
     static func features<H: VMXHardware>(_ hw: H, _ caps: VMXCapabilities, _ settings: VMXControlSettings) -> VCPUFeatures {
         var f = VCPUFeatures()
         f.preemptionTimer = caps.pinBased.allows(.activatePreemptionTimer)
-        f.savesPreemptionTimer = f.preemptionTimer && caps.exit.allows(.savePreemptionTimerValue)
         f.virtualNMIs = settings.pinBased.contains(.virtualNMIs)
         f.rdtscp = settings.secondary.contains(.enableRDTSCP)
         f.invpcid = settings.secondary.contains(.enableINVPCID)

@@ -30,13 +30,10 @@ extension VCPU {
                 if exitUnrecorded { statistics.record(lastExitReason, cycles: hw.readTSC() &- lastExitTSC) }
                 exitUnrecorded = false
                 // Not with the built-in periodic timer, whose deadline is checked
-                // only on this path, nor with a platform deadline unless the CPU
-                // saves the preemption timer at exits (else every fast resume
-                // would restart it from the value written here). Not with
-                // events queued, so their windows are planned here.
-                let timerKeepsCounting = platformDeadline == nil || features.savesPreemptionTimer
+                // only on this path, nor with events queued, so their windows
+                // are planned here.
                 let kinds = ExitFastPath.allKinds | (quickExits ? ExitFastPath.Kind.quick.rawValue : 0)
-                fastPath.enabled = timerPeriod == 0 && events.isEmpty && timerKeepsCounting ? kinds : 0
+                fastPath.enabled = timerPeriod == 0 && events.isEmpty ? kinds : 0
                 try enter(hw, &platform)
                 launched = true
                 lastExitTSC = hw.readTSC()
@@ -204,13 +201,18 @@ extension VCPU {
 
     /// The VMX-preemption timer runs while a deadline is set, counting TSC
     /// ticks >> the CPU's shift (SDM 26.5.1 "VMX-Preemption Timer"); it exits
-    /// at 0, and the next entry sees the deadline passed.
+    /// at 0, and the next entry sees the deadline passed. The deadline goes
+    /// to the fast path's block, from which the assembly writes the timer's
+    /// value just before each entry (ARM_PREEMPTION in Boot/vmx.asm): the
+    /// timer stands still in root mode. Rounded up to the timer's unit, it
+    /// never ends before the deadline.
     mutating func armPreemptionTimer<H: VMXHardware>(_ hw: H, until deadline: UInt64?) throws(VMXError) {
         guard features.preemptionTimer else { return }
         if let deadline {
-            let now = hw.readTSC()
-            let ticks = deadline > now ? (deadline - now) >> UInt64(capabilities.misc.preemptionTimerTSCShift) : 0
-            try hw.write(VMCSFields.Guest32.preemptionTimerValue, UInt32(clamping: ticks))
+            let (rounded, overflow) = deadline.addingReportingOverflow((1 << UInt64(fastPath.timerShift)) - 1)
+            fastPath.timerDeadline = overflow ? UInt64.max : max(rounded, 1)
+        } else {
+            fastPath.timerDeadline = 0
         }
         let on = deadline != nil
         guard on != preemptionTimerOn else { return }
@@ -218,11 +220,6 @@ extension VCPU {
         var pin = PinBasedControls(rawValue: UInt32(try hw.read(VMCSFields.Control32.pinBasedControls)))
         if on { pin.insert(.activatePreemptionTimer) } else { pin.remove(.activatePreemptionTimer) }
         try hw.write(VMCSFields.Control32.pinBasedControls, pin.rawValue)
-        // Saving the value needs the timer active (SDM 27.2.1.2 "VM-Exit Control Fields").
-        guard features.savesPreemptionTimer else { return }
-        var exit = VMExitControls(rawValue: UInt32(try hw.read(VMCSFields.Control32.primaryExitControls)))
-        if on { exit.insert(.savePreemptionTimerValue) } else { exit.remove(.savePreemptionTimerValue) }
-        try hw.write(VMCSFields.Control32.primaryExitControls, exit.rawValue)
     }
 
     /// SDM 28.2.4 "Information for VM Exits During Event Delivery": an event

@@ -198,6 +198,9 @@ package final class FakeHardware: VMXHardware {
     package var quickHandler: ((FakeHardware, ExitFastPath) -> QuickExit)?
     /// Quick exits that resumed the guest without returning from `enterGuest`.
     package private(set) var quickResumes = 0
+    /// The preemption timer's values the assembly wrote, one per entry or
+    /// quick resume with a deadline set.
+    package private(set) var preemptionTimerWrites: [UInt32] = []
     /// What the quick handler found in RBX, RBP and R12-R15: the assembly
     /// does not store them for it, so it must never read them.
     package static let staleRegister: UInt64 = 0x5757_5757_5757_5757
@@ -303,6 +306,7 @@ package final class FakeHardware: VMXHardware {
     package func enterGuest(_ registers: inout GeneralRegisters, fastPath: ExitFastPath, resume: Bool) throws(VMXError) {
         calls.append(.enter(resume: resume))
         if let enterError { throw enterError }
+        armPreemptionTimer(fastPath)
         func field<F: VMCSReadableField>(_ f: F) -> UInt64 { vmcs.value(f) ?? 0 }
         entries.append(Entry(
             resume: resume, registers: registers,
@@ -326,11 +330,20 @@ package final class FakeHardware: VMXHardware {
 
     private func field<F: VMCSReadableField>(_ f: F) -> UInt64 { vmcs.value(f) ?? 0 }
 
+    /// ARM_PREEMPTION (Boot/vmx.asm): the timer's value from the block's
+    /// deadline, written just before each entry (fast resumes included).
+    func armPreemptionTimer(_ fastPath: ExitFastPath) {
+        guard let value = fastPath.preemptionTimerValue(at: tsc) else { return }
+        vmcs.preset(VMCSFields.Guest32.preemptionTimerValue, value)
+        preemptionTimerWrites.append(value)
+    }
+
     /// The trampoline's quick path (Boot/vmx.asm): true when it resumed the guest.
     func quickExit(_ registers: inout GeneralRegisters, _ fastPath: ExitFastPath) -> Bool {
         let reason = UInt32(field(VMCSFields.ReadOnly32.exitReason))
-        guard let handler = quickHandler, fastPath.enabled & ExitFastPath.Kind.quick.rawValue != 0,
-              reason >= UInt32(ExitReason.ioInstruction.rawValue), reason <= UInt32(ExitReason.wrmsr.rawValue)
+        let quick = (UInt32(ExitReason.ioInstruction.rawValue)...UInt32(ExitReason.wrmsr.rawValue)).contains(reason)
+            || reason == UInt32(ExitReason.preemptionTimerExpired.rawValue)
+        guard let handler = quickHandler, fastPath.enabled & ExitFastPath.Kind.quick.rawValue != 0, quick
         else { return false }
         fastPath.quickReason = reason
         let kept = (registers.rbx, registers.rbp, registers.r12, registers.r13, registers.r14, registers.r15)
@@ -346,6 +359,13 @@ package final class FakeHardware: VMXHardware {
             vmcs.preset(VMCSFields.GuestNatural.rip, rip)
             fastPath.countHandled(.quick)
             quickResumes += 1
+            armPreemptionTimer(fastPath)
+            return true
+        }
+        if result == .resumed {
+            fastPath.countHandled(.quick)
+            quickResumes += 1
+            armPreemptionTimer(fastPath)
             return true
         }
         fastPath.quickState = result.rawValue

@@ -78,6 +78,9 @@ import X86VCPU
         #expect(constant("EXIT_WRMSR").map(UInt16.init) == ExitReason.wrmsr.rawValue)
         #expect(constant("FAST_QUICK").map(UInt64.init) == ExitFastPath.Kind.quick.rawValue)
         #expect(constant("QUICK_COMPLETE").map(UInt32.init) == QuickExit.complete.rawValue)
+        #expect(constant("QUICK_RESUMED").map(UInt32.init) == QuickExit.resumed.rawValue)
+        #expect(constant("EXIT_PREEMPTION_TIMER").map(UInt16.init) == ExitReason.preemptionTimerExpired.rawValue)
+        #expect(constant("F_QUICK_TIMER_COUNT") == MemoryLayout<F>.offset(of: \.timerCount))
         #expect(constant("VMCS_GUEST_RFLAGS").map(UInt32.init) == VMCSFields.GuestNatural.rflags.encoding)
     }
 

@@ -162,41 +162,57 @@ struct DevicePlatform: GuestPlatform {
         #expect(!PinBasedControls(rawValue: rig.entries.last!.pinControls).contains(.activatePreemptionTimer))
     }
 
-    /// While the devices' deadline arms the preemption timer, the CPU saves its
-    /// value at every exit, so the fast path (whose resumes would otherwise
-    /// restart the timer) stays on; both are off again with the deadline.
-    @Test func aSavedPreemptionTimerKeepsTheFastPathOn() throws {
+    /// The preemption timer stands still in root mode, so its value is the
+    /// time left to the deadline at each entry, quick resumes included: the
+    /// host's time at an exit never delays the guest's timer. The fast path
+    /// stays on while it is armed; the timer is off again without a deadline.
+    @Test func theTimerIsArmedAtEveryEntryFromTheDeadline() throws {
         var rig = try VCPURig()
+        rig.enableQuickExits(for: DevicePlatform.self)
         var platform = DevicePlatform()
-        platform.deadline = rig.hw.readTSC() + 1_000_000_000
-        rig.hw.script = [.cpuid(leaf: 0)]
+        let deadline = rig.hw.readTSC() + 1_000_000
+        platform.deadline = deadline
+        var first = ScriptedExit.out(0x80, 1), second = ScriptedExit.out(0x80, 2)
+        first.guestCycles = 5000
+        second.guestCycles = 7000
+        rig.hw.script = [first, second, .cpuid(leaf: 0)]
         _ = rig.vcpu.run(rig.hw, &platform)
+        #expect(rig.hw.quickResumes == 2)
         let armed = rig.entries[0]
         #expect(PinBasedControls(rawValue: armed.pinControls).contains(.activatePreemptionTimer))
-        #expect(VMExitControls(rawValue: armed.exitControls).contains(.savePreemptionTimerValue))
-        #expect(armed.fastPathEnabled == ExitFastPath.allKinds)
+        #expect(!VMExitControls(rawValue: armed.exitControls).contains(.savePreemptionTimerValue))
+        #expect(armed.fastPathEnabled & ExitFastPath.Kind.quick.rawValue != 0)
+        // One write per entry and per quick resume: each the deadline less the TSC then.
+        let writes = rig.hw.preemptionTimerWrites
+        #expect(writes.count == rig.entries.count + 2)
+        #expect(writes.first.map(UInt64.init) == deadline - armed.tsc)
+        #expect(writes[0] - writes[1] >= 5000 && writes[1] - writes[2] >= 7000)
         platform.deadline = nil
         rig.hw.script = [.cpuid(leaf: 0)]
         _ = rig.vcpu.run(rig.hw, &platform)
         let idle = rig.entries.last!
         #expect(!PinBasedControls(rawValue: idle.pinControls).contains(.activatePreemptionTimer))
-        #expect(!VMExitControls(rawValue: idle.exitControls).contains(.savePreemptionTimerValue))
-        #expect(idle.fastPathEnabled == ExitFastPath.allKinds)
+        #expect(rig.hw.preemptionTimerWrites.count == writes.count)
     }
 
-    /// A CPU with the timer but without saving it: no fast path while armed.
-    @Test func anUnsavedPreemptionTimerTurnsTheFastPathOff() throws {
+    /// A timer counting TSC >> 5 (IA32_VMX_MISC bits 4:0) ends at the first
+    /// unit boundary at or past the deadline: never before it, less than a
+    /// unit after it.
+    @Test(arguments: [UInt64(1), 31, 32, 33, 1000])
+    func aCoarseTimerRoundsUpToItsUnit(ahead: UInt64) throws {
         let hw = FakeHardware()
-        hw.cpu.msrs[0x48F] = hw.cpu.msrs[0x48F]! & ~(UInt64(VMExitControls.savePreemptionTimerValue.rawValue) << 32)
-        hw.cpu.msrs[0x483] = hw.cpu.msrs[0x483]! & ~(UInt64(VMExitControls.savePreemptionTimerValue.rawValue) << 32)
+        hw.cpu.msrs[0x485] = hw.cpu.msrs[0x485]! & ~0x1F | 5
         var rig = try VCPURig(hw: hw)
         var platform = DevicePlatform()
-        platform.deadline = rig.hw.readTSC() + 1_000_000_000
+        let deadline = rig.hw.tsc + 10 + ahead   // the run's first TSC read is 10 ticks on
+        platform.deadline = deadline
+        rig.hw.tsc = deadline - ahead - 10
         rig.hw.script = [.cpuid(leaf: 0)]
         _ = rig.vcpu.run(rig.hw, &platform)
-        #expect(PinBasedControls(rawValue: rig.entries[0].pinControls).contains(.activatePreemptionTimer))
-        #expect(!VMExitControls(rawValue: rig.entries[0].exitControls).contains(.savePreemptionTimerValue))
-        #expect(rig.entries[0].fastPathEnabled == 0)
+        let entry = rig.entries[0]
+        let left = deadline - entry.tsc
+        let value = UInt64(entry.preemptionTimer)
+        #expect(value * 32 >= left && (value == 0 || (value - 1) * 32 < left), "left \(left), value \(value)")
     }
 
     /// Whatever bytes lie at RIP, an MMIO exit either performs exactly one

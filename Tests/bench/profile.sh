@@ -3,7 +3,8 @@
 # exit. Boots the benchmark as the guest in Bochs, stops at the
 # benchmark's operation OP in the guest, traces every instruction through
 # its exit and back, and counts the hypervisor's instructions per function.
-#   profile.sh KERNEL BENCH_ELF OP    (TRACE=file: also every instruction, in order)
+#   profile.sh KERNEL BENCH_ELF OP    (TRACE=file: also every instruction, in order;
+#                                      EXIT=n: the operation's n-th exit, not its first)
 set -uo pipefail
 kernel=$1; bench=$2; op=$3
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,16 +15,16 @@ mkdir -p "$out"
 addr=$(nm "$bench" | awk -v s="op_$op" '$3 == s { print $1 }')
 [ -n "$addr" ] || { echo "profile: no operation '$op' in $bench (see its op_* labels)"; exit 1; }
 
-dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
-# The benchmark and the hypervisor are both linked at 1 MiB, so the linear
-# breakpoint can also fire in the hypervisor: run past a few hits into the
-# benchmark's loop, trace, and let the analysis find the guest's exit (guest
-# lines are those whose physical address differs from the linear one: EPT).
+dir=$(mktemp -d); [ -n "${KEEP:-}" ] || trap 'rm -rf "$dir"' EXIT; echo "$dir" >&2
+# The benchmark is linked apart from the hypervisor (bench.ld), so the linear
+# breakpoint fires in the guest: run a few hits into the benchmark's loop,
+# trace, and let the analysis find the guest's exit (guest lines are those
+# whose physical address differs from the linear one: EPT).
 {
     echo "lb 0x$addr"
     for _ in 1 2 3 4 5 6; do echo c; done
     echo "trace on"
-    echo "s 20000"
+    echo "s 30000"
     echo quit
 } > "$dir/cmds"
 "$here/../../tools/boot.sh" --engine bochs --megs 512 --serial "$dir/serial.txt" --timeout 300 \
@@ -37,13 +38,16 @@ syms = sorted((int(a, 16), n) for a, t, n in (l.split() for l in open(symfile) i
 starts = [a for a, _ in syms]
 line = re.compile(r"^\(0\)\.\[\d+\] \[0x([0-9a-f]+)\] [0-9a-f]{4}:([0-9a-f]+) .*?\): (.*?)\s+;")
 rows = [(int(m[1], 16), int(m[2], 16), m[3]) for m in map(line.match, open(trace, errors="replace")) if m]
-# From the guest's exiting instruction to its first instruction after the exit.
-first_host = next((i for i, (p, l, _) in enumerate(rows) if p == l), None)
-if first_host is None or first_host == 0:
-    sys.exit("profile: the trace shows no exit (is the operation intercepted?)")
-back = next((i for i in range(first_host, len(rows)) if rows[i][0] != rows[i][1]), None)
-if back is None:
-    sys.exit("profile: the trace ends before the guest resumes; raise the step count")
+# From the guest's exiting instruction to its first instruction after the
+# exit; EXIT=n: the operation's n-th exit (the timer's expiry is its second).
+back = 0
+for _ in range(int(os.environ.get("EXIT") or 1)):
+    first_host = next((i for i in range(back, len(rows)) if rows[i][0] == rows[i][1]), None)
+    if first_host is None or first_host == 0:
+        sys.exit("profile: the trace shows no (further) exit (is the operation intercepted?)")
+    back = next((i for i in range(first_host, len(rows)) if rows[i][0] != rows[i][1]), None)
+    if back is None:
+        sys.exit("profile: the trace ends before the guest resumes; raise the step count")
 host = rows[first_host:back]
 counts, order = {}, []
 for _, linear, _ in host:

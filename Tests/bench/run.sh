@@ -20,11 +20,13 @@ mkdir -p "$out"
 # root mode (issue 13: under 1 M instructions).
 budget_cpuid=100; budget_vmcall=80; budget_boot=2000000; budget_text=229376; budget_ap=1000000
 # The isolated platform's APIC (issue 14): a self-IPI and its EOI cost no exit
-# with virtual-interrupt delivery; the one-shot timer (an APIC-write exit to
-# arm it, a preemption-timer exit when it expires) is held where it is (goal
-# 300: not met). IN, OUT and RDMSR take the quick exit path (QuickExits.swift):
-# issue 14's goal of 200.
-budget_ipi=100; budget_timer=1500; budget_port=200
+# with virtual-interrupt delivery; a timer interrupt, from the expiry of the
+# TSC-deadline timer (a preemption-timer exit) to the guest's handler, takes
+# the quick exit path: issue 14's goal of 300. A one-shot count of 1 (armed
+# and fired in one APIC-write exit through the run loop) is held where it is.
+# IN, OUT and RDMSR take the quick exit path (QuickExits.swift): issue 14's
+# goal of 200.
+budget_ipi=100; budget_timer=300; budget_oneshot=1500; budget_port=200
 
 # The bare ISO: GRUB's multiboot (v1) command loads the same ELF.
 "$tools/mkiso.sh" "$out/bare.iso" - --bare "bench (bare)" multiboot "$bench" "" || exit 1
@@ -48,7 +50,7 @@ data_size=$(section .data); bss_size=$(section .bss)
 
 awk -v text="$text_size" -v rodata="$rodata_size" -v data="$data_size" -v bss="$bss_size" \
     -v ba="$budget_ap" -v bc="$budget_cpuid" -v bv="$budget_vmcall" -v bb="$budget_boot" -v bt="$budget_text" \
-    -v bi="$budget_ipi" -v btm="$budget_timer" -v bp="$budget_port" \
+    -v bi="$budget_ipi" -v btm="$budget_timer" -v bo="$budget_oneshot" -v bp="$budget_port" \
     -v json="$out/../bench.json" '
     FNR == 1 { run = (FILENAME ~ /bare/) ? "bare" : (FILENAME ~ /smp/) ? "smp" : "hv" }
     run == "smp" && /cpu 1 \(APIC ID [0-9]+\): VMX root mode, [0-9]+ TSC ticks/ {
@@ -56,7 +58,7 @@ awk -v text="$text_size" -v rodata="$rodata_size" -v data="$data_size" -v bss="$
     }
     /bench: first-tsc/ { first[run] = $NF }
     /boot: entry-tsc/ { for (i = 1; i <= NF; i++) if ($i == "entry-tsc") entry = $(i + 1) }
-    /bench: (empty|cpuid|in|out|rdmsr|wrmsr|cr0|vmcall|ipi|timer) [0-9]+/ {
+    /bench: (empty|cpuid|in|out|rdmsr|wrmsr|cr0|vmcall|ipi|oneshot|timer) [0-9]+/ {
         for (i = 1; i <= NF; i++) if ($i == "bench:") { op = $(i + 1); v = $(i + 2) }
         cost[run, op] = v; if (run == "hv") order[++n] = op
     }
@@ -69,7 +71,7 @@ awk -v text="$text_size" -v rodata="$rodata_size" -v data="$data_size" -v bss="$
             op = order[k]; h = cost["hv", op]
             # VMCALL has no native form: its native figure is the empty round trip.
             nat = (op == "vmcall") ? cost["bare", "empty"] : cost["bare", op]
-            d = h - nat; b = (op == "cpuid") ? bc : (op == "vmcall") ? bv : (op == "ipi") ? bi : (op == "timer") ? btm \
+            d = h - nat; b = (op == "cpuid") ? bc : (op == "vmcall") ? bv : (op == "ipi") ? bi : (op == "timer") ? btm : (op == "oneshot") ? bo \
                 : (op == "in" || op == "out" || op == "rdmsr") ? bp : "-"
             over = (b != "-" && d > b)
             if (over) fail = 1
