@@ -302,13 +302,36 @@ FUNC vmx_run
     jbe %1
 %endmacro
 
+; The quick handlers (Swift, C ABI) get the registers a call may change in
+; *regs (the handlers use RAX, RCX, RDX; they never see RBX, RBP or
+; R12-R15, which stay live: SysV keeps them). The guest's RBX waits on the
+; stack, which stays 16-aligned for the call. Leaves rbx = regs, rdi = the
+; fast path block (the handler's argument).
+%macro QUICK_SAVE 0
+    mov [rbx + F_QUICK_REASON], eax
+    mov rbx, [rsp + 32]                 ; regs: kept by the call
+    mov [rbx + R_RSI], rsi
+    mov [rbx + R_RDI], rdi
+    mov [rbx + R_R8],  r8
+    mov [rbx + R_R9],  r9
+    mov [rbx + R_R10], r10
+    mov [rbx + R_R11], r11
+    mov rax, [rsp + 24]
+    mov [rbx + R_RAX], rax
+    mov rax, [rsp + 16]
+    mov [rbx + R_RCX], rax
+    mov rax, [rsp + 8]
+    mov [rbx + R_RDX], rax
+    mov rdi, [rsp + 40]
+%endmacro
+
 ; HOST_RIP: the VMCS setup writes this address once.
 ; The fast path first: with four guest registers on the stack it answers the
 ; null hypercall and cached CPUID leaves and resumes; I/O, MSR and
 ; preemption-timer exits go to Swift's quick handler without leaving
 ; vmx_run; anything else restores them and takes the full path back to Swift.
 global vmx_exit_entry
-extern vmx_quick_exit
+extern vmx_quick_exit, vmx_quick_timer_exit
 vmx_exit_entry:
     push rax                            ; [rsp + 24]
     push rcx                            ; [rsp + 16]
@@ -332,28 +355,13 @@ vmx_exit_entry:
     jbe .quick
     cmp eax, EXIT_PREEMPTION_TIMER
     jne .full
+    QUICK_SAVE
+    call vmx_quick_timer_exit
+    jmp .quick_back
 .quick:
-
-    ; The quick handler (Swift, C ABI) gets the registers a call may change
-    ; in *regs (the handlers use RAX, RCX, RDX; they never see RBX, RBP or
-    ; R12-R15, which stay live: SysV keeps them). The guest's RBX waits on
-    ; the stack, which stays 16-aligned for the call.
-    mov [rbx + F_QUICK_REASON], eax
-    mov rbx, [rsp + 32]                 ; regs: kept by the call
-    mov [rbx + R_RSI], rsi
-    mov [rbx + R_RDI], rdi
-    mov [rbx + R_R8],  r8
-    mov [rbx + R_R9],  r9
-    mov [rbx + R_R10], r10
-    mov [rbx + R_R11], r11
-    mov rax, [rsp + 24]
-    mov [rbx + R_RAX], rax
-    mov rax, [rsp + 16]
-    mov [rbx + R_RCX], rax
-    mov rax, [rsp + 8]
-    mov [rbx + R_RDX], rax
-    mov rdi, [rsp + 40]
+    QUICK_SAVE
     call vmx_quick_exit
+.quick_back:
     mov rsi, [rsp + 40]                 ; the fast path block
     cmp eax, QUICK_COMPLETE
     jne .quick_not_complete

@@ -133,7 +133,18 @@ extension KernelPlatform {
     mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer {
         if msr == 0x830 && routesIPIs { return x2APICICRWrite(value) }
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
+        if msr == MSR.ia32TSCDeadline.address && (value == 0 || value > guestTime) { return armTSCDeadline(value) }
         return apicMSRWrite(msr, value)
+    }
+
+    /// IA32_TSC_DEADLINE armed ahead of time or disarmed (Linux, every
+    /// tick): only the timer's state changes. `advance` has run the timer up
+    /// to now and the new deadline is later, so nothing fires: no IRR, ISR
+    /// or page to sync or store. (The model's clock moves at its next use.)
+    mutating func armTSCDeadline(_ value: UInt64) -> PlatformMSRAnswer {
+        apic.writeTSCDeadline(value)
+        cachedDeadline = apic.nextDeadline
+        return .done(0)
     }
 
     mutating func apicMSRWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer {

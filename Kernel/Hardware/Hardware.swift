@@ -113,6 +113,12 @@ func vmxQuickExit(_ block: UnsafeMutableRawPointer) -> UInt32 {
     ExitFastPath(existing: block).quickExit(Hardware(), vcpu: VCPU<KernelFrames>.self, platform: KernelPlatform.self).rawValue
 }
 
+/// The same for a VMX-preemption timer exit.
+@c(vmx_quick_timer_exit)
+func vmxQuickTimerExit(_ block: UnsafeMutableRawPointer) -> UInt32 {
+    ExitFastPath(existing: block).quickTimerExit(Hardware(), vcpu: VCPU<KernelFrames>.self, platform: KernelPlatform.self).rawValue
+}
+
 /// CPUID under a name that does not collide with the protocol requirement.
 func X86VCPU_cpuid(_ leaf: UInt32, _ subleaf: UInt32) -> (eax: UInt32, ebx: UInt32, ecx: UInt32, edx: UInt32) {
     cpuid(leaf, subleaf)

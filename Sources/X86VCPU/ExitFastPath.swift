@@ -232,4 +232,14 @@ public struct ExitFastPath {
         return v.assumingMemoryBound(to: VCPU<F>.self).pointee
             .quickExit(quickReason, hw, &typed.pointee.platform.unsafelyUnwrapped.assumingMemoryBound(to: P.self).pointee)
     }
+
+    /// The same for a preemption-timer exit (the assembly calls its own
+    /// Swift half for these, so neither half tests the reason again).
+    @inline(__always)
+    public func quickTimerExit<F: FrameAllocator, H: VMXHardware, P: GuestPlatform>(
+        _ hw: H, vcpu: VCPU<F>.Type, platform: P.Type) -> QuickExit {
+        guard let v = typed.pointee.vcpu else { return .declined }
+        return v.assumingMemoryBound(to: VCPU<F>.self).pointee
+            .quickTimerExit(hw, &typed.pointee.platform.unsafelyUnwrapped.assumingMemoryBound(to: P.self).pointee)
+    }
 }

@@ -31,13 +31,12 @@ public enum QuickExit: UInt32, Sendable {
 }
 
 extension VCPU {
-    /// Handles an I/O (not string), RDMSR, WRMSR or preemption-timer exit for the trampoline,
+    /// Handles an I/O (not string), RDMSR or WRMSR exit for the trampoline,
     /// with `platform` the one `run` entered the guest with.
     @inline(__always)  // into the trampoline's Swift half: one call fewer
     public mutating func quickExit<H: VMXHardware, P: GuestPlatform>(_ reason: UInt32, _ hw: H,
                                                                      _ platform: inout P) -> QuickExit {
         if apicVirtualized { platform.loadAPIC(from: apicPage) }   // as the run loop after every exit
-        if reason == UInt32(ExitReason.preemptionTimerExpired.rawValue) { return quickTimerExit(hw, &platform) }
         let outcome = ioOrMSRExit(reason, hw, &platform)
         guard outcome == .complete else { return outcome }
         do throws(VMXError) {
@@ -55,10 +54,12 @@ extension VCPU {
     /// processing raises it (SDM 30.6: RVI = max(RVI, the vector)), and the
     /// preemption timer counts to the next deadline. The VM entry's
     /// evaluation of pending virtual interrupts (SDM 30.2.1) delivers it.
-    /// Only with virtual-interrupt delivery.
-    @inline(__always)
-    mutating func quickTimerExit<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) -> QuickExit {
-        guard apicVirtualized, let posted = platform.postTimers(toTSC: guestTSC(hw), into: apicPage) else { return .declined }
+    /// Only with virtual-interrupt delivery (the trampoline's other handler).
+    @inline(__always)  // into the trampoline's Swift half: one call fewer
+    public mutating func quickTimerExit<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) -> QuickExit {
+        guard apicVirtualized else { return .declined }
+        platform.loadAPIC(from: apicPage)   // as the run loop after every exit
+        guard let posted = platform.postTimers(toTSC: guestTSC(hw), into: apicPage) else { return .declined }
         do throws(VMXError) {
             let vector = posted.highestVector
             if vector != 0 {
@@ -93,8 +94,8 @@ extension VCPU {
                                                                _ platform: inout P) -> QuickExit {
         do throws(VMXError) {
             let done: Bool
-            switch ExitReason(rawValue: UInt16(truncatingIfNeeded: reason)) {
-            case .ioInstruction:
+            // Tests in this order, I/O first: a switch let the compiler pick it.
+            if reason == UInt32(ExitReason.ioInstruction.rawValue) {
                 let q = IOInstructionQualification(raw: try qualification(hw))
                 guard !q.isString, let width = q.width else { return .declined }
                 if let stop = portAccess(q, width, &platform) {
@@ -102,9 +103,12 @@ extension VCPU {
                     return .completeThenLoop
                 }
                 done = true
-            case .rdmsr: done = try rdmsr(hw, &platform)
-            case .wrmsr: done = try wrmsr(hw, &platform)
-            default: return .declined
+            } else if reason == UInt32(ExitReason.rdmsr.rawValue) {
+                done = try rdmsr(hw, &platform)
+            } else if reason == UInt32(ExitReason.wrmsr.rawValue) {
+                done = try wrmsr(hw, &platform)
+            } else {
+                return .declined
             }
             if done { return .complete }
             quickAction = .resume
@@ -139,11 +143,13 @@ extension VCPU {
     }
 
     /// Whether the run loop would find nothing to do before the next entry:
-    /// no NMI, no stop, no event queued or to deliver again, the platform's
-    /// deadline the one the preemption timer counts to, and its interrupts
-    /// handed to the CPU as `prepareEntry` does (the virtual-APIC page) or
-    /// none pending.
-    /// (`deadlineArmed`: the caller has just armed the timer for it.)
+    /// no NMI, no stop, no event queued or to deliver again, and the
+    /// platform's interrupts handed to the CPU as `prepareEntry` does (the
+    /// virtual-APIC page) or none pending. A deadline the exit moved
+    /// (IA32_TSC_DEADLINE, the APIC's initial count) is armed here, as
+    /// `prepareEntry` would; one already past ends the guest's next run at
+    /// once, in a preemption-timer exit that fires it. (`deadlineArmed`: the
+    /// caller has just armed the timer.)
     @inline(__always)
     mutating func quickSettled<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P,
                                                                 deadlineArmed: Bool = false) throws(VMXError) -> Bool {
@@ -151,8 +157,14 @@ extension VCPU {
             _ = queue(.nmi)
             return false
         }
-        guard events.isEmpty, reinjection == nil, !platform.stopRequested,
-              deadlineArmed || platform.nextDeadline.map({ $0 &- tscOffset }) == platformDeadline else { return false }
+        guard events.isEmpty, reinjection == nil, !platform.stopRequested else { return false }
+        if !deadlineArmed {
+            let deadline = platform.nextDeadline.map { $0 &- tscOffset }
+            if deadline != platformDeadline {
+                platformDeadline = deadline
+                try armPreemptionTimer(hw, until: deadline)
+            }
+        }
         if apicVirtualized {
             try storeVirtualAPIC(hw, &platform)
             return true

@@ -198,6 +198,8 @@ package final class FakeHardware: VMXHardware {
     package var quickHandler: ((FakeHardware, ExitFastPath) -> QuickExit)?
     /// Quick exits that resumed the guest without returning from `enterGuest`.
     package private(set) var quickResumes = 0
+    /// Every VM entry: `entries` and the quick resumes, in order.
+    package private(set) var everyEntry: [Entry] = []
     /// The preemption timer's values the assembly wrote, one per entry or
     /// quick resume with a deadline set.
     package private(set) var preemptionTimerWrites: [UInt32] = []
@@ -307,8 +309,19 @@ package final class FakeHardware: VMXHardware {
         calls.append(.enter(resume: resume))
         if let enterError { throw enterError }
         armPreemptionTimer(fastPath)
-        func field<F: VMCSReadableField>(_ f: F) -> UInt64 { vmcs.value(f) ?? 0 }
-        entries.append(Entry(
+        entries.append(sample(resume: resume, registers, fastPath))
+        everyEntry.append(entries[entries.count - 1])
+        for kind in fastExitsPerEntry where fastPath.enabled & kind.rawValue != 0 { fastPath.countHandled(kind) }
+        // SDM 28.2 "Recording VM-Exit Information": a VM exit clears the valid
+        // bit of the VM-entry interruption-information field.
+        let info = field(VMCSFields.Control32.entryInterruptionInformation)
+        vmcs.preset(VMCSFields.Control32.entryInterruptionInformation.encoding, info & ~(1 << 31))
+        while scriptExit(&registers), quickExit(&registers, fastPath) {}
+    }
+
+    /// What the CPU uses at a VM entry, now.
+    func sample(resume: Bool, _ registers: GeneralRegisters, _ fastPath: ExitFastPath) -> Entry {
+        Entry(
             resume: resume, registers: registers,
             rip: field(VMCSFields.GuestNatural.rip), rsp: field(VMCSFields.GuestNatural.rsp),
             interruptionInformation: UInt32(field(VMCSFields.Control32.entryInterruptionInformation)),
@@ -319,13 +332,7 @@ package final class FakeHardware: VMXHardware {
             exitControls: UInt32(field(VMCSFields.Control32.primaryExitControls)),
             activityState: UInt32(field(VMCSFields.Guest32.activityState)),
             preemptionTimer: UInt32(field(VMCSFields.Guest32.preemptionTimerValue)),
-            tsc: tsc, fastPathEnabled: fastPath.enabled))
-        for kind in fastExitsPerEntry where fastPath.enabled & kind.rawValue != 0 { fastPath.countHandled(kind) }
-        // SDM 28.2 "Recording VM-Exit Information": a VM exit clears the valid
-        // bit of the VM-entry interruption-information field.
-        let info = field(VMCSFields.Control32.entryInterruptionInformation)
-        vmcs.preset(VMCSFields.Control32.entryInterruptionInformation.encoding, info & ~(1 << 31))
-        while scriptExit(&registers), quickExit(&registers, fastPath) {}
+            tsc: tsc, fastPathEnabled: fastPath.enabled)
     }
 
     private func field<F: VMCSReadableField>(_ f: F) -> UInt64 { vmcs.value(f) ?? 0 }
@@ -357,19 +364,23 @@ package final class FakeHardware: VMXHardware {
            field(VMCSFields.GuestNatural.rflags) & RFLAGS.tf.rawValue == 0 {
             let rip = field(VMCSFields.GuestNatural.rip) &+ field(VMCSFields.ReadOnly32.exitInstructionLength)
             vmcs.preset(VMCSFields.GuestNatural.rip, rip)
-            fastPath.countHandled(.quick)
-            quickResumes += 1
-            armPreemptionTimer(fastPath)
+            resumeQuickly(registers, fastPath)
             return true
         }
         if result == .resumed {
-            fastPath.countHandled(.quick)
-            quickResumes += 1
-            armPreemptionTimer(fastPath)
+            resumeQuickly(registers, fastPath)
             return true
         }
         fastPath.quickState = result.rawValue
         return false
+    }
+
+    /// The assembly's VMRESUME after a quick exit.
+    func resumeQuickly(_ registers: GeneralRegisters, _ fastPath: ExitFastPath) {
+        fastPath.countHandled(.quick)
+        quickResumes += 1
+        armPreemptionTimer(fastPath)
+        everyEntry.append(sample(resume: true, registers, fastPath))
     }
 
     /// The next scripted exit into the VMCS; false when the script ran out (a triple fault).

@@ -47,7 +47,10 @@ package struct VCPURig: ~Copyable {
     package mutating func enableQuickExits<P: GuestPlatform>(for platform: P.Type = FakePlatform.self) {
         vcpu.quickExits = true
         hw.quickHandler = { hw, fast in
-            fast.quickExit(hw, vcpu: VCPU<HostFrameAllocator>.self, platform: P.self)
+            // The assembly's two calls (Boot/vmx.asm).
+            fast.quickReason == UInt32(ExitReason.preemptionTimerExpired.rawValue)
+                ? fast.quickTimerExit(hw, vcpu: VCPU<HostFrameAllocator>.self, platform: P.self)
+                : fast.quickExit(hw, vcpu: VCPU<HostFrameAllocator>.self, platform: P.self)
         }
     }
 

@@ -44,8 +44,8 @@ import X86VCPU
             ins: rig.platform.ins, outs: rig.platform.outs,
             injected: rig.entries.map(\.interruptionInformation).filter { $0 & (1 << 31) != 0 },
             injectedAt: rig.entries.filter { $0.interruptionInformation & (1 << 31) != 0 }.map(\.rip),
-            timerFrom: rig.entries.first { $0.pinControls & timerBit != 0 }?.rip,
-            timerOn: (rig.entries.last?.pinControls ?? 0) & timerBit != 0,
+            timerFrom: rig.hw.everyEntry.first { $0.pinControls & timerBit != 0 }?.rip,
+            timerOn: (rig.hw.everyEntry.last?.pinControls ?? 0) & timerBit != 0,
             exits: rig.vcpu.statistics.totalExits)
         return (outcome, rig.entries.count, rig.hw.quickResumes)
     }
@@ -121,11 +121,13 @@ import X86VCPU
         #expect(outcome.rip == 0x1002)
     }
 
-    @Test func aDeviceNMIOrInterruptOrNewDeadlineSendsTheExitBackToTheRunLoop() throws {
-        // Each OUT sets something off that only the entry preparation
-        // delivers, at the next entry: the RIP after that OUT.
+    @Test func aDeviceNMIOrInterruptSendsTheExitBackToTheRunLoopANewDeadlineIsArmedInPlace() throws {
+        // The first two OUTs set something off that only the entry
+        // preparation delivers, at the next entry: the RIP after that OUT.
+        // The third moves the devices' deadline: the quick exit arms the
+        // preemption timer, from the same RIP as the run loop would.
         let script: [ScriptedExit] = [.out(0x10, 1), .out(0x20, 1), .out(0x30, 1), .out(0x3FF, 1), .out(0x3FF, 2)]
-        try Self.expectSameOutcome(script) { rig in
+        let (quick, _) = try Self.expectSameOutcome(script) { rig in
             rig.platform.onOut[0x10] = { $0.nmiPending = true }
             rig.platform.onOut[0x20] = { $0.pendingInterrupt = true }
             rig.platform.onOut[0x30] = { $0.deadline = 1 << 40 }
@@ -141,6 +143,7 @@ import X86VCPU
         #expect(outcome.injectedAt == [0x1001, 0x1002])
         #expect(outcome.timerFrom == 0x1003)
         #expect(outcome.timerOn)
+        #expect(quick == 3)   // the deadline's OUT and the last two
     }
 
     @Test func aStopRequestedByTheDevicesEndsTheRunAfterTheInstruction() throws {
