@@ -210,25 +210,33 @@ EXIT_PREEMPTION_TIMER equ 52
 %ifidn %2, keep
     push rcx
 %endif
+%ifnidn %1, rcx
+    mov rcx, %1
+%endif
+    call arm_preemption
+%ifidn %2, keep
+    pop rcx
+%endif
+%%done:
+%endmacro
+
+; ARM_PREEMPTION's work, with a deadline set: rcx = the block.
+arm_preemption:
     rdtsc
     shl rdx, 32
     or rax, rdx
-    mov rdx, [%1 + F_TIMER_DEADLINE]
+    mov rdx, [rcx + F_TIMER_DEADLINE]
     sub rdx, rax
     mov eax, 0
     cmovb rdx, rax
-    mov ecx, [%1 + F_TIMER_SHIFT]
+    mov ecx, [rcx + F_TIMER_SHIFT]
     shr rdx, cl
     mov eax, 0xFFFFFFFF
     cmp rdx, rax
     cmova rdx, rax
     mov eax, VMCS_PREEMPTION_TIMER
     vmwrite rax, rdx
-%ifidn %2, keep
-    pop rcx
-%endif
-%%done:
-%endmacro
+    ret
 
 ; int vmx_run(GeneralRegisters *regs, uint64 launched, ExitFastPathBlock *fast)
 ; Enters the guest with its GPRs from *regs (VMLAUNCH when launched == 0, else

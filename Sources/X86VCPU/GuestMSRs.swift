@@ -44,7 +44,7 @@ extension VCPU {
 
     /// Performs WRMSR for the guest; false for #GP.
     mutating func writeGuestMSR<H: VMXHardware>(_ hw: H, _ msr: UInt32, _ value: UInt64) throws(VMXError) -> Bool {
-        if msr == MSR.ia32EFER.address { return try writeGuestEFER(hw, value) }   // before the case-by-case tests
+        if msr == MSR.ia32EFER.address { return try writeGuestEFER(hw, value) }
         switch msr {
         case MSR.ia32PAT.address:
             // SDM 12.12.2 "IA32_PAT MSR": each entry a valid memory type.
@@ -132,9 +132,16 @@ extension VCPU {
         let lma = EFER.lma.rawValue
         guard value & ~(writable | lma) == 0 else { return false }
         let old = try hw.read(VMCSFields.Guest64.ia32EFER)
-        let cr0 = try hw.read(VMCSFields.GuestNatural.cr0)
-        if cr0 & CR0Bits.pg.rawValue != 0 && (old ^ value) & EFER.lme.rawValue != 0 { return false }
         let efer = (value & writable) | (old & lma)
+        // No VM-entry check reads SCE or NXE (SDM 27.3.1.1 "Checks on Guest
+        // Control Registers, Debug Registers, and MSRs"): with LME as it was,
+        // the entry takes this EFER exactly as it takes the guest's own.
+        if (efer ^ old) & EFER.lme.rawValue == 0 {
+            try hw.write(VMCSFields.Guest64.ia32EFER, efer)
+            return true
+        }
+        let cr0 = try hw.read(VMCSFields.GuestNatural.cr0)
+        if cr0 & CR0Bits.pg.rawValue != 0 { return false }
         let state = GuestControlState(cr0: cr0, cr3: nil, cr4: try hw.read(VMCSFields.GuestNatural.cr4), efer: efer,
                                       ia32eModeGuest: old & lma != 0)
         guard commitable(state) else { return false }
@@ -179,7 +186,9 @@ extension VCPU {
             if msr == MSR.ia32APICBase.address { apicBase = value }   // CPUID.1:EDX.APIC follows it
         case .generalProtection: return generalProtection()
         case .notMine:
-            guard try writeGuestMSR(hw, msr, value) else { return generalProtection() }
+            // EFER apart: the compiler put it last among the MSRs' tests.
+            let done = msr == MSR.ia32EFER.address ? try writeGuestEFER(hw, value) : try writeGuestMSR(hw, msr, value)
+            guard done else { return generalProtection() }
         }
         // Leaf 0xD follows IA32_XSS, leaf 1's APIC bit the APIC base.
         if mirrored != (xss, apicBase) { fastPath.invalidateCPUID() }

@@ -54,10 +54,12 @@ extension VCPU {
     /// processing raises it (SDM 30.6: RVI = max(RVI, the vector)), and the
     /// preemption timer counts to the next deadline. The VM entry's
     /// evaluation of pending virtual interrupts (SDM 30.2.1) delivers it.
-    /// Only with virtual-interrupt delivery (the trampoline's other handler).
+    /// Only with virtual-interrupt delivery (the trampoline's other handler),
+    /// and not on a vCPU a SIPI started, whose SMI blocking the run loop
+    /// clears after every exit (the VM entry would fail with it).
     @inline(__always)  // into the trampoline's Swift half: one call fewer
     public mutating func quickTimerExit<H: VMXHardware, P: GuestPlatform>(_ hw: H, _ platform: inout P) -> QuickExit {
-        guard apicVirtualized else { return .declined }
+        guard apicVirtualized, !startedBySIPI else { return .declined }
         platform.loadAPIC(from: apicPage)   // as the run loop after every exit
         guard let posted = platform.postTimers(toTSC: guestTSC(hw), into: apicPage) else { return .declined }
         do throws(VMXError) {
