@@ -140,8 +140,11 @@ extension KernelPlatform {
     /// IA32_TSC_DEADLINE armed ahead of time or disarmed (Linux, every
     /// tick): only the timer's state changes. `advance` has run the timer up
     /// to now and the new deadline is later, so nothing fires: no IRR, ISR
-    /// or page to sync or store. (The model's clock moves at its next use.)
+    /// or page to sync or store. The model's clock moves to now first: after
+    /// a WRMSR of IA32_TSC it may stand ahead of the guest's TSC, and the
+    /// new deadline would then fire at once (guest-apictest).
     mutating func armTSCDeadline(_ value: UInt64) -> PlatformMSRAnswer {
+        apic.advance(toTSC: guestTime)
         apic.writeTSCDeadline(value)
         cachedDeadline = apic.nextDeadline
         return .done(0)
