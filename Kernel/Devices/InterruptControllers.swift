@@ -133,19 +133,15 @@ extension KernelPlatform {
     mutating func msrWrite(_ msr: UInt32, _ value: UInt64) -> PlatformMSRAnswer {
         if msr == 0x830 && routesIPIs { return x2APICICRWrite(value) }
         guard hasControllers, LocalAPIC.handles(msr: msr) else { return .notMine }
-        if msr == MSR.ia32TSCDeadline.address && (value == 0 || value > guestTime) { return armTSCDeadline(value) }
+        if msr == MSR.ia32TSCDeadline.address { return tscDeadlineWrite(value) }
         return apicMSRWrite(msr, value)
     }
 
     /// IA32_TSC_DEADLINE armed ahead of time or disarmed (Linux, every
-    /// tick): only the timer's state changes. `advance` has run the timer up
-    /// to now and the new deadline is later, so nothing fires: no IRR, ISR
-    /// or page to sync or store. The model's clock moves to now first: after
-    /// a WRMSR of IA32_TSC it may stand ahead of the guest's TSC, and the
-    /// new deadline would then fire at once (guest-apictest).
-    mutating func armTSCDeadline(_ value: UInt64) -> PlatformMSRAnswer {
-        apic.advance(toTSC: guestTime)
-        apic.writeTSCDeadline(value)
+    /// tick): only the timer's state changes, so no IRR, ISR or page to sync
+    /// or store (`LocalAPIC.armTSCDeadline`); else the full write.
+    mutating func tscDeadlineWrite(_ value: UInt64) -> PlatformMSRAnswer {
+        guard apic.armTSCDeadline(value, at: guestTime) else { return apicMSRWrite(MSR.ia32TSCDeadline.address, value) }
         cachedDeadline = apic.nextDeadline
         return .done(0)
     }

@@ -59,6 +59,20 @@ extension LocalAPIC {
         expireTimer()
     }
 
+    /// WRMSR IA32_TSC_DEADLINE ahead of `tsc` (the guest's TSC now), or 0:
+    /// the clock moves to `tsc` and the deadline is armed or disarmed, and
+    /// nothing fires, so the IRR (and a virtual-APIC page) need no look.
+    /// False, with nothing changed, when the write or the clock could fire
+    /// the timer (a deadline at or before `tsc`, the timer already due):
+    /// then `advance` and `writeMSR`. The clock may move back: after a
+    /// WRMSR of IA32_TSC it stands ahead of the guest's TSC.
+    public mutating func armTSCDeadline(_ value: UInt64, at tsc: UInt64) -> Bool {
+        guard value == 0 || value > tsc, nextDeadline.map({ $0 > tsc }) ?? true else { return false }
+        now = tsc
+        writeTSCDeadline(value)
+        return true
+    }
+
     /// The current-count register: derived from the time since the count began;
     /// 0 when stopped and in TSC-deadline mode.
     @inline(__always)  // a call copied the whole APIC (~250 bytes) for each read

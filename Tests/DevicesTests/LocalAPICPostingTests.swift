@@ -87,3 +87,58 @@ import Devices
         }
     }
 }
+
+/// `armTSCDeadline` (a quick WRMSR of IA32_TSC_DEADLINE) against `writeMSR`.
+@Suite struct LocalAPICDeadlineArmingTests {
+    static func deadlineMode(now: UInt64) -> LocalAPIC {
+        var apic = lapicEnabledXAPIC()
+        apic.writeRegister(offset: APICPage.timer, value: lvtTimerTSCDeadline | 0x41)
+        apic.advance(toTSC: now)
+        return apic
+    }
+
+    @Test func aheadArmsWithoutFiringAndFiresAtTheDeadline() {
+        var apic = Self.deadlineMode(now: 1000)
+        let armed = apic.armTSCDeadline(5000, at: 1200)
+        #expect(armed)
+        #expect(apic.interruptRequest.isEmpty && apic.nextDeadline == 5000 && apic.now == 1200)
+        let read = apic.readMSR(0x6E0)
+        #expect(read == 5000)
+        apic.advance(toTSC: 4999)
+        #expect(apic.interruptRequest.isEmpty)
+        apic.advance(toTSC: 5000)
+        #expect(apic.pendingInterrupt == 0x41 && apic.nextDeadline == nil)
+        // 0 disarms.
+        let again = apic.armTSCDeadline(9000, at: 6000), disarmed = apic.armTSCDeadline(0, at: 6001)
+        #expect(again && disarmed)
+        #expect(apic.nextDeadline == nil)
+    }
+
+    /// After WRMSR IA32_TSC := 0 the guest's TSC is behind the clock: the
+    /// clock moves back with it, and a deadline in the new count waits.
+    @Test func theClockFollowsATSCThatWentBack() {
+        var apic = Self.deadlineMode(now: 50_000_000)
+        let armed = apic.armTSCDeadline(3000, at: 100)
+        #expect(armed)
+        #expect(apic.interruptRequest.isEmpty && apic.nextDeadline == 3000)
+        apic.advance(toTSC: 2999)
+        #expect(apic.interruptRequest.isEmpty)
+    }
+
+    /// What could fire is left to `writeMSR`: a deadline not ahead, or a
+    /// timer already due. Nothing changes then.
+    @Test func whatCouldFireIsDeclined() {
+        var apic = Self.deadlineMode(now: 1000)
+        let now = apic.armTSCDeadline(1000, at: 1000), past = apic.armTSCDeadline(900, at: 1000)
+        #expect(!now && !past)
+        #expect(apic.nextDeadline == nil && apic.now == 1000)
+        _ = apic.writeMSR(0x6E0, 2000)
+        let due = apic.armTSCDeadline(9000, at: 2500)   // due at 2000, not yet run
+        #expect(!due)
+        #expect(apic.nextDeadline == 2000 && apic.interruptRequest.isEmpty)
+        var model = apic                          // the full path: time first, then the write
+        model.advance(toTSC: 2500)
+        _ = model.writeMSR(0x6E0, 9000)
+        #expect(model.pendingInterrupt == 0x41 && model.nextDeadline == 9000)
+    }
+}
