@@ -69,7 +69,8 @@ extension LocalAPIC {
     public mutating func armTSCDeadline(_ value: UInt64, at tsc: UInt64) -> Bool {
         guard value == 0 || value > tsc, nextDeadline.map({ $0 > tsc }) ?? true else { return false }
         now = tsc
-        writeTSCDeadline(value)
+        // `writeTSCDeadline` without its expiry check: the deadline is ahead.
+        if mode != .disabled && timerMode == .tscDeadline { deadline = value }
         return true
     }
 

@@ -206,7 +206,18 @@ extension VCPU {
     /// value just before each entry (ARM_PREEMPTION in Boot/vmx.asm): the
     /// timer stands still in root mode. Rounded up to the timer's unit, it
     /// never ends before the deadline.
+    @inline(__always)  // the common case, a running timer's new deadline, without a call
     mutating func armPreemptionTimer<H: VMXHardware>(_ hw: H, until deadline: UInt64?) throws(VMXError) {
+        if let deadline, preemptionTimerOn, deadline != 0, deadline < UInt64.max - 0xFFFF_FFFF {
+            fastPath.timerDeadline = deadline &+ ((1 << UInt64(fastPath.timerShift)) - 1)
+            return
+        }
+        try switchPreemptionTimer(hw, until: deadline)
+    }
+
+    /// `armPreemptionTimer` when the timer goes on or off (the pin-based
+    /// control) or the deadline is at an end of the TSC's range.
+    mutating func switchPreemptionTimer<H: VMXHardware>(_ hw: H, until deadline: UInt64?) throws(VMXError) {
         guard features.preemptionTimer else { return }
         if let deadline {
             let (rounded, overflow) = deadline.addingReportingOverflow((1 << UInt64(fastPath.timerShift)) - 1)

@@ -209,10 +209,18 @@ struct DevicePlatform: GuestPlatform {
         rig.hw.tsc = deadline - ahead - 10
         rig.hw.script = [.cpuid(leaf: 0)]
         _ = rig.vcpu.run(rig.hw, &platform)
-        let entry = rig.entries[0]
-        let left = deadline - entry.tsc
-        let value = UInt64(entry.preemptionTimer)
-        #expect(value * 32 >= left && (value == 0 || (value - 1) * 32 < left), "left \(left), value \(value)")
+        func check(_ entry: FakeHardware.Entry, _ deadline: UInt64) {
+            let left = deadline - entry.tsc
+            let value = UInt64(entry.preemptionTimer)
+            #expect(value * 32 >= left && (value == 0 || (value - 1) * 32 < left), "left \(left), value \(value)")
+        }
+        check(rig.entries[0], deadline)
+        // A new deadline while the timer runs (the inlined path): the same rule.
+        let later = rig.hw.tsc + 1000 + ahead
+        platform.deadline = later
+        rig.hw.script = [.cpuid(leaf: 0)]
+        _ = rig.vcpu.run(rig.hw, &platform)
+        check(rig.entries[rig.entries.count - 1], later)
     }
 
     /// Whatever bytes lie at RIP, an MMIO exit either performs exactly one

@@ -67,6 +67,11 @@ _start:
     BENCH s_oneshot, op_oneshot
     mov dword [APIC + 0x320], LVT_DEADLINE | V_TIMER
     BENCH s_timer, op_timer
+    BENCH s_deadline, op_deadline
+    xor eax, eax                        ; disarmed again
+    xor edx, edx
+    mov ecx, 0x6E0
+    wrmsr
     cli
     cmp byte [under_hv], 0
     je .done
@@ -159,6 +164,12 @@ op_timer:                               ; IA32_TSC_DEADLINE = now + DEADLINE
     wrmsr
 .w: cmp byte [seen], 0
     je .w
+    ret
+op_deadline:                            ; IA32_TSC_DEADLINE = now + 2^32: armed ahead, as
+    rdtsc                               ; Linux does every tick, and never reached
+    inc edx
+    mov ecx, 0x6E0
+    wrmsr
     ret
 
 isr_apic:                               ; both vectors: note it, EOI
@@ -321,6 +332,7 @@ s_vmcall: db "vmcall", 0
 s_ipi:    db "ipi", 0
 s_timer:  db "timer", 0
 s_oneshot: db "oneshot", 0
+s_deadline: db "deadline", 0
 idt_descriptor:
     dw (V_TIMER + 1) * 8 - 1
     dd idt

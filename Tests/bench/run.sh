@@ -61,7 +61,7 @@ awk -v text="$text_size" -v rodata="$rodata_size" -v data="$data_size" -v bss="$
     }
     /bench: first-tsc/ { first[run] = $NF }
     /boot: entry-tsc/ { for (i = 1; i <= NF; i++) if ($i == "entry-tsc") entry = $(i + 1) }
-    /bench: (empty|cpuid|in|out|rdmsr|wrmsr|cr0|vmcall|ipi|oneshot|timer) [0-9]+/ {
+    /bench: (empty|cpuid|in|out|rdmsr|wrmsr|cr0|vmcall|ipi|oneshot|timer|deadline) [0-9]+/ {
         for (i = 1; i <= NF; i++) if ($i == "bench:") { op = $(i + 1); v = $(i + 2) }
         cost[run, op] = v; if (run == "hv") order[++n] = op
     }
