@@ -42,9 +42,14 @@ extension VCPU {
         }
     }
 
-    /// Performs WRMSR for the guest; false for #GP.
+    /// Performs WRMSR for the guest; false for #GP. EFER is tested apart
+    /// from the others: inside one function the compiler put it last.
+    @inline(__always)
     mutating func writeGuestMSR<H: VMXHardware>(_ hw: H, _ msr: UInt32, _ value: UInt64) throws(VMXError) -> Bool {
-        if msr == MSR.ia32EFER.address { return try writeGuestEFER(hw, value) }
+        msr == MSR.ia32EFER.address ? try writeGuestEFER(hw, value) : try writeOtherGuestMSR(hw, msr, value)
+    }
+
+    mutating func writeOtherGuestMSR<H: VMXHardware>(_ hw: H, _ msr: UInt32, _ value: UInt64) throws(VMXError) -> Bool {
         switch msr {
         case MSR.ia32PAT.address:
             // SDM 12.12.2 "IA32_PAT MSR": each entry a valid memory type.
@@ -186,9 +191,7 @@ extension VCPU {
             if msr == MSR.ia32APICBase.address { apicBase = value }   // CPUID.1:EDX.APIC follows it
         case .generalProtection: return generalProtection()
         case .notMine:
-            // EFER apart: the compiler put it last among the MSRs' tests.
-            let done = msr == MSR.ia32EFER.address ? try writeGuestEFER(hw, value) : try writeGuestMSR(hw, msr, value)
-            guard done else { return generalProtection() }
+            guard try writeGuestMSR(hw, msr, value) else { return generalProtection() }
         }
         // Leaf 0xD follows IA32_XSS, leaf 1's APIC bit the APIC base.
         if mirrored != (xss, apicBase) { fastPath.invalidateCPUID() }

@@ -209,18 +209,22 @@ extension VCPU {
     @inline(__always)  // the common case, a running timer's new deadline, without a call
     mutating func armPreemptionTimer<H: VMXHardware>(_ hw: H, until deadline: UInt64?) throws(VMXError) {
         if let deadline, preemptionTimerOn, deadline != 0, deadline < UInt64.max - 0xFFFF_FFFF {
-            fastPath.timerDeadline = deadline &+ ((1 << UInt64(fastPath.timerShift)) - 1)
+            fastPath.timerDeadline = deadline &+ timerUnitLessOne
             return
         }
         try switchPreemptionTimer(hw, until: deadline)
     }
+
+    /// What rounds a deadline up to the timer's unit (TSC >> shift).
+    @inline(__always)
+    var timerUnitLessOne: UInt64 { (1 << UInt64(fastPath.timerShift)) - 1 }
 
     /// `armPreemptionTimer` when the timer goes on or off (the pin-based
     /// control) or the deadline is at an end of the TSC's range.
     mutating func switchPreemptionTimer<H: VMXHardware>(_ hw: H, until deadline: UInt64?) throws(VMXError) {
         guard features.preemptionTimer else { return }
         if let deadline {
-            let (rounded, overflow) = deadline.addingReportingOverflow((1 << UInt64(fastPath.timerShift)) - 1)
+            let (rounded, overflow) = deadline.addingReportingOverflow(timerUnitLessOne)
             fastPath.timerDeadline = overflow ? UInt64.max : max(rounded, 1)
         } else {
             fastPath.timerDeadline = 0
